@@ -1,0 +1,1 @@
+"""The edge agent: badges, desk sensors and door pins on a Raspberry Pi."""

@@ -1,0 +1,1 @@
+"""The server: registry, door decisions, occupancy ingestion, billing, REST API."""
