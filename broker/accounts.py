@@ -1,0 +1,99 @@
+"""Who may connect to the broker: the server account and one account per agent.
+
+Read from a small TOML file for now (the server's registry later)::
+
+    [server]
+    username = "ruche-server"
+    password = "a long random secret"
+
+    [[agents]]
+    site = "lyon"
+    id = "door-a"
+    password = "another long random secret"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from ruche.broker.topics import ID_PATTERN
+
+MIN_PASSWORD_LENGTH = 16
+_PLACEHOLDERS = frozenset({"change-me", "changeme", "password", "secret", "ruche"})
+
+
+class AccountsError(ValueError):
+    """The accounts file is missing, unreadable or invalid; the message says where."""
+
+
+def _check_secret(value: SecretStr) -> SecretStr:
+    secret = value.get_secret_value()
+    if secret.lower() in _PLACEHOLDERS or len(secret) < MIN_PASSWORD_LENGTH:
+        raise ValueError(
+            f"password must be at least {MIN_PASSWORD_LENGTH} characters and not a placeholder "
+            "(try: python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    return value
+
+
+class ServerAccount(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = "ruche-server"
+    password: SecretStr
+
+    _secret = field_validator("password")(_check_secret)
+
+
+class AgentAccount(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    site: Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+    id: Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+    password: SecretStr
+
+    _secret = field_validator("password")(_check_secret)
+
+    @property
+    def username(self) -> str:
+        """`{site}/{agent}`: unique across sites, and never a valid server username."""
+        return f"{self.site}/{self.id}"
+
+
+class Accounts(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server: ServerAccount
+    agents: tuple[AgentAccount, ...] = ()
+
+    @field_validator("agents")
+    @classmethod
+    def _unique(cls, agents: tuple[AgentAccount, ...]) -> tuple[AgentAccount, ...]:
+        seen: set[str] = set()
+        for agent in agents:
+            if agent.username in seen:
+                raise ValueError(f"agent {agent.username} is listed twice")
+            seen.add(agent.username)
+        return agents
+
+
+def load_accounts(path: Path) -> Accounts:
+    """Read and validate an accounts file; AccountsError names the field that is wrong."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise AccountsError(f"{path}: no such file") from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise AccountsError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return Accounts.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise AccountsError(f"{path}: {problems}") from exc
