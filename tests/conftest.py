@@ -1,0 +1,400 @@
+"""The real-service test rig.
+
+Session fixtures start a real Mosquitto on Ruche's generated configuration, a
+real influxd (Debian's InfluxDB 1.x) and use or start a real PostgreSQL. Each
+test gets its own site (so its own topic prefix `ruche/v1/{site}/`, with agent
+accounts confined there by the ACL), its own InfluxDB database and its own
+PostgreSQL database. A missing binary fails the run naming the Debian package;
+nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
+from ruche.broker.acl import render_acl
+from ruche.broker.mosquitto import MosquittoError, MosquittoProcess
+from ruche.broker.mosquitto_config import render_passwd
+from ruche.broker.passwords import generate_password
+from ruche.ports import free_port
+from ruche.server.influxd import InfluxdError, InfluxdProcess
+
+_counter = itertools.count(1)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}{next(_counter)}x{secrets.token_hex(3)}"
+
+
+# --- MQTT -------------------------------------------------------------------------
+
+
+class Probe:
+    """A paho MQTT client for tests: blocking connect, subscribe and publish, and a queue
+    of what arrived."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str | None,
+        password: str | None,
+        *,
+        protocol: int = mqtt.MQTTv5,
+        client_id: str = "",
+        clean_start: bool = True,
+        session_expiry: int | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.protocol = protocol
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or unique_name("probe-"),
+            protocol=protocol,
+            **({} if protocol == mqtt.MQTTv5 else {"clean_session": clean_start}),
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.clean_start = clean_start
+        self.session_expiry = session_expiry
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.connack: ReasonCode | None = None
+        self.disconnected = threading.Event()
+        self.disconnect_reason: ReasonCode | None = None
+        self._connected = threading.Event()
+        self._subacks: dict[int, threading.Event] = {}
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        self.client.on_subscribe = self._on_subscribe
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        self.connack = reason
+        self._connected.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        self.disconnect_reason = reason
+        self.disconnected.set()
+        self._connected.set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _r: Any, _p: Any) -> None:
+        self._subacks.setdefault(mid, threading.Event()).set()
+
+    def connect(self, timeout: float = 5.0) -> ReasonCode | None:
+        """Connect and wait for CONNACK (or a refusal); return its reason code."""
+        props = None
+        if self.protocol == mqtt.MQTTv5:
+            props = Properties(PacketTypes.CONNECT)
+            if self.session_expiry is not None:
+                props.SessionExpiryInterval = self.session_expiry
+        kwargs: dict[str, Any] = {"properties": props}
+        if self.protocol == mqtt.MQTTv5:
+            kwargs["clean_start"] = self.clean_start
+        self._connected.clear()
+        self.disconnected.clear()
+        self.client.connect(self.host, self.port, keepalive=30, **kwargs)
+        self.client.loop_start()
+        assert self._connected.wait(timeout), "no CONNACK"
+        return self.connack
+
+    @property
+    def connected(self) -> bool:
+        return self.client.is_connected()
+
+    def subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0) -> None:
+        result, mid = self.client.subscribe(topic, qos=qos)
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        event = self._subacks.setdefault(mid, threading.Event())
+        assert event.wait(timeout), f"no SUBACK for {topic}"
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, *, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def take(self, count: int, timeout: float = 10.0) -> list[mqtt.MQTTMessage]:
+        """Exactly `count` messages, failing if they do not arrive within `timeout`."""
+        got: list[mqtt.MQTTMessage] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            remaining = deadline - time.monotonic()
+            try:
+                got.append(self.messages.get(timeout=max(remaining, 0.001)))
+            except queue.Empty:
+                pytest.fail(f"only {len(got)} of {count} messages arrived in {timeout} s")
+        return got
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass
+class BrokerRig:
+    """The session's Mosquitto. Accounts are added per test: the files are regenerated
+    and Mosquitto reloads them on SIGHUP, as it would for a registry change."""
+
+    process: MosquittoProcess
+    server: ServerAccount
+    agents: list[AgentAccount] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def host(self) -> str:
+        return self.process.host
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    def accounts(self) -> Accounts:
+        return Accounts(server=self.server, agents=tuple(self.agents))
+
+    def register(self, site: str, agent_ids: list[str]) -> dict[str, AgentAccount]:
+        """Add agent accounts at `site`, reload Mosquitto and wait until they can log in."""
+        new = {a: AgentAccount(site=site, id=a, password=generate_password()) for a in agent_ids}
+        with self.lock:
+            self.agents.extend(new.values())
+            files = self.process.files
+            files.passwd.write_text(render_passwd(self.accounts()), encoding="utf-8")
+            files.acl.write_text(render_acl(self.accounts()), encoding="utf-8")
+            assert self.process.pid is not None
+            os.kill(self.process.pid, signal.SIGHUP)
+        probe_account = next(iter(new.values()))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = Probe(self.host, self.port, probe_account.username,
+                          probe_account.password.get_secret_value())  # fmt: skip
+            reason = probe.connect()
+            probe.close()
+            if reason is not None and not reason.is_failure:
+                return new
+            time.sleep(0.05)
+        pytest.fail(f"Mosquitto did not load the accounts for {site}: {self.process.log_tail()}")
+
+
+def _require(binary: str, package: str, extra_paths: tuple[str, ...] = ()) -> str:
+    found = shutil.which(binary) or next((p for p in extra_paths if Path(p).exists()), None)
+    if found is None:
+        pytest.fail(
+            f"{binary} is not installed: install the Debian package {package!r} "
+            f"(apt-get install {package}; `make test` does this)",
+            pytrace=False,
+        )
+    return found
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerRig]:
+    """A real Mosquitto on Ruche's generated config, for the whole session."""
+    _require("mosquitto", "mosquitto", ("/usr/sbin/mosquitto",))
+    server = ServerAccount(password=generate_password())
+    try:
+        process = MosquittoProcess.generate(
+            tmp_path_factory.mktemp("mosquitto"), Accounts(server=server)
+        )
+        process.start()
+    except MosquittoError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield BrokerRig(process=process, server=server)
+    process.stop()
+
+
+@dataclass(frozen=True)
+class SiteRig:
+    """One test's slice of the broker: its own site (topic prefix) and agent accounts."""
+
+    site: str
+    agents: dict[str, AgentAccount]
+    broker: BrokerRig
+    probes: list[Probe]
+
+    @property
+    def prefix(self) -> str:
+        return f"ruche/v1/{self.site}/"
+
+    def connect_server(self, **kwargs: Any) -> Probe:
+        return self._connect(self.broker.server.username,
+                             self.broker.server.password.get_secret_value(), **kwargs)  # fmt: skip
+
+    def connect_agent(self, agent: str, **kwargs: Any) -> Probe:
+        account = self.agents[agent]
+        return self._connect(account.username, account.password.get_secret_value(), **kwargs)
+
+    def _connect(self, username: str, password: str, **kwargs: Any) -> Probe:
+        probe = Probe(self.broker.host, self.broker.port, username, password, **kwargs)
+        self.probes.append(probe)
+        reason = probe.connect()
+        assert reason is not None
+        assert not reason.is_failure, f"{username} refused: {reason}"
+        return probe
+
+
+@pytest.fixture
+def site(broker: BrokerRig) -> Iterator[SiteRig]:
+    """A fresh site with agents `agent-a` and `agent-b` registered on the session broker."""
+    name = unique_name("s")
+    rig = SiteRig(name, broker.register(name, ["agent-a", "agent-b"]), broker, [])
+    yield rig
+    for probe in rig.probes:
+        probe.close()
+
+
+@pytest.fixture
+def probe_factory(broker: BrokerRig) -> Iterator[Callable[..., Probe]]:
+    """Build unconnected probes to the session broker (for refused logins and the like)."""
+    made: list[Probe] = []
+
+    def make(username: str | None, password: str | None, **kwargs: Any) -> Probe:
+        probe = Probe(broker.host, broker.port, username, password, **kwargs)
+        made.append(probe)
+        return probe
+
+    yield make
+    for probe in made:
+        probe.close()
+
+
+# --- InfluxDB ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InfluxRig:
+    url: str
+    database: str
+
+    def write(self, lines: str) -> httpx.Response:
+        return httpx.post(f"{self.url}/write", params={"db": self.database, "precision": "ns"},
+                          content=lines.encode(), timeout=10)  # fmt: skip
+
+    def query(self, q: str) -> dict[str, Any]:
+        response = httpx.post(f"{self.url}/query", data={"db": self.database, "q": q}, timeout=10)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxdProcess]:
+    """A real influxd (InfluxDB 1.x) in a temporary directory, for the whole session."""
+    _require("influxd", "influxdb")
+    try:
+        process = InfluxdProcess(tmp_path_factory.mktemp("influxd"))
+        process.start()
+    except InfluxdError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def influx(influxd: InfluxdProcess) -> Iterator[InfluxRig]:
+    """A database of this test's own on the session's influxd."""
+    name = unique_name("t")
+    httpx.post(f"{influxd.url}/query", data={"q": f'CREATE DATABASE "{name}"'},
+               timeout=10).raise_for_status()  # fmt: skip
+    yield InfluxRig(influxd.url, name)
+    httpx.post(f"{influxd.url}/query", data={"q": f'DROP DATABASE "{name}"'}, timeout=10)
+
+
+# --- PostgreSQL -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+
+    def dsn(self, database: str) -> str:
+        return f"host={self.host} port={self.port} user={self.user} dbname={database}"
+
+    def url(self, database: str) -> str:
+        user = urllib.parse.quote(self.user)
+        return f"postgresql+psycopg://{user}@{self.host}:{self.port}/{database}"
+
+
+def _answers(server: PostgresServer) -> bool:
+    try:
+        with psycopg.connect(server.dsn("postgres"), connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _start_private_postgres(directory: Path) -> tuple[PostgresServer, Callable[[], None]]:
+    """initdb and pg_ctl in a temporary directory, as the `postgres` user when we are root."""
+    bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    extra = tuple(str(b / "initdb") for b in bindirs)
+    initdb = _require("initdb", "postgresql", extra)
+    pg_ctl = str(Path(initdb).with_name("pg_ctl"))
+    port = free_port()
+    data = directory / "data"
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)  # fmt: skip
+    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*run_as, pg_ctl, "-D", str(data), "-o", options, "-l",
+                    str(directory / "postgres.log"), "-w", "start"], check=True)  # fmt: skip
+
+    def stop() -> None:
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "fast", "stop"], check=False)
+
+    return PostgresServer("127.0.0.1", port, "postgres"), stop
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """The PostgreSQL at 127.0.0.1:5432 when it answers, else a private one."""
+    local = PostgresServer("127.0.0.1", 5432, "postgres")
+    if _answers(local):
+        yield local
+        return
+    server, stop = _start_private_postgres(tmp_path_factory.mktemp("postgres"))
+    try:
+        yield server
+    finally:
+        stop()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """A SQLAlchemy URL to a database of this test's own, dropped afterwards."""
+    name = unique_name("ruche_t")
+    with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield postgres.url(name)
+    with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_dsn(postgres: PostgresServer, pg_url: str) -> str:
+    """The libpq DSN of the same per-test database as `pg_url`."""
+    return postgres.dsn(pg_url.rsplit("/", 1)[1])

@@ -1,0 +1,103 @@
+"""The `ruche` command as a person runs it."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ruche.broker.mosquitto import find_mosquitto
+from ruche.ports import free_port, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+RUCHE = [sys.executable, "-m", "ruche"]
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RUCHE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+class TestBrokerConfigCommand:
+    """`ruche broker config` writes files a real Mosquitto runs with."""
+
+    def test_written_config_runs_in_mosquitto(self, tmp_path, probe_factory):
+        accounts = tmp_path / "agents.toml"
+        accounts.write_text(
+            '[server]\npassword = "server-password-long-enough"\n\n'
+            '[[agents]]\nsite = "lyon"\nid = "door-a"\npassword = "door-a-password-long-enough"\n',
+            encoding="utf-8",
+        )
+        port = free_port()
+        out = tmp_path / "broker"
+        run_as = pwd.getpwuid(os.geteuid()).pw_name
+        done = _run("broker", "config", "--accounts", str(accounts), "--out", str(out),
+                    "--port", str(port), "--run-as", run_as)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "door-a-password" not in (out / "passwd").read_text()
+        assert oct((out / "passwd").stat().st_mode & 0o777) == "0o600"
+        proc = subprocess.Popen([find_mosquitto(), "-c", str(out / "mosquitto.conf")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            assert wait_for_port("127.0.0.1", port, timeout=10)
+            probe = probe_factory("lyon/door-a", "door-a-password-long-enough")
+            probe.port = port
+            reason = probe.connect()
+            assert reason is not None
+            assert not reason.is_failure
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    def test_bad_accounts_file_names_the_field(self, tmp_path):
+        accounts = tmp_path / "agents.toml"
+        accounts.write_text(
+            '[server]\npassword = "change-me"\n\n[[agents]]\nsite = "ly on"\nid = "a"\n',
+            encoding="utf-8",
+        )
+        done = _run("broker", "config", "--accounts", str(accounts), "--out", str(tmp_path / "o"))
+        assert done.returncode == 2
+        assert "server.password" in done.stderr
+        assert "agents.0.site" in done.stderr
+        assert "agents.0.password: Field required" in done.stderr
+        assert "Traceback" not in done.stderr
+
+    def test_missing_accounts_file(self, tmp_path):
+        done = _run("broker", "config", "--accounts", str(tmp_path / "nope.toml"),
+                    "--out", str(tmp_path / "o"))  # fmt: skip
+        assert done.returncode == 2
+        assert "no such file" in done.stderr
+
+
+class TestDemoCommand:
+    """`ruche demo` starts the broker, says how to connect, and stops cleanly."""
+
+    def test_duration(self):
+        started = time.monotonic()
+        done = _run("demo", "--duration", "2")
+        assert done.returncode == 0, done.stderr
+        assert time.monotonic() - started < 30
+        assert "mosquitto_sub" in done.stdout
+        assert "broker stopped" in done.stdout
+
+    def test_ctrl_c_stops_cleanly(self):
+        port = free_port()
+        proc = subprocess.Popen([*RUCHE, "demo", "--port", str(port)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert wait_for_port("127.0.0.1", port, timeout=20)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, err
+        assert "broker stopped" in out
+        assert not wait_for_port("127.0.0.1", port, timeout=0.5), "broker is gone"
