@@ -1,0 +1,5 @@
+import sys
+
+from ruche.cli import main
+
+sys.exit(main())

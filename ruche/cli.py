@@ -1,0 +1,123 @@
+"""The `ruche` command. Subcommands import their modules lazily, so the Pi agent never loads
+the server's dependencies."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ruche import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CliError(Exception):
+    """A problem the person at the terminal can fix; printed without a traceback."""
+
+
+def _broker_config(args: argparse.Namespace) -> int:
+    from ruche.broker.accounts import AccountsError, load_accounts  # noqa: PLC0415
+    from ruche.broker.mosquitto_config import (  # noqa: PLC0415
+        BrokerOptions,
+        TlsOptions,
+        write_config,
+    )
+
+    try:
+        accounts = load_accounts(args.accounts)
+    except AccountsError as exc:
+        raise CliError(str(exc)) from exc
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise CliError("--tls-cert and --tls-key go together")
+        for path in (args.tls_cert, args.tls_key, args.tls_ca):
+            if path is not None and not path.is_file():
+                raise CliError(f"{path}: no such file")
+        tls = TlsOptions(
+            certfile=args.tls_cert.resolve(),
+            keyfile=args.tls_key.resolve(),
+            cafile=args.tls_ca.resolve() if args.tls_ca else None,
+            port=args.tls_port,
+        )
+    options = BrokerOptions(port=args.port, bind=args.bind, tls=tls, run_as=args.run_as)
+    files = write_config(args.out, accounts, options)
+    print(f"wrote {files.conf}, {files.passwd} and {files.acl} for {len(accounts.agents)} agents")
+    print(f"run it with: mosquitto -c {files.conf}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ruche.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(duration=args.duration, directory=args.dir, port=args.port)
+
+
+def _version(_: argparse.Namespace) -> int:
+    print(f"ruche {__version__}")
+    return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ruche", description="Desk occupancy and door access control for coworking spaces."
+    )
+    parser.add_argument("--version", action="version", version=f"ruche {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    broker = commands.add_parser("broker", help="the MQTT broker Ruche configures")
+    broker_commands = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
+    config = broker_commands.add_parser(
+        "config", help="write mosquitto.conf, a hashed password file and an ACL"
+    )
+    config.add_argument(
+        "--accounts", type=Path, required=True, help="TOML file with the server and agent accounts"
+    )
+    config.add_argument("--out", type=Path, required=True, help="directory to write into")
+    config.add_argument("--port", type=int, default=1883, help="plain listener port (1883)")
+    config.add_argument(
+        "--bind", default="127.0.0.1", help="plain listener address (loopback: clear passwords)"
+    )
+    config.add_argument("--tls-cert", type=Path, help="certificate for a TLS listener")
+    config.add_argument("--tls-key", type=Path, help="private key for the TLS listener")
+    config.add_argument("--tls-ca", type=Path, help="CA file for client certificates")
+    config.add_argument("--tls-port", type=int, default=8883, help="TLS listener port (8883)")
+    config.add_argument("--run-as", help="user Mosquitto keeps when started as root")
+    config.set_defaults(handler=_broker_config)
+
+    demo = commands.add_parser("demo", help="run Ruche on this machine and show it working")
+    demo.add_argument(
+        "--duration", type=_positive, help="stop after this many seconds (default: until Ctrl-C)"
+    )
+    demo.add_argument("--dir", type=Path, help="working directory (default: a temporary one)")
+    demo.add_argument("--port", type=int, help="broker port (default: a free one)")
+    demo.set_defaults(handler=_demo)
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(handler=_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except CliError as exc:
+        print(f"ruche: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
