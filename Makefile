@@ -1,0 +1,66 @@
+# The README's two commands: `make demo` and `make test`. On a fresh Debian machine
+# each installs what it needs (Debian packages with apt-get, a virtualenv with pip)
+# and then runs.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ruche-installed
+# Binary -> Debian package. Tests and the demo start these themselves.
+SYSTEM_DEPS := mosquitto:mosquitto influxd:influxdb openssl:openssl
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test check lint typecheck unit system-deps install clean
+
+demo: install
+	$(BIN)/ruche demo $(DEMO_ARGS)
+
+test: install lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Lint, types and the tests that need no service: quick feedback while editing.
+check: install lint typecheck
+	$(BIN)/pytest tests/unit -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy cannot follow setuptools' editable import hook, so it reads a view of the
+# package built from symlinks: .typecheck/ruche/{edge,server,...} -> the real folders.
+typecheck: install
+	@rm -rf .typecheck && mkdir -p .typecheck/ruche
+	@for f in ruche/*.py ruche/py.typed; do ln -s "../../$$f" .typecheck/ruche/; done
+	@ln -s ../../broker .typecheck/ruche/broker
+	@ln -s ../../edge .typecheck/ruche/edge
+	@ln -s ../../server .typecheck/ruche/server
+	@ln -s ../../dashboards .typecheck/ruche/dashboards
+	@ln -s ../../firmware-sim .typecheck/ruche/sim
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p ruche
+
+install: system-deps $(STAMP)
+
+system-deps:
+	@missing=""; \
+	for pair in $(SYSTEM_DEPS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; \
+	done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf .typecheck .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info test-artifacts
