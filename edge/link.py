@@ -1,0 +1,297 @@
+"""The agent's MQTT v5 link: sends the outbox in order, takes the server's acks, commands
+and allow-list, keeps a retained status with a last will, and reconnects with backoff.
+
+Thread model: paho's network thread runs the callbacks; one sender thread moves
+events from the outbox to the broker. Neither blocks on the other for long.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ruche import __version__
+from ruche.broker import (
+    Ack,
+    Allowlist,
+    Channel,
+    Command,
+    ContractError,
+    Status,
+    Topic,
+    decode,
+    encode,
+)
+from ruche.edge.delivery import DeliveryWindow
+from ruche.edge.outbox import Outbox
+from ruche.mqtt import publish_properties
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[Command], None]
+AllowlistHandler = Callable[[Allowlist], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkOptions:
+    """Where and how the agent connects.
+
+    window: events in flight beyond the server's ack.
+    resend_after: seconds without an ack before resending from the first unacked event.
+    status_interval: seconds between retained status updates.
+    reconnect_min, reconnect_max: backoff bounds in seconds.
+    """
+
+    site: str
+    agent: str
+    host: str
+    port: int
+    username: str
+    password: str
+    ca_file: Path | None = None
+    keepalive: int = 30
+    window: int = 500
+    resend_after: float = 5.0
+    status_interval: float = 30.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+
+
+@dataclass
+class LinkStats:
+    """Counters the agent reports and tests read."""
+
+    connects: int = 0
+    sent: int = 0
+    resends: int = 0
+    acks: int = 0
+    bad_messages: dict[str, int] = field(default_factory=dict)
+
+
+class AgentLink:
+    """One agent's connection to the broker, on top of its durable outbox."""
+
+    def __init__(
+        self,
+        options: LinkOptions,
+        outbox: Outbox,
+        *,
+        on_command: CommandHandler,
+        on_allowlist: AllowlistHandler,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.options = options
+        self.outbox = outbox
+        self.stats = LinkStats()
+        self._on_command = on_command
+        self._on_allowlist = on_allowlist
+        self._clock = clock
+        self._started = clock()
+        self._window = DeliveryWindow(
+            size=options.window, resend_after=options.resend_after, acked=outbox.acked_seq
+        )
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._sender: threading.Thread | None = None
+        self._topics = {
+            Channel.CMD: str(Topic.cmd(options.site, options.agent)),
+            Channel.ALLOWLIST: str(Topic.allowlist(options.site, options.agent)),
+            Channel.ACK: str(Topic.ack(options.site, options.agent)),
+        }
+        self._status_topic = str(Topic.status(options.site, options.agent))
+        self._client = self._build_client()
+
+    # --- public -------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
+    @property
+    def cmd_topic(self) -> str:
+        return self._topics[Channel.CMD]
+
+    def start(self) -> None:
+        """Connect in the background (retrying with backoff) and start sending."""
+        self._client.connect_async(
+            self.options.host, self.options.port, keepalive=self.options.keepalive
+        )
+        self._client.loop_start()
+        self._sender = threading.Thread(target=self._send_loop, name="outbox-sender", daemon=True)
+        self._sender.start()
+
+    def stop(self) -> None:
+        """Say goodbye (status offline) and disconnect; the outbox keeps what is unsent."""
+        self._stopping.set()
+        self.wake()
+        if self._sender is not None:
+            self._sender.join(timeout=5)
+        if self.connected:
+            info = self._client.publish(
+                self._status_topic, self._status(online=False), qos=1, retain=True
+            )
+            info.wait_for_publish(timeout=2)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def wake(self) -> None:
+        """New events are in the outbox: send them now rather than at the next poll."""
+        with self._wake:
+            self._wake.notify()
+
+    def request(self, topic: str, payload: bytes, request_id: str) -> bool:
+        """Publish a tap as an MQTT v5 request whose answer comes on our `cmd` topic.
+
+        Sent ahead of the outbox queue, because a door must not wait behind a backlog;
+        the outbox sends the same event again in order, and the server dedupes.
+        Returns False when not connected (the caller decides offline at once).
+        """
+        if not self.connected:
+            return False
+        props = publish_properties(response_topic=self.cmd_topic, correlation=request_id.encode())
+        info = self._client.publish(topic, payload, qos=1, properties=props)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    # --- paho callbacks -----------------------------------------------------------
+
+    def _build_client(self) -> mqtt.Client:
+        opts = self.options
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"agent-{opts.site}-{opts.agent}-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.username_pw_set(opts.username, opts.password)
+        if opts.ca_file is not None:
+            client.tls_set(ca_certs=str(opts.ca_file), cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(
+            min_delay=max(1, int(opts.reconnect_min)), max_delay=int(opts.reconnect_max)
+        )
+        client.max_inflight_messages_set(opts.window)
+        client.will_set(self._status_topic, self._status(online=False), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _u: object,
+        _f: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        _p: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the agent: %s", reason)
+            return
+        self.stats.connects += 1
+        for topic in self._topics.values():
+            client.subscribe(topic, qos=1)
+        client.publish(self._status_topic, self._status(online=True), qos=1, retain=True)
+        with self._wake:
+            self._window.connected(self._clock())
+            self._wake.notify()
+        log.info("connected to %s:%s", self.options.host, self.options.port)
+
+    def _on_disconnect(
+        self,
+        _c: mqtt.Client,
+        _u: object,
+        _f: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        _p: Properties | None,
+    ) -> None:
+        if not self._stopping.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            message = decode(msg.topic, msg.payload)
+        except ContractError as exc:
+            reason = exc.reason.value
+            self.stats.bad_messages[reason] = self.stats.bad_messages.get(reason, 0) + 1
+            log.warning("bad message on %s refused: %s", msg.topic, exc)
+            return
+        payload = message.payload
+        try:
+            if isinstance(payload, Ack):
+                self._take_ack(payload.seq)
+            elif isinstance(payload, Allowlist):
+                self._on_allowlist(payload)
+            elif message.topic.channel is Channel.CMD:
+                self._on_command(payload)  # type: ignore[arg-type]
+        except Exception:
+            # A handler bug must not kill paho's network thread (and with it the link).
+            log.exception("handling %s failed", msg.topic)
+
+    def _take_ack(self, seq: int) -> None:
+        self.stats.acks += 1
+        removed = self.outbox.ack(seq)
+        with self._wake:
+            progressed = self._window.ack(seq, self._clock())
+            if progressed:
+                self._wake.notify()
+        log.debug("ack %s: %s events released", seq, removed)
+
+    # --- sender -------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        next_status = self._clock() + self.options.status_interval
+        while not self._stopping.is_set():
+            with self._wake:
+                self._wake.wait(timeout=0.2)
+            if not self.connected:
+                continue
+            try:
+                self._send_some()
+                if self._clock() >= next_status:
+                    next_status = self._clock() + self.options.status_interval
+                    self._client.publish(
+                        self._status_topic, self._status(online=True), qos=1, retain=True
+                    )
+            except Exception:
+                log.exception("sending from the outbox failed; retrying")
+
+    def _send_some(self) -> None:
+        while not self._stopping.is_set() and self.connected:
+            with self._wake:
+                if self._window.stalled(self._clock()):
+                    self.stats.resends += 1
+                    log.info("no ack for %.1f s: resending from seq %s",
+                             self.options.resend_after, self._window.acked + 1)  # fmt: skip
+                room = self._window.room()
+                after = self._window.sent_upto
+            if room == 0:
+                return
+            items = self.outbox.pending(after=after, limit=min(room, 200))
+            if not items:
+                return
+            for item in items:
+                self._client.publish(item.topic, item.payload, qos=1)
+                self.stats.sent += 1
+            with self._wake:
+                self._window.sent(items[-1].seq)
+
+    def _status(self, *, online: bool) -> bytes:
+        return encode(
+            Status(
+                state="online" if online else "offline",
+                ts=datetime.now(UTC),
+                version=__version__,
+                uptime_s=max(0.0, self._clock() - self._started) if online else 0.0,
+                outbox_depth=self.outbox.depth if online else 0,
+            )
+        )
