@@ -11,6 +11,7 @@ from ruche.broker.codec import (
     decode,
     decode_payload,
     encode,
+    encode_for,
     max_bytes,
 )
 from ruche.broker.errors import ContractError, Reason
@@ -91,6 +92,7 @@ __all__ = [
     "decode",
     "decode_payload",
     "encode",
+    "encode_for",
     "everything",
     "max_bytes",
     "shared",

@@ -65,6 +65,21 @@ def encode(payload: BaseModel) -> bytes:
     return payload.model_dump_json(exclude_none=True).encode()
 
 
+def encode_for(channel: Channel, payload: BaseModel) -> bytes:
+    """`encode`, refusing a payload over the channel's size limit before it reaches a broker.
+
+    Publishers use this: Mosquitto refuses an oversized v5 publish with a PUBACK that
+    paho cannot parse, so paho would reconnect and resend it forever (docs/broker.md).
+    """
+    data = encode(payload)
+    limit = max_bytes(channel)
+    if len(data) > limit:
+        raise ContractError(
+            Reason.OVERSIZED, f"{channel} payload of {len(data)} bytes exceeds {limit}"
+        )
+    return data
+
+
 def decode_payload(channel: Channel, data: bytes | bytearray | memoryview) -> Payload:
     """Validate the bytes of one channel's payload; raise ContractError with the reason."""
     raw = bytes(data)

@@ -88,9 +88,12 @@ class EventReceiver:
         self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._connected = threading.Event()
+        self._subscriptions: set[int] = set()
 
     def start(self, timeout: float = 10.0) -> None:
+        """Connect and return once every subscription is acknowledged."""
         self._client.reconnect_delay_set(1, 2)
         self._client.connect_async(self._host, self._port)
         self._client.loop_start()
@@ -121,9 +124,19 @@ class EventReceiver:
         if rc.is_failure:
             log.warning("receiver refused: %s", rc)
             return
-        for channel in sorted(EVENT_CHANNELS):
-            client.subscribe(topic_filter(channel, site=self._site), qos=1)
-        self._connected.set()
+        with self._lock:
+            for channel in sorted(EVENT_CHANNELS):
+                _, mid = client.subscribe(topic_filter(channel, site=self._site), qos=1)
+                self._subscriptions.add(mid)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, mid: int, _r: object, _p: Properties | None
+    ) -> None:
+        with self._lock:
+            self._subscriptions.discard(mid)
+            done = not self._subscriptions
+        if done:
+            self._connected.set()
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:

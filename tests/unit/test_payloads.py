@@ -43,6 +43,7 @@ from ruche.broker import (
     decode,
     decode_payload,
     encode,
+    encode_for,
     max_bytes,
 )
 from ruche.broker.payloads import MAX_SEQ
@@ -693,3 +694,24 @@ class TestBadgeToken:
     def test_token_is_accepted_by_the_schema(self) -> None:
         token = badge_token(SITE_KEY, b"\x01\x02\x03\x04")
         assert DeskBadge(seq=1, ts=TS, mono=0.0, token=token).token == token
+
+
+class TestEncodeFor:
+    """Publishers refuse an oversized payload before it reaches the broker."""
+
+    def test_payload_within_the_limit_encodes(self) -> None:
+        assert encode_for(Channel.ACK, Ack(seq=3)) == encode(Ack(seq=3))
+
+    def test_payload_over_the_channels_limit_is_refused(self) -> None:
+        entries = tuple(
+            AllowEntry(
+                token=badge_token(SITE_KEY, i.to_bytes(4, "big")),
+                windows=(Window(start=TS, end=TS + timedelta(hours=9)),),
+            )
+            for i in range(200)
+        )
+        big = Allowlist(version=8, issued=TS, expires=TS + timedelta(days=1), entries=entries)
+        assert len(encode_for(Channel.ALLOWLIST, big)) > MAX_EVENT_BYTES
+        with pytest.raises(ContractError) as info:
+            encode_for(Channel.STATUS, big)  # a 4 KiB channel
+        assert info.value.reason is Reason.OVERSIZED

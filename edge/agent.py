@@ -1,0 +1,370 @@
+"""The edge agent: doors, badge readers and desk sensors in; the durable outbox and MQTT out.
+
+Every event is written to the outbox before anything else happens to it, then
+the link sends it and the server's ack releases it. A tap is also sent at once
+as an MQTT v5 request; if no answer comes within `request_timeout_ms` (or the
+broker is unreachable) the door decides from the cached allow-list and records
+an offline decision, which reaches the audit log when the server is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from ruche.broker import (
+    Allowlist,
+    Channel,
+    Command,
+    ContractError,
+    Deny,
+    Lockdown,
+    Presence,
+    PresenceState,
+    RawSummary,
+    Reload,
+    Tap,
+    Topic,
+    Unlock,
+    badge_token,
+    decode_payload,
+    encode,
+    encode_for,
+)
+from ruche.edge.allowlist import AllowlistIndex, FailPolicy, decide_offline
+from ruche.edge.door import DoorRules, DoorSignal
+from ruche.edge.gpio import DoorPins, GpioDoor
+from ruche.edge.link import AgentLink, LinkOptions
+from ruche.edge.outbox import Outbox, OutboxFull
+from ruche.edge.settings import AgentSettings, DoorSettings
+
+log = logging.getLogger(__name__)
+
+ALLOWLIST_FILE = "allowlist.json"
+OUTBOX_FILE = "outbox.db"
+
+
+@dataclass(frozen=True, slots=True)
+class TapOutcome:
+    """What a door did with one tap, and how it decided."""
+
+    door: str
+    allowed: bool
+    source: Literal["online", "offline"]
+    reason: str
+    seq: int | None
+    """The tap event's seq; None if the outbox refused it (full)."""
+    elapsed_s: float
+
+
+@dataclass
+class AgentStats:
+    taps_online: int = 0
+    taps_offline: int = 0
+    late_answers: int = 0
+    outbox_refused: int = 0
+    remote_unlocks: int = 0
+    unknown_doors: int = 0
+    bad_allowlists: int = 0
+
+
+@dataclass
+class _PendingTap:
+    answered: threading.Event = field(default_factory=threading.Event)
+    answer: Unlock | Deny | None = None
+
+
+class Agent:
+    """One agent process's worth of doors and desks."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        pin_factory: object | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.stats = AgentStats()
+        self._clock = clock
+        self._wall = wall
+        self._site_key = settings.site_key_bytes
+        self._policy = FailPolicy(settings.offline_policy)
+        self._timeout = settings.request_timeout_ms / 1000
+        self._pending: dict[str, _PendingTap] = {}
+        self._pending_lock = threading.Lock()
+        state = settings.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        self._allowlist_path = state / ALLOWLIST_FILE
+        self._allowlist = self._load_cached_allowlist()
+        self.outbox = Outbox(state / OUTBOX_FILE, capacity=settings.outbox_capacity)
+        mqtt = settings.mqtt
+        self.link = AgentLink(
+            LinkOptions(
+                site=settings.site,
+                agent=settings.agent,
+                host=mqtt.host,
+                port=mqtt.port,
+                username=mqtt.username,
+                password=mqtt.password.get_secret_value(),
+                ca_file=mqtt.ca_file,
+                keepalive=mqtt.keepalive,
+                resend_after=mqtt.resend_after_s,
+            ),
+            self.outbox,
+            on_command=self._on_command,
+            on_allowlist=self._on_allowlist,
+            clock=clock,
+        )
+        self._door_settings = {d.id: d for d in settings.doors}
+        self.doors: dict[str, GpioDoor] = {}
+        try:
+            for door in settings.doors:
+                self.doors[door.id] = self._open_door(door, pin_factory)
+        except BaseException:
+            self._close_doors()
+            self.outbox.close()
+            raise
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.link.start()
+        log.info(
+            "agent %s/%s started: %d doors, %d desks, %d events waiting in the outbox",
+            self.settings.site, self.settings.agent, len(self.doors),
+            len(self.settings.desks), self.outbox.depth,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.link.stop()
+        self._close_doors()
+        self.outbox.close()
+
+    @property
+    def allowlist_version(self) -> int | None:
+        """The cached allow-list's version; None until one has been received."""
+        return None if self._allowlist is None else self._allowlist.version
+
+    # --- events -------------------------------------------------------------------
+
+    def record(self, topic: Topic, make: Callable[[int], BaseModel]) -> tuple[int, bytes] | None:
+        """Store one event durably and wake the sender; returns (seq, payload bytes).
+
+        None when the outbox is full: the event is refused, counted and logged, and
+        nothing already stored is lost.
+        """
+        wire_topic = str(topic)
+        encoded: list[bytes] = []
+
+        def build(seq: int) -> tuple[str, bytes]:
+            encoded.append(encode_for(topic.channel, make(seq)))
+            return wire_topic, encoded[-1]
+
+        try:
+            seq = self.outbox.append(build)
+        except OutboxFull as exc:
+            self.stats.outbox_refused += 1
+            log.error("event on %s refused: %s", wire_topic, exc)  # noqa: TRY400 - expected state
+            return None
+        self.link.wake()
+        return seq, encoded[0]
+
+    def record_presence(
+        self,
+        desk: str,
+        state: PresenceState,
+        *,
+        confidence: float = 1.0,
+        heartbeat: bool = False,
+        sensor: Literal["radar", "pir"] = "radar",
+        raw: RawSummary | None = None,
+    ) -> int | None:
+        """A desk changed state (or a heartbeat repeats it)."""
+        topic = Topic.presence(self.settings.site, self.settings.agent, desk)
+        now, mono = self._wall(), self._clock()
+        stored = self.record(
+            topic,
+            lambda seq: Presence(seq=seq, ts=now, mono=mono, state=state, confidence=confidence,
+                                 heartbeat=heartbeat, sensor=sensor, raw=raw),
+        )  # fmt: skip
+        return None if stored is None else stored[0]
+
+    def tap(self, door_id: str, uid: bytes, reader: str) -> TapOutcome:
+        """A badge at a door: ask the server, else decide from the allow-list; act on it."""
+        started = self._clock()
+        door = self.doors.get(door_id)
+        if door is None:
+            self.stats.unknown_doors += 1
+            log.error("tap on unknown door %r", door_id)
+            return TapOutcome(door_id, False, "offline", "unknown_door", None, 0.0)
+        token = badge_token(self._site_key, uid)
+        request_id = uuid.uuid4().hex
+        pending = _PendingTap()
+        with self._pending_lock:
+            self._pending[request_id] = pending
+        try:
+            topic = Topic.tap(self.settings.site, self.settings.agent, door_id)
+            now, mono = self._wall(), self._clock()
+            stored = self.record(
+                topic,
+                lambda seq: Tap(seq=seq, ts=now, mono=mono, token=token, reader=reader,
+                                request_id=request_id),
+            )  # fmt: skip
+            seq = None if stored is None else stored[0]
+            asked = stored is not None and self.link.request(str(topic), stored[1], request_id)
+            if asked:
+                pending.answered.wait(self._timeout)
+        finally:
+            with self._pending_lock:
+                self._pending.pop(request_id, None)
+        answer = pending.answer
+        if isinstance(answer, Unlock):
+            self.stats.taps_online += 1
+            door.unlock(answer.ms)
+            return self._outcome(
+                door_id, allowed=True, source="online", reason="server", seq=seq, started=started
+            )
+        if isinstance(answer, Deny):
+            self.stats.taps_online += 1
+            return self._outcome(
+                door_id, allowed=False, source="online", reason=answer.reason, seq=seq,
+                started=started,
+            )  # fmt: skip
+        return self._decide_offline(door_id, token, seq, started)
+
+    def _decide_offline(
+        self, door_id: str, token: str, tap_seq: int | None, started: float
+    ) -> TapOutcome:
+        self.stats.taps_offline += 1
+        verdict = decide_offline(self._allowlist, token, door_id, self._wall(), self._policy)
+        if verdict.allowed:
+            self.doors[door_id].unlock(self._door_settings[door_id].unlock_ms)
+        outcome = self._outcome(
+            door_id, allowed=verdict.allowed, source="offline", reason=verdict.reason,
+            seq=tap_seq, started=started,
+        )  # fmt: skip
+        if tap_seq is not None:
+            topic = Topic.door_event(self.settings.site, self.settings.agent, door_id)
+            now, mono = self._wall(), self._clock()
+            self.record(
+                topic,
+                lambda seq: verdict.to_payload(token=token, tap_seq=tap_seq, seq=seq, ts=now,
+                                               mono=mono),
+            )  # fmt: skip
+        log.info("offline decision at %s: %s (%s)", door_id,
+                 "allowed" if verdict.allowed else "denied", verdict.reason)  # fmt: skip
+        return outcome
+
+    def _outcome(
+        self,
+        door: str,
+        *,
+        allowed: bool,
+        source: Literal["online", "offline"],
+        reason: str,
+        seq: int | None,
+        started: float,
+    ) -> TapOutcome:
+        return TapOutcome(door, allowed, source, reason, seq, self._clock() - started)
+
+    # --- doors --------------------------------------------------------------------
+
+    def _open_door(self, door: DoorSettings, pin_factory: object | None) -> GpioDoor:
+        pins = DoorPins(
+            relay_pin=door.relay_pin,
+            relay_active_high=door.relay_active_high,
+            contact_pin=door.contact_pin,
+            exit_pin=door.exit_pin,
+        )
+        rules = DoorRules(exit_ms=door.exit_ms, held_open_s=door.held_open_s)
+        return GpioDoor(
+            pins=pins,
+            rules=rules,
+            on_signal=lambda signal: self._record_door_signal(door.id, signal),
+            pin_factory=pin_factory,
+            clock=self._clock,
+        )
+
+    def _record_door_signal(self, door_id: str, signal: DoorSignal) -> None:
+        topic = Topic.door_event(self.settings.site, self.settings.agent, door_id)
+        now = self._wall()
+        self.record(topic, lambda seq: signal.to_payload(seq=seq, ts=now))
+        level = logging.WARNING if signal.kind in ("forced", "held_open") else logging.INFO
+        log.log(level, "door %s %s", door_id, signal.kind)
+
+    def _close_doors(self) -> None:
+        for door in self.doors.values():
+            door.close()
+        self.doors.clear()
+
+    # --- from the server ----------------------------------------------------------
+
+    def _on_command(self, command: Command) -> None:
+        if isinstance(command, Unlock | Deny) and command.request_id is not None:
+            with self._pending_lock:
+                pending = self._pending.get(command.request_id)
+            if pending is not None:
+                pending.answer = command
+                pending.answered.set()
+                return
+            if isinstance(command, Deny) or command.request_id:
+                self.stats.late_answers += 1
+                log.info("answer %s came after the door decided offline", command.request_id)
+                return
+        if isinstance(command, Unlock):
+            door = self.doors.get(command.door)
+            if door is None:
+                log.warning("remote unlock for unknown door %r", command.door)
+                return
+            self.stats.remote_unlocks += 1
+            door.unlock(command.ms)
+            log.info("remote unlock of %s for %d ms", command.door, command.ms)
+        elif isinstance(command, Lockdown):
+            targets = list(self.doors) if command.door is None else [command.door]
+            for door_id in targets:
+                if door_id in self.doors:
+                    self.doors[door_id].set_lockdown(active=command.active)
+            log.warning("lockdown %s on %s", "on" if command.active else "off", targets)
+        elif isinstance(command, Reload):
+            log.info("reload requested: the allow-list is re-read from the retained topic")
+
+    def _on_allowlist(self, allowlist: Allowlist) -> None:
+        self._allowlist = AllowlistIndex.build(allowlist)
+        _write_atomic(self._allowlist_path, encode(allowlist))
+        log.info("allow-list v%d: %d entries, %d revoked, expires %s", allowlist.version,
+                 len(allowlist.entries), len(allowlist.revoked), allowlist.expires)  # fmt: skip
+
+    def _load_cached_allowlist(self) -> AllowlistIndex | None:
+        try:
+            data = self._allowlist_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            payload = decode_payload(Channel.ALLOWLIST, data)
+        except ContractError as exc:
+            self.stats.bad_allowlists += 1
+            log.error("cached allow-list unreadable, ignored: %s", exc)  # noqa: TRY400
+            return None
+        assert isinstance(payload, Allowlist)  # noqa: S101 - the channel's schema says so
+        return AllowlistIndex.build(payload)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)

@@ -1,0 +1,219 @@
+"""The agent with its doors on gpiozero mock pins, against a real Mosquitto.
+
+The server is played by the stand-in receiver (which stores events and acks
+them, and answers taps when told to) or is absent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from ruche.broker import (
+    AllowEntry,
+    Allowlist,
+    Deny,
+    DoorForced,
+    DoorHeldOpen,
+    OfflineDecision,
+    Tap,
+    Topic,
+    Unlock,
+    Window,
+    badge_token,
+    encode,
+)
+from ruche.edge.agent import Agent
+from ruche.edge.gpio import DoorPins
+from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
+from ruche.sim.door import ScriptedPerson, SimDoor, force_through, walk_through
+from ruche.sim.receiver import EventReceiver
+
+pytestmark = pytest.mark.integration
+
+SITE_KEY = "00112233445566778899aabbccddeeff"
+VALID, REVOKED, UNKNOWN = b"\x04\x11\x22\x33", b"\x04\xde\xad\x01", b"\x04\x99\x99\x99"
+PINS = DoorPins(relay_pin=17, contact_pin=27, exit_pin=22)
+
+
+def token(uid: bytes) -> str:
+    return badge_token(bytes.fromhex(SITE_KEY), uid)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def door_rig(site, tmp_path) -> Iterator[tuple[Agent, SimDoor]]:
+    account = site.agents["agent-a"]
+    settings = AgentSettings(
+        site=site.site,
+        agent="agent-a",
+        site_key=SITE_KEY,
+        state_dir=tmp_path / "state",
+        mqtt=MqttSettings(
+            host=site.broker.host,
+            port=site.broker.port,
+            username=account.username,
+            password=account.password.get_secret_value(),
+            resend_after_s=1.0,
+        ),
+        doors=(
+            DoorSettings(
+                id="front",
+                relay_pin=17,
+                contact_pin=27,
+                exit_pin=22,
+                unlock_ms=2000,
+                held_open_s=1.0,
+            ),
+        ),  # fmt: skip
+        request_timeout_ms=300,
+        gpio="mock",
+    )
+    factory = MockFactory()
+    sim = SimDoor(PINS, factory=factory)  # the physical door exists before the agent boots
+    agent = Agent(settings, pin_factory=factory)
+    agent.start()
+    wait_until(lambda: agent.link.connected)
+    yield agent, sim
+    agent.stop()
+    factory.close()
+
+
+def publish_allowlist(site, agent: str = "agent-a") -> None:
+    now = datetime.now(UTC)
+    allowlist = Allowlist(
+        version=7,
+        issued=now,
+        expires=now + timedelta(hours=4),
+        entries=(
+            AllowEntry(
+                token=token(VALID),
+                windows=(Window(start=now - timedelta(hours=1), end=now + timedelta(hours=3)),),
+            ),
+            AllowEntry(
+                token=token(REVOKED),
+                windows=(Window(start=now - timedelta(hours=1), end=now + timedelta(hours=3)),),
+            ),
+        ),  # fmt: skip
+        revoked=(token(REVOKED),),
+    )
+    server = site.connect_server()
+    server.publish(str(Topic.allowlist(site.site, agent)), encode(allowlist), retain=True)
+
+
+def receiver_for(site, **kwargs) -> EventReceiver:
+    server = site.broker.server
+    receiver = EventReceiver(host=site.broker.host, port=site.broker.port,
+                             username=server.username,
+                             password=server.password.get_secret_value(), site=site.site,
+                             **kwargs)  # fmt: skip
+    receiver.start()
+    return receiver
+
+
+class TestServerSilent:
+    """With no server answering, the cached allow-list decides within 500 ms."""
+
+    def test_cached_badge_opens_and_others_do_not(self, door_rig, site):
+        agent, sim = door_rig
+        publish_allowlist(site)
+        wait_until(lambda: agent.allowlist_version == 7)
+
+        valid = agent.tap("front", VALID, "reader-1")
+        assert valid.allowed
+        assert valid.source == "offline"
+        assert valid.reason == "allowlist_ok"
+        assert valid.elapsed_s < 0.5
+        assert sim.released, "the strike is energised"
+
+        revoked = agent.tap("front", REVOKED, "reader-1")
+        unknown = agent.tap("front", UNKNOWN, "reader-1")
+        assert (revoked.allowed, revoked.reason) == (False, "revoked")
+        assert (unknown.allowed, unknown.reason) == (False, "unknown_badge")
+
+        # The server comes back: the taps and the offline decisions reach it, in order.
+        receiver = receiver_for(site)
+        try:
+            assert receiver.wait_for(6, timeout=15), receiver.stats
+            stored = [e.payload for e in receiver.snapshot()]
+            taps = [p for p in stored if isinstance(p, Tap)]
+            decisions = [p for p in stored if isinstance(p, OfflineDecision)]
+            assert [t.token for t in taps] == [token(VALID), token(REVOKED), token(UNKNOWN)]
+            assert [(d.allowed, d.reason, d.tap_seq) for d in decisions] == [
+                (True, "allowlist_ok", taps[0].seq),
+                (False, "revoked", taps[1].seq),
+                (False, "unknown_badge", taps[2].seq),
+            ]
+            assert all(d.allowlist_version == 7 for d in decisions)
+        finally:
+            receiver.stop()
+
+    def test_allowlist_survives_an_agent_restart(self, door_rig, site, tmp_path):
+        agent, _ = door_rig
+        publish_allowlist(site)
+        wait_until(lambda: agent.allowlist_version == 7)
+        assert (tmp_path / "state" / "allowlist.json").exists()
+
+
+class TestServerAnswers:
+    """An answering server decides; the agent acts on its answer."""
+
+    def test_unlock_and_deny_from_the_server(self, door_rig, site):
+        agent, sim = door_rig
+
+        def answer(_topic: Topic, tap: Tap) -> Unlock | Deny:
+            if tap.token == token(VALID):
+                return Unlock(door="front", ms=1500, request_id=tap.request_id)
+            return Deny(door="front", request_id=tap.request_id, reason="unknown_badge")
+
+        receiver = receiver_for(site, answer_taps=answer)
+        try:
+            allowed = agent.tap("front", VALID, "reader-1")
+            assert (allowed.allowed, allowed.source) == (True, "online")
+            assert sim.released
+            denied = agent.tap("front", UNKNOWN, "reader-1")
+            assert (denied.allowed, denied.source, denied.reason) == (
+                False, "online", "unknown_badge",
+            )  # fmt: skip
+            assert agent.stats.taps_offline == 0
+        finally:
+            receiver.stop()
+
+
+class TestDoorAlarms:
+    """Forced-open and held-open alarms become door events at the server."""
+
+    def test_forced_open(self, door_rig, site):
+        agent, sim = door_rig
+        receiver = receiver_for(site)
+        try:
+            ScriptedPerson(sim).run(force_through(hold_s=0.2))
+            wait_until(lambda: any(isinstance(e.payload, DoorForced)
+                                   for e in receiver.snapshot()))  # fmt: skip
+        finally:
+            receiver.stop()
+
+    def test_held_open(self, door_rig, site):
+        agent, sim = door_rig
+        receiver = receiver_for(site)
+        try:
+            agent.doors["front"].unlock(2000)
+            ScriptedPerson(sim).run(walk_through(hold_s=1.6, wait_s=2.0))
+            wait_until(lambda: len(receiver.snapshot()) >= 3)
+            kinds = [getattr(e.payload, "kind", None) for e in receiver.snapshot()]
+            assert kinds == ["opened", "held_open", "closed"]
+            held = receiver.snapshot()[1].payload
+            assert isinstance(held, DoorHeldOpen)
+            assert held.open_s >= 1.0
+        finally:
+            receiver.stop()
