@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ from ruche.edge.allowlist import AllowlistIndex, FailPolicy, decide_offline
 from ruche.edge.door import DoorRules, DoorSignal
 from ruche.edge.gpio import DoorPins, GpioDoor
 from ruche.edge.link import AgentLink, LinkOptions
+from ruche.edge.nfc import NfcReader
 from ruche.edge.outbox import Outbox, OutboxFull
 from ruche.edge.settings import AgentSettings, DoorSettings
 
@@ -128,6 +130,9 @@ class Agent:
             clock=clock,
         )
         self._door_settings = {d.id: d for d in settings.doors}
+        self.outcomes: deque[TapOutcome] = deque(maxlen=100)
+        """The latest taps and what the doors did, for diagnosis."""
+        self._readers: list[NfcReader] = []
         self.doors: dict[str, GpioDoor] = {}
         try:
             for door in settings.doors:
@@ -140,7 +145,17 @@ class Agent:
     # --- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
+        """Connect, and open every door's badge reader (NfcError names a missing one)."""
         self.link.start()
+        try:
+            for door in self.settings.doors:
+                self._readers.append(
+                    NfcReader(device=door.reader, reader_id=f"{door.id}-reader",
+                              on_tap=lambda uid, rid, d=door.id: self._read(d, uid, rid))
+                )  # fmt: skip
+        except BaseException:
+            self.stop()
+            raise
         log.info(
             "agent %s/%s started: %d doors, %d desks, %d events waiting in the outbox",
             self.settings.site, self.settings.agent, len(self.doors),
@@ -148,6 +163,9 @@ class Agent:
         )  # fmt: skip
 
     def stop(self) -> None:
+        for reader in self._readers:
+            reader.close()
+        self._readers.clear()
         self.link.stop()
         self._close_doors()
         self.outbox.close()
@@ -200,6 +218,10 @@ class Agent:
                                  heartbeat=heartbeat, sensor=sensor, raw=raw),
         )  # fmt: skip
         return None if stored is None else stored[0]
+
+    def _read(self, door_id: str, uid: bytes, reader: str) -> None:
+        outcome = self.tap(door_id, uid, reader)
+        self.outcomes.append(outcome)
 
     def tap(self, door_id: str, uid: bytes, reader: str) -> TapOutcome:
         """A badge at a door: ask the server, else decide from the allow-list; act on it."""
