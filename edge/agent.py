@@ -9,6 +9,7 @@ an offline decision, which reaches the audit log when the server is back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -151,7 +152,7 @@ class Agent:
             for door in self.settings.doors:
                 self._readers.append(
                     NfcReader(device=door.reader, reader_id=f"{door.id}-reader",
-                              on_tap=lambda uid, rid, d=door.id: self._read(d, uid, rid))
+                              on_tap=functools.partial(self._read, door.id))
                 )  # fmt: skip
         except BaseException:
             self.stop()

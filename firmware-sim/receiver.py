@@ -127,7 +127,8 @@ class EventReceiver:
         with self._lock:
             for channel in sorted(EVENT_CHANNELS):
                 _, mid = client.subscribe(topic_filter(channel, site=self._site), qos=1)
-                self._subscriptions.add(mid)
+                if mid is not None:
+                    self._subscriptions.add(mid)
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: object, mid: int, _r: object, _p: Properties | None

@@ -49,6 +49,19 @@ def _broker_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edge_run(args: argparse.Namespace) -> int:
+    from ruche.edge.nfc import NfcError  # noqa: PLC0415
+    from ruche.edge.run import run_agent  # noqa: PLC0415
+    from ruche.edge.settings import ConfigError  # noqa: PLC0415
+    from ruche.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(args.log_level)
+    try:
+        return run_agent(args.config)
+    except (ConfigError, NfcError) as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ruche.demo import run_demo  # noqa: PLC0415
 
@@ -93,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--tls-port", type=int, default=8883, help="TLS listener port (8883)")
     config.add_argument("--run-as", help="user Mosquitto keeps when started as root")
     config.set_defaults(handler=_broker_config)
+
+    edge = commands.add_parser("edge", help="the agent on a Raspberry Pi")
+    edge_commands = edge.add_subparsers(dest="edge_command", required=True, metavar="ACTION")
+    edge_run = edge_commands.add_parser("run", help="run the agent")
+    edge_run.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
+    edge_run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    edge_run.set_defaults(handler=_edge_run)
 
     demo = commands.add_parser("demo", help="run Ruche on this machine and show it working")
     demo.add_argument(
