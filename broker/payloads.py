@@ -63,6 +63,8 @@ class Status(_Payload):
     version: str = Field(default="", max_length=64)
     uptime_s: float = Field(default=0.0, ge=0)
     outbox_depth: int = Field(default=0, ge=0)
+    faults: tuple[Id, ...] = Field(default=(), max_length=64)
+    """Desks or doors whose sensor is not reporting (e.g. a radar gone silent)."""
 
 
 # --- agent -> server --------------------------------------------------------------

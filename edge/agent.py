@@ -49,7 +49,16 @@ from ruche.edge.gpio import DoorPins, GpioDoor
 from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.nfc import NfcReader
 from ruche.edge.outbox import Outbox, OutboxFull
-from ruche.edge.settings import AgentSettings, DoorSettings
+from ruche.edge.pir import PirReader
+from ruche.edge.presence import (
+    PresenceConfig,
+    PresenceEvent,
+    PresenceUpdate,
+    SensorResumed,
+    SensorSilent,
+)
+from ruche.edge.radar import RadarReader
+from ruche.edge.settings import AgentSettings, DeskSettings, DoorSettings
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +137,16 @@ class Agent:
             self.outbox,
             on_command=self._on_command,
             on_allowlist=self._on_allowlist,
+            faults=self._faults,
             clock=clock,
         )
         self._door_settings = {d.id: d for d in settings.doors}
         self.outcomes: deque[TapOutcome] = deque(maxlen=100)
         """The latest taps and what the doors did, for diagnosis."""
         self._readers: list[NfcReader] = []
+        self._desks: list[RadarReader | PirReader] = []
+        self._silent: set[str] = set()
+        self._pin_factory = pin_factory
         self.doors: dict[str, GpioDoor] = {}
         try:
             for door in settings.doors:
@@ -154,6 +167,8 @@ class Agent:
                     NfcReader(device=door.reader, reader_id=f"{door.id}-reader",
                               on_tap=functools.partial(self._read, door.id))
                 )  # fmt: skip
+            for desk in self.settings.desks:
+                self._desks.append(self._open_desk(desk))
         except BaseException:
             self.stop()
             raise
@@ -167,6 +182,9 @@ class Agent:
         for reader in self._readers:
             reader.close()
         self._readers.clear()
+        for sensor in self._desks:
+            sensor.close()
+        self._desks.clear()
         self.link.stop()
         self._close_doors()
         self.outbox.close()
@@ -301,6 +319,59 @@ class Agent:
         started: float,
     ) -> TapOutcome:
         return TapOutcome(door, allowed, source, reason, seq, self._clock() - started)
+
+    # --- desks --------------------------------------------------------------------
+
+    def _open_desk(self, desk: DeskSettings) -> RadarReader | PirReader:
+        config = PresenceConfig(
+            arrive_delay=desk.arrive_s,
+            leave_delay=desk.leave_s,
+            heartbeat_interval=desk.heartbeat_s,
+        )
+        if desk.serial is not None:
+            return RadarReader(
+                port=desk.serial,
+                desk=desk.id,
+                baudrate=desk.baudrate,
+                config=config,
+                on_event=functools.partial(self._on_presence_event, desk.id, "radar"),
+                clock=self._clock,
+            )
+        assert desk.pir_pin is not None  # noqa: S101 - DeskSettings guarantees one sensor
+        return PirReader(
+            pin=desk.pir_pin,
+            desk=desk.id,
+            config=config,
+            on_event=functools.partial(self._on_presence_event, desk.id, "pir"),
+            pin_factory=self._pin_factory,
+            clock=self._clock,
+        )
+
+    def _on_presence_event(
+        self, desk: str, sensor: Literal["radar", "pir"], event: PresenceEvent
+    ) -> None:
+        if isinstance(event, PresenceUpdate):
+            self.record_presence(
+                desk,
+                event.state,
+                confidence=event.confidence,
+                heartbeat=event.heartbeat,
+                sensor=sensor,
+                raw=event.raw,
+            )
+            if not event.heartbeat:
+                log.info("desk %s %s", desk, event.state.value)
+        elif isinstance(event, SensorSilent):
+            self._silent.add(desk)
+            self.link.announce()
+            log.warning("desk %s: sensor silent since %.1f s", desk, event.last_report_at)
+        elif isinstance(event, SensorResumed):
+            self._silent.discard(desk)
+            self.link.announce()
+            log.info("desk %s: sensor back after %.1f s", desk, event.silent_for)
+
+    def _faults(self) -> tuple[str, ...]:
+        return tuple(sorted(self._silent))
 
     # --- doors --------------------------------------------------------------------
 

@@ -90,6 +90,7 @@ class AgentLink:
         *,
         on_command: CommandHandler,
         on_allowlist: AllowlistHandler,
+        faults: Callable[[], tuple[str, ...]] = tuple,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options
@@ -97,6 +98,8 @@ class AgentLink:
         self.stats = LinkStats()
         self._on_command = on_command
         self._on_allowlist = on_allowlist
+        self._faults = faults
+        self._announce = threading.Event()
         self._clock = clock
         self._started = clock()
         self._window = DeliveryWindow(
@@ -150,6 +153,11 @@ class AgentLink:
         """New events are in the outbox: send them now rather than at the next poll."""
         with self._wake:
             self._wake.notify()
+
+    def announce(self) -> None:
+        """Publish the status now (a sensor fault appeared or cleared)."""
+        self._announce.set()
+        self.wake()
 
     def request(self, topic: str, payload: bytes, request_id: str) -> bool:
         """Publish a tap as an MQTT v5 request whose answer comes on our `cmd` topic.
@@ -257,7 +265,8 @@ class AgentLink:
                 continue
             try:
                 self._send_some()
-                if self._clock() >= next_status:
+                if self._clock() >= next_status or self._announce.is_set():
+                    self._announce.clear()
                     next_status = self._clock() + self.options.status_interval
                     self._client.publish(
                         self._status_topic, self._status(online=True), qos=1, retain=True
@@ -293,5 +302,6 @@ class AgentLink:
                 version=__version__,
                 uptime_s=max(0.0, self._clock() - self._started) if online else 0.0,
                 outbox_depth=self.outbox.depth if online else 0,
+                faults=self._faults() if online else (),
             )
         )
