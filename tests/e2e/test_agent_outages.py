@@ -111,9 +111,13 @@ def rig(tmp_path) -> Iterator[Callable[[float], tuple[Rig, Tapper]]]:
     accounts = Accounts(server=ServerAccount(password=generate_password()), agents=(agent,))
     broker = MosquittoProcess.generate(tmp_path / "broker", accounts)
     broker.start()
-    receiver = EventReceiver(host=broker.host, port=broker.port,
-                             username=accounts.server.username,
-                             password=accounts.server.password.get_secret_value(), site=SITE)  # fmt: skip
+    receiver = EventReceiver(
+        host=broker.host,
+        port=broker.port,
+        username=accounts.server.username,
+        password=accounts.server.password.get_secret_value(),
+        site=SITE,
+    )
     receiver.start()
     radars: list[PtyRadar] = []
     tappers: list[Tapper] = []
