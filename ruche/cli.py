@@ -62,6 +62,23 @@ def _edge_run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
 
 
+def _bench_edge(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from ruche.sim.agent_bench import run_agent_bench  # noqa: PLC0415
+
+    if not args.json:
+        print(f"running one agent with {args.radars} radars at 10 Hz and an NFC reader "
+              f"for {args.seconds:g} s...", flush=True)  # fmt: skip
+    result = run_agent_bench(seconds=args.seconds, radars=args.radars)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        for key, value in result.as_dict().items():
+            print(f"{key:>14}: {value}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ruche.demo import run_demo  # noqa: PLC0415
 
@@ -113,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     edge_run.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
     edge_run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     edge_run.set_defaults(handler=_edge_run)
+
+    bench = commands.add_parser("bench", help="benchmarks on this machine")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    bench_edge = bench_commands.add_parser(
+        "edge", help="CPU and memory of one agent with radars at 10 Hz and an NFC reader"
+    )
+    bench_edge.add_argument("--seconds", type=_positive, default=60.0, help="measure for (60)")
+    bench_edge.add_argument("--radars", type=int, default=4, help="radars at 10 Hz (4)")
+    bench_edge.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_edge.set_defaults(handler=_bench_edge)
 
     demo = commands.add_parser("demo", help="run Ruche on this machine and show it working")
     demo.add_argument(

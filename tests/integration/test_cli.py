@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -101,3 +102,18 @@ class TestDemoCommand:
         assert proc.returncode == 0, err
         assert "broker stopped" in out
         assert not wait_for_port("127.0.0.1", port, timeout=0.5), "broker is gone"
+
+
+class TestBenchEdgeCommand:
+    """`ruche bench edge --json` measures a real agent process and loses nothing."""
+
+    @pytest.mark.slow
+    def test_json_figures(self):
+        done = _run("bench", "edge", "--seconds", "3", "--radars", "2", "--json", timeout=120)
+        assert done.returncode == 0, done.stderr
+        figures = json.loads(done.stdout)
+        assert figures["radars"] == 2
+        assert figures["frames_per_s"] > 10, "two radars at 10 Hz were read"
+        assert figures["rss_mb"] > 0
+        assert figures["cpu_percent"] >= 0
+        assert figures["lost"] == 0
