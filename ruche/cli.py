@@ -62,6 +62,26 @@ def _edge_run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
 
 
+def _sim_run(args: argparse.Namespace) -> int:
+    from ruche.sim.scenario import ScenarioError, ScenarioPlayer, load_scenario  # noqa: PLC0415
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        raise CliError(str(exc)) from exc
+    directory = (args.dir or Path.cwd()).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    with ScenarioPlayer(scenario, directory=directory) as player:
+        for desk, link in player.radar_links().items():
+            print(f'radar {desk}: serial = "{link}"')
+        for badge in scenario.badges:
+            print(f'badges: reader = "{badge.device}" ({len(badge.taps)} taps)')
+        print(f"playing {scenario.duration:g} s at x{scenario.speed:g}; Ctrl-C stops", flush=True)
+        player.wait()
+    print("done")
+    return 0
+
+
 def _bench_edge(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
@@ -130,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     edge_run.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
     edge_run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     edge_run.set_defaults(handler=_edge_run)
+
+    sim = commands.add_parser("sim", help="the hardware in software")
+    sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
+    sim_run = sim_commands.add_parser(
+        "run", help="play a scenario file: radars on ptys, badges over nfcpy UDP"
+    )
+    sim_run.add_argument("--scenario", type=Path, required=True, help="the scenario TOML file")
+    sim_run.add_argument("--dir", type=Path, help="where pty links go (default: here)")
+    sim_run.set_defaults(handler=_sim_run)
 
     bench = commands.add_parser("bench", help="benchmarks on this machine")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
