@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -53,7 +54,7 @@ from ruche.sim.nfc import BadgeEmulator
 
 log = logging.getLogger(__name__)
 
-_TIMED = {
+_TIMED: dict[str, Callable[[float], Step]] = {
     "empty": Empty,
     "arrive": Arrive,
     "seated": Seated,
