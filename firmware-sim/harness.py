@@ -24,6 +24,7 @@ from types import TracebackType
 
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.mosquitto import MosquittoProcess
+from ruche.broker.mosquitto_config import BrokerOptions
 from ruche.broker.passwords import generate_password
 from ruche.ports import free_port
 from ruche.sim.ld2410 import Arrive, Empty, Leave, PtyRadar, Scenario, Seated
@@ -94,7 +95,13 @@ class AgentHarness:
     """Everything around one agent process, in `workdir`."""
 
     def __init__(
-        self, workdir: Path, *, radars: int = 2, seconds: float = 60.0, tap_every: float = 3.0
+        self,
+        workdir: Path,
+        *,
+        radars: int = 2,
+        seconds: float = 60.0,
+        tap_every: float = 3.0,
+        port: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.state_dir = workdir / "state"
@@ -103,7 +110,8 @@ class AgentHarness:
         self.accounts = Accounts(
             server=ServerAccount(password=generate_password()), agents=(agent,)
         )
-        self.broker = MosquittoProcess.generate(workdir / "broker", self.accounts)
+        options = None if port is None else BrokerOptions(port=port)
+        self.broker = MosquittoProcess.generate(workdir / "broker", self.accounts, options)
         self.reader = f"udp:127.0.0.1:{free_port()}"
         self.radars = [
             PtyRadar(busy_desk(seconds, seed=i), link=workdir / f"radar-{i}") for i in range(radars)

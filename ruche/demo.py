@@ -1,8 +1,11 @@
 """`ruche demo`: Ruche running on one machine, as far as it is built.
 
-Today: a Mosquitto broker on Ruche's generated configuration, a demo agent
-account announcing itself on its retained status topic, and the commands to
-watch the traffic. It stops cleanly on Ctrl-C, SIGTERM or after `--duration`.
+Today: a Mosquitto broker on Ruche's generated configuration, one agent
+(`ruche edge run`) with two simulated LD2410 desk radars on ptys and a door whose
+NFC reader sees a badge every few seconds over nfcpy's UDP driver, and the
+stand-in server that stores and acks its events. It prints how to watch the
+traffic, a progress line, and a summary; it stops cleanly on Ctrl-C, SIGTERM or
+after `--duration`.
 """
 
 from __future__ import annotations
@@ -13,23 +16,17 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from collections import Counter
 from pathlib import Path
 from types import FrameType
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from ruche import __version__
-from ruche.broker import Status, Topic, encode, everything
-from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
-from ruche.broker.mosquitto import MosquittoError, MosquittoProcess
-from ruche.broker.mosquitto_config import BrokerOptions
-from ruche.broker.passwords import generate_password
-from ruche.ports import free_port
+from ruche.broker import everything
+from ruche.broker.mosquitto import MosquittoError
+from ruche.sim.harness import AGENT, SITE, AgentHarness
 
-DEMO_SITE = "demo"
-DEMO_AGENT = "door-1"
+FOREVER_S = 7 * 24 * 3600.0
+PROGRESS_EVERY_S = 5.0
 
 
 def _say(text: str) -> None:
@@ -40,49 +37,31 @@ def run_demo(*, duration: float | None, directory: Path | None, port: int | None
     """Run until Ctrl-C, SIGTERM or `duration` seconds; return the exit status."""
     with tempfile.TemporaryDirectory(prefix="ruche-demo-") as tmp:
         workdir = (directory or Path(tmp)).resolve()
-        accounts = Accounts(
-            server=ServerAccount(password=generate_password()),
-            agents=(AgentAccount(site=DEMO_SITE, id=DEMO_AGENT, password=generate_password()),),
-        )
+        workdir.mkdir(parents=True, exist_ok=True)
+        harness = AgentHarness(workdir, radars=2, seconds=duration or FOREVER_S, port=port)
         try:
-            broker = MosquittoProcess.generate(
-                workdir / "broker", accounts, BrokerOptions(port=port or free_port())
-            )
-            broker.start()
+            harness.start()
         except MosquittoError as exc:
             print(f"ruche demo: {exc}", file=sys.stderr)  # noqa: T201
+            harness.stop()
             return 1
         try:
-            return _serve(broker, accounts, duration)
+            harness.start_agent()
+            return _serve(harness, duration)
         finally:
-            broker.stop()
-            _say("broker stopped; bye")
+            harness.stop()
+            _say("stopped the agent, the simulated hardware and the broker; bye")
 
 
-def _serve(broker: MosquittoProcess, accounts: Accounts, duration: float | None) -> int:
+def _serve(harness: AgentHarness, duration: float | None) -> int:
     stop = threading.Event()
 
     def _on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    server = accounts.server
-    agent = accounts.agents[0]
-    seen = 0
-
-    def _on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
-        nonlocal seen
-        seen += 1
-
-    watcher = _connect(broker, server.username, server.password.get_secret_value())
-    watcher.on_message = _on_message
-    watcher.subscribe(everything(), qos=1)
-    agent_client = _connect(broker, agent.username, agent.password.get_secret_value())
-    status_topic = str(Topic.status(agent.site, agent.id))
-    started = time.monotonic()
-    agent_client.publish(status_topic, _status(0.0), qos=1, retain=True)
-
-    sub = shlex.join(
+    broker, server = harness.broker, harness.accounts.server
+    watch = shlex.join(
         [
             "mosquitto_sub", "-V", "mqttv5", "-h", broker.host, "-p", str(broker.port),
             "-u", server.username, "-P", server.password.get_secret_value(),
@@ -91,44 +70,35 @@ def _serve(broker: MosquittoProcess, accounts: Accounts, duration: float | None)
     )  # fmt: skip
     _say(f"ruche {__version__} demo")
     _say(f"broker: Mosquitto on {broker.host}:{broker.port}, config in {broker.files.directory}")
-    _say(f"accounts: server {server.username!r}, agent {agent.username!r}")
-    _say(f"watch the traffic:\n  {sub}")
+    _say(f"agent:  {SITE}/{AGENT}, 2 desks (LD2410 radars on ptys), door 'front' "
+         f"(NFC reader {harness.reader}); log in {harness.workdir / 'agent.log'}")  # fmt: skip
+    _say("server: the stand-in receiver, which stores events and acks them")
+    _say(f"watch the traffic:\n  {watch}")
     _say("stop with Ctrl-C" + (f" (or wait {duration:g} s)" if duration else ""))
+    started = time.monotonic()
     try:
         deadline = None if duration is None else started + duration
         while not stop.is_set():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining = PROGRESS_EVERY_S if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
                 break
-            stop.wait(min(10.0, remaining) if remaining is not None else 10.0)
-            uptime = time.monotonic() - started
-            agent_client.publish(status_topic, _status(uptime), qos=1, retain=True)
+            if stop.wait(min(PROGRESS_EVERY_S, remaining)):
+                break
+            _say(f"{time.monotonic() - started:6.0f} s  {_counts(harness)}")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        goodbye = agent_client.publish(status_topic, _status(0.0, online=False), qos=1, retain=True)
-        goodbye.wait_for_publish(2)
-        for client in (agent_client, watcher):
-            client.disconnect()
-            client.loop_stop()
-    _say(f"summary: {seen} messages seen on {everything()} in {time.monotonic() - started:.1f} s")
+    _say(f"summary after {time.monotonic() - started:.0f} s: {_counts(harness)}")
     return 0
 
 
-def _status(uptime: float, *, online: bool = True) -> bytes:
-    return encode(
-        Status(
-            state="online" if online else "offline",
-            ts=datetime.now(UTC),
-            version=__version__,
-            uptime_s=uptime,
-        )
+def _counts(harness: AgentHarness) -> str:
+    kinds = Counter(
+        getattr(e.payload, "kind", e.topic.channel.value) for e in harness.receiver.snapshot()
     )
-
-
-def _connect(broker: MosquittoProcess, username: str, password: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.username_pw_set(username, password)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    return client
+    produced, acked = harness.outbox()
+    parts = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+    return (
+        f"{sum(kinds.values())} events stored ({parts or 'none yet'}); "
+        f"{harness.taps} badge taps; {produced - acked} waiting in the agent's outbox"
+    )
