@@ -15,11 +15,13 @@ Read from a small TOML file for now (the server's registry later)::
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from ruche.broker.passwords import hash_password_cached
 from ruche.broker.topics import ID_PATTERN
 
 MIN_PASSWORD_LENGTH = 16
@@ -97,3 +99,40 @@ def load_accounts(path: Path) -> Accounts:
             for err in exc.errors(include_url=False, include_input=False)
         )
         raise AccountsError(f"{path}: {problems}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class AgentUser:
+    """An agent as the broker sees it: where it may publish, and its password's hash."""
+
+    site: str
+    id: str
+    password_hash: str
+
+    @property
+    def username(self) -> str:
+        return f"{self.site}/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUsers:
+    """Who may connect, with hashed passwords only: what the password file and ACL need.
+
+    Built from an accounts file (`from_accounts`, hashing its clear passwords) or from
+    the server's registry, which stores only the agents' hashes.
+    """
+
+    server_username: str
+    server_hash: str
+    agents: tuple[AgentUser, ...] = ()
+
+    @classmethod
+    def from_accounts(cls, accounts: Accounts) -> BrokerUsers:
+        return cls(
+            server_username=accounts.server.username,
+            server_hash=hash_password_cached(accounts.server.password.get_secret_value()),
+            agents=tuple(
+                AgentUser(a.site, a.id, hash_password_cached(a.password.get_secret_value()))
+                for a in accounts.agents
+            ),
+        )

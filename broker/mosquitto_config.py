@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ruche.broker.accounts import Accounts
+from ruche.broker.accounts import Accounts, BrokerUsers
 from ruche.broker.acl import render_acl
 from ruche.broker.codec import MAX_ALLOWLIST_BYTES
-from ruche.broker.passwords import hash_password_cached
 
 CONF_NAME = "mosquitto.conf"
 PASSWD_NAME = "passwd"  # noqa: S105 - a file name, not a password
@@ -148,16 +147,17 @@ def render_conf(options: BrokerOptions, *, passwd: Path, acl: Path, data: Path) 
     return "\n".join(lines) + "\n"
 
 
-def render_passwd(accounts: Accounts) -> str:
+def render_passwd(accounts: Accounts | BrokerUsers) -> str:
     """The password file: one `username:$7$...` line per account, hashed, never clear."""
-    entries = [(accounts.server.username, accounts.server.password)]
-    entries += [(a.username, a.password) for a in accounts.agents]
-    return "".join(
-        f"{user}:{hash_password_cached(secret.get_secret_value())}\n" for user, secret in entries
-    )
+    users = accounts if isinstance(accounts, BrokerUsers) else BrokerUsers.from_accounts(accounts)
+    entries = [(users.server_username, users.server_hash)]
+    entries += [(a.username, a.password_hash) for a in users.agents]
+    return "".join(f"{user}:{digest}\n" for user, digest in entries)
 
 
-def write_config(out: Path, accounts: Accounts, options: BrokerOptions) -> BrokerFiles:
+def write_config(
+    out: Path, accounts: Accounts | BrokerUsers, options: BrokerOptions
+) -> BrokerFiles:
     """Write mosquitto.conf, passwd and acl into `out` (created if needed), and a data dir."""
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,11 @@ the server's dependencies."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ruche import __version__
 
@@ -17,18 +19,43 @@ class CliError(Exception):
     """A problem the person at the terminal can fix; printed without a traceback."""
 
 
+def _broker_users(args: argparse.Namespace) -> object:
+    """The accounts to configure: from an accounts file, or from the server's registry."""
+    if (args.accounts is None) == (args.server_config is None):
+        raise CliError("give exactly one of --accounts FILE or --server-config FILE")
+    if args.accounts is not None:
+        from ruche.broker.accounts import AccountsError, load_accounts  # noqa: PLC0415
+
+        try:
+            return load_accounts(args.accounts)
+        except AccountsError as exc:
+            raise CliError(str(exc)) from exc
+    from ruche.server.admin import broker_users  # noqa: PLC0415
+    from ruche.server.errors import DomainError  # noqa: PLC0415
+    from ruche.server.settings import ServerConfigError, load_server_settings  # noqa: PLC0415
+
+    try:
+        settings = load_server_settings(args.server_config)
+        return broker_users(
+            settings.database_url,
+            server_username=settings.mqtt.username,
+            server_password=settings.mqtt.password.get_secret_value(),
+        )
+    except (ServerConfigError, DomainError) as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _broker_config(args: argparse.Namespace) -> int:
-    from ruche.broker.accounts import AccountsError, load_accounts  # noqa: PLC0415
+    from ruche.broker.accounts import Accounts, BrokerUsers  # noqa: PLC0415
     from ruche.broker.mosquitto_config import (  # noqa: PLC0415
         BrokerOptions,
         TlsOptions,
         write_config,
     )
 
-    try:
-        accounts = load_accounts(args.accounts)
-    except AccountsError as exc:
-        raise CliError(str(exc)) from exc
+    accounts = _broker_users(args)
+    if not isinstance(accounts, Accounts | BrokerUsers):  # pragma: no cover - by construction
+        raise CliError("no accounts")
     tls = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
@@ -60,6 +87,66 @@ def _edge_run(args: argparse.Namespace) -> int:
         return run_agent(args.config)
     except (ConfigError, NfcError) as exc:
         raise CliError(str(exc)) from exc
+
+
+def _database(args: argparse.Namespace) -> str:
+    from ruche.server.db import DEFAULT_URL  # noqa: PLC0415
+
+    return str(args.database or os.environ.get("RUCHE_DATABASE_URL") or DEFAULT_URL)
+
+
+def _server_migrate(args: argparse.Namespace) -> int:
+    from ruche.server.db import run_migrations  # noqa: PLC0415
+
+    url = _database(args)
+    run_migrations(url)
+    print(f"database {url} is at the latest schema")
+    return 0
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from ruche.server import admin  # noqa: PLC0415
+    from ruche.server.errors import DomainError  # noqa: PLC0415
+    from ruche.server.models import Role  # noqa: PLC0415
+
+    url = _database(args)
+    try:
+        match args.admin_command:
+            case "key":
+                secret = admin.create_api_key(url, role=Role(args.role), name=args.name,
+                                              site=args.site, member_email=args.member)  # fmt: skip
+                print(f"API key for {args.role} {args.name!r} (shown once, store it now):")
+                print(secret)
+            case "site":
+                site_id = admin.add_site(url, slug=args.slug, name=args.name,
+                                         timezone=args.timezone)  # fmt: skip
+                print(f"site {args.slug} created (id {site_id})")
+            case "member":
+                member_id = admin.add_member(url, name=args.name, email=args.email)
+                print(f"member {args.email} created (id {member_id})")
+            case "badge":
+                uid = _hex(args.uid)
+                token = admin.enrol_badge(url, member_email=args.member, site=args.site, uid=uid)
+                print(f"badge enrolled for {args.member}: token {token} (the UID is not stored)")
+            case "agent":
+                provision = admin.add_agent(url, site=args.site, agent=args.id)
+                print("# agent.toml for this agent (contains secrets: shown once)")
+                print(provision.agent_toml(host=args.broker_host, port=args.broker_port))
+                print(
+                    "# then regenerate the broker config: ruche broker config --server-config ..."
+                )
+            case _:  # pragma: no cover - argparse requires one of the above
+                raise CliError(f"unknown admin command {args.admin_command}")
+    except DomainError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        raise CliError(f"UID {text!r} is not hex (e.g. 04:a2:2b:1a or 04a22b1a)") from None
 
 
 def _sim_run(args: argparse.Namespace) -> int:
@@ -117,20 +204,25 @@ def _positive(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ruche", description="Desk occupancy and door access control for coworking spaces."
-    )
-    parser.add_argument("--version", action="version", version=f"ruche {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+if TYPE_CHECKING:
+    # argparse names no public type for the object add_subparsers returns.
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+DATABASE_HELP = "SQLAlchemy URL (default: $RUCHE_DATABASE_URL or sqlite:///ruche.db)"
 
+
+def _add_broker(commands: Subparsers) -> None:
     broker = commands.add_parser("broker", help="the MQTT broker Ruche configures")
     broker_commands = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
     config = broker_commands.add_parser(
         "config", help="write mosquitto.conf, a hashed password file and an ACL"
     )
     config.add_argument(
-        "--accounts", type=Path, required=True, help="TOML file with the server and agent accounts"
+        "--accounts", type=Path, help="TOML file with the server and agent accounts"
+    )
+    config.add_argument(
+        "--server-config",
+        type=Path,
+        help="or: the server's TOML config; agents come from its registry",
     )
     config.add_argument("--out", type=Path, required=True, help="directory to write into")
     config.add_argument("--port", type=int, default=1883, help="plain listener port (1883)")
@@ -144,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--run-as", help="user Mosquitto keeps when started as root")
     config.set_defaults(handler=_broker_config)
 
+
+def _add_edge(commands: Subparsers) -> None:
     edge = commands.add_parser("edge", help="the agent on a Raspberry Pi")
     edge_commands = edge.add_subparsers(dest="edge_command", required=True, metavar="ACTION")
     edge_run = edge_commands.add_parser("run", help="run the agent")
@@ -151,6 +245,45 @@ def build_parser() -> argparse.ArgumentParser:
     edge_run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     edge_run.set_defaults(handler=_edge_run)
 
+
+def _add_server(commands: Subparsers) -> None:
+    server = commands.add_parser("server", help="the server")
+    server_commands = server.add_subparsers(dest="server_command", required=True, metavar="ACTION")
+    migrate = server_commands.add_parser("migrate", help="bring the database to the latest schema")
+    migrate.add_argument("--database", help=DATABASE_HELP)
+    migrate.set_defaults(handler=_server_migrate)
+
+
+def _add_admin(commands: Subparsers) -> None:
+    admin = commands.add_parser("admin", help="the first admin key, sites, members, badges, agents")
+    admin.add_argument("--database", help=DATABASE_HELP)
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
+    key = admin_commands.add_parser("key", help="create an API key (the secret is shown once)")
+    key.add_argument("--role", choices=["admin", "manager", "member"], required=True)
+    key.add_argument("--name", default="", help="what the key is for")
+    key.add_argument("--site", help="a manager's site (slug)")
+    key.add_argument("--member", help="a member key's member (email)")
+    site = admin_commands.add_parser("site", help="add a site")
+    site.add_argument("--slug", required=True, help="its id in MQTT topics, e.g. lyon")
+    site.add_argument("--name", required=True)
+    site.add_argument("--timezone", required=True, help="IANA name, e.g. Europe/Paris")
+    member = admin_commands.add_parser("member", help="add a member")
+    member.add_argument("--name", required=True)
+    member.add_argument("--email", required=True)
+    badge = admin_commands.add_parser("badge", help="enrol a badge for a member at a site")
+    badge.add_argument("--member", required=True, help="the member's email")
+    badge.add_argument("--site", required=True, help="the site (slug) whose key hashes the UID")
+    badge.add_argument("--uid", required=True, help="the card UID in hex")
+    agent = admin_commands.add_parser("agent", help="register an agent and print its agent.toml")
+    agent.add_argument("--site", required=True)
+    agent.add_argument("--id", required=True, help="the agent id, e.g. door-a")
+    agent.add_argument("--broker-host", default="127.0.0.1", help="for the printed config")
+    agent.add_argument("--broker-port", type=int, default=8883, help="for the printed config")
+    for sub in (key, site, member, badge, agent):
+        sub.set_defaults(handler=_admin)
+
+
+def _add_sim(commands: Subparsers) -> None:
     sim = commands.add_parser("sim", help="the hardware in software")
     sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
     sim_run = sim_commands.add_parser(
@@ -160,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim_run.add_argument("--dir", type=Path, help="where pty links go (default: here)")
     sim_run.set_defaults(handler=_sim_run)
 
+
+def _add_bench(commands: Subparsers) -> None:
     bench = commands.add_parser("bench", help="benchmarks on this machine")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
     bench_edge = bench_commands.add_parser(
@@ -170,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_edge.add_argument("--json", action="store_true", help="print one JSON object")
     bench_edge.set_defaults(handler=_bench_edge)
 
+
+def _add_demo(commands: Subparsers) -> None:
     demo = commands.add_parser("demo", help="run Ruche on this machine and show it working")
     demo.add_argument(
         "--duration", type=_positive, help="stop after this many seconds (default: until Ctrl-C)"
@@ -178,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, help="broker port (default: a free one)")
     demo.set_defaults(handler=_demo)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ruche", description="Desk occupancy and door access control for coworking spaces."
+    )
+    parser.add_argument("--version", action="version", version=f"ruche {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_broker, _add_edge, _add_server, _add_admin, _add_sim, _add_bench, _add_demo):
+        add(commands)
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)
     return parser

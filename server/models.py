@@ -208,6 +208,8 @@ class Agent(Base):
     site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="RESTRICT"))
     slug: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     """The agent id in MQTT topics and its broker account name."""
+    mqtt_password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    """Mosquitto's `$7$` hash of the agent's broker password; None until one is issued."""
 
 
 class Desk(Base):

@@ -42,6 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ruche.broker.passwords import generate_password, hash_password
 from ruche.broker.tokens import MIN_SITE_KEY_BYTES, badge_token
 from ruche.broker.topics import ID_PATTERN
 from ruche.server.errors import Conflict, Invalid, NotFound
@@ -283,6 +284,17 @@ def create_agent(session: Session, *, site_id: int, slug: str) -> Agent:
     with _savepoint(session, f"agent {slug!r} already exists at site {site_id}"):
         session.add(agent)
     return agent
+
+
+def issue_agent_password(session: Session, agent_id: int) -> str:
+    """Give an agent a new random broker password; returns it (the only time it is seen).
+
+    Only Mosquitto's hash is stored; `ruche broker config` writes it to the password file.
+    """
+    agent = get(session, Agent, agent_id)
+    password = generate_password()
+    agent.mqtt_password_hash = hash_password(password)
+    return password
 
 
 def list_agents(session: Session, site_id: int | None = None) -> list[Agent]:

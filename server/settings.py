@@ -1,0 +1,109 @@
+"""The server's configuration: one TOML file, overridable by `RUCHE_...` environment variables.
+
+```toml
+database_url = "postgresql+psycopg://ruche@db/ruche"   # default: sqlite:///ruche.db
+
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+username = "ruche-server"
+password = "..."
+
+[http]
+host = "127.0.0.1"
+port = 8000
+```
+
+`RUCHE_DATABASE_URL=...` or `RUCHE_MQTT__PASSWORD=...` override the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ruche.server.db import DEFAULT_URL
+
+_PLACEHOLDERS = frozenset({"change-me", "changeme", "password", "secret"})
+
+
+class ServerConfigError(ValueError):
+    """The server's configuration is invalid; the message names each field and why."""
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerMqtt(_Group):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str = Field(default="ruche-server", min_length=1)
+    password: SecretStr
+    ca_file: Path | None = None
+    keepalive: int = Field(default=30, ge=5, le=600)
+
+    @field_validator("password")
+    @classmethod
+    def _not_placeholder(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().lower() in _PLACEHOLDERS:
+            raise ValueError("is a placeholder: set the server's real broker password")
+        return value
+
+
+class ServerHttp(_Group):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+class ServerSettings(BaseSettings):
+    """Everything one server process needs; built in main(), never at import time."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUCHE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    database_url: str = DEFAULT_URL
+    mqtt: ServerMqtt
+    http: ServerHttp = ServerHttp()
+    unlock_ms: int = Field(default=3000, ge=100, le=60_000)
+    """How long an allowed tap releases the strike."""
+    allowlist_hours: float = Field(default=24.0, gt=0, le=24 * 14)
+    """How far ahead the agents' cached allow-lists reach (and when they expire)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003 - signature set by pydantic-settings
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init data; the environment overrides them.
+        return (env_settings, init_settings)
+
+
+def load_server_settings(path: Path | None) -> ServerSettings:
+    """Read the server's TOML config (if any) and RUCHE_ overrides; errors name each field."""
+    data: dict[str, object] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ServerConfigError(f"{path}: no such config file") from exc
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ServerConfigError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return ServerSettings(**data)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise ServerConfigError(
+            f"{path or 'environment'}: invalid server configuration:\n{problems}"
+        ) from exc
