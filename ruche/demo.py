@@ -35,6 +35,23 @@ def _say(text: str) -> None:
 
 def run_demo(*, duration: float | None, directory: Path | None, port: int | None) -> int:
     """Run until Ctrl-C, SIGTERM or `duration` seconds; return the exit status."""
+    # Handlers first: a Ctrl-C while things start must still stop everything cleanly.
+    stop = threading.Event()
+
+    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(stop, duration=duration, directory=directory, port=port)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(
+    stop: threading.Event, *, duration: float | None, directory: Path | None, port: int | None
+) -> int:
     with tempfile.TemporaryDirectory(prefix="ruche-demo-") as tmp:
         workdir = (directory or Path(tmp)).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
@@ -46,20 +63,16 @@ def run_demo(*, duration: float | None, directory: Path | None, port: int | None
             harness.stop()
             return 1
         try:
-            harness.start_agent()
-            return _serve(harness, duration)
+            if not stop.is_set():
+                harness.start_agent()
+                _serve(harness, duration, stop)
+            return 0
         finally:
             harness.stop()
             _say("stopped the agent, the simulated hardware and the broker; bye")
 
 
-def _serve(harness: AgentHarness, duration: float | None) -> int:
-    stop = threading.Event()
-
-    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+def _serve(harness: AgentHarness, duration: float | None, stop: threading.Event) -> None:
     broker, server = harness.broker, harness.accounts.server
     watch = shlex.join(
         [
@@ -76,20 +89,13 @@ def _serve(harness: AgentHarness, duration: float | None) -> int:
     _say(f"watch the traffic:\n  {watch}")
     _say("stop with Ctrl-C" + (f" (or wait {duration:g} s)" if duration else ""))
     started = time.monotonic()
-    try:
-        deadline = None if duration is None else started + duration
-        while not stop.is_set():
-            remaining = PROGRESS_EVERY_S if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if stop.wait(min(PROGRESS_EVERY_S, remaining)):
-                break
-            _say(f"{time.monotonic() - started:6.0f} s  {_counts(harness)}")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    deadline = None if duration is None else started + duration
+    while not stop.is_set():
+        remaining = PROGRESS_EVERY_S if deadline is None else deadline - time.monotonic()
+        if remaining <= 0 or stop.wait(min(PROGRESS_EVERY_S, remaining)):
+            break
+        _say(f"{time.monotonic() - started:6.0f} s  {_counts(harness)}")
     _say(f"summary after {time.monotonic() - started:.0f} s: {_counts(harness)}")
-    return 0
 
 
 def _counts(harness: AgentHarness) -> str:
