@@ -1,0 +1,502 @@
+"""The door decision worker: answers tap requests over MQTT v5, audits them, sends commands.
+
+```python
+worker = DoorWorker(sessions, MqttOptions(host="127.0.0.1", port=1883,
+                                          username="ruche-server", password=secret))
+worker.start()                                   # connected and subscribed on return
+worker.send("lyon", "door-a", Unlock(door="front", ms=3000))   # CommandSender
+worker.site_changed("lyon")                      # RegistryListener: forget cached facts
+worker.stop()
+```
+
+A tap is an MQTT v5 request (docs/contract.md): its response topic is the agent's own
+`cmd` topic and its correlation data the tap's `request_id`. For each one the worker
+reads the facts (`FactsCache`: an in-memory snapshot per site), decides with the pure
+`decide_access`, publishes `Unlock` (the door's unlock time) or `Deny` (with the reason)
+to the response topic with the correlation data echoed, and only then hands the audit
+row to a writer thread, which appends rows in batches (one transaction per batch), so a
+tap never waits on a disk write.
+
+- Taps are consumed through a shared subscription (`$share/ruche-doors/...`): several
+  workers, in one process or several against one PostgreSQL, split the load.
+- A tap without a response topic is the agent's outbox sending the same event again in
+  order: it is not answered (the door decided long ago), only counted.
+- A response topic other than the tapping agent's own `cmd` topic is refused: the server
+  account may publish anywhere, an agent must not steer it.
+- A bad payload is counted by its contract reason and logged; the worker carries on.
+- A tap at a door the agent does not drive is denied with `unknown_door`.
+- When the facts cannot be read (the database is down), the tap is left unanswered and
+  counted in `errors`: the agent then decides from its cached allow-list and reports an
+  offline decision, which is better than refusing every member for a server fault.
+- Answers and commands carry an MQTT v5 Message Expiry Interval (`command_expiry_s`),
+  so an unlock queued for an agent that is offline is never executed minutes later.
+- Anti-passback state (a member's last direction through an anti-passback door, reset at
+  the site's local midnight) is kept in memory from this worker's own decisions, seeded
+  from the audit log. The registry has no areas, so a door is its own area.
+- Every allow-list this worker sees on the broker invalidates that site's cached facts:
+  that is how a change made in another process reaches this one within a second.
+
+What is not durable: an online decision's audit row is written a few milliseconds after
+the answer; if the process dies in between, that row is lost (the tap event itself is
+kept by the agent's outbox until the event store acknowledges it).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import ssl
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.orm import Session, sessionmaker
+
+from ruche.broker import (
+    Channel,
+    Command,
+    ContractError,
+    Deny,
+    Tap,
+    Topic,
+    Unlock,
+    decode,
+    encode_for,
+    shared,
+    topic_filter,
+)
+from ruche.mqtt import publish_properties
+from ruche.server import audit
+from ruche.server.access import AccessFacts, Decision, Direction, Reason, decide_access
+from ruche.server.errors import NotFound
+from ruche.server.facts import (
+    FactsCache,
+    access_request,
+    load_last_direction,
+    local_midnight,
+    with_direction,
+)
+from ruche.server.models import AuditKind, AuditSource
+
+__all__ = [
+    "DEFAULT_UNLOCK_MS",
+    "DoorStats",
+    "DoorWorker",
+    "MqttOptions",
+    "ServerConnection",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UNLOCK_MS = 3000
+UNKNOWN_DOOR = "unknown_door"
+AUDIT_BATCH = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttOptions:
+    """Where and as whom the server's workers connect (the server account of the ACL)."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    ca_file: Path | None = None
+    keepalive: int = 30
+
+
+MessageHandler = Callable[[mqtt.Client, mqtt.MQTTMessage], None]
+
+
+class ServerConnection:
+    """A paho MQTT v5 client of the server account that (re)subscribes on every connect.
+
+    Callbacks run on paho's network thread; `handler` must not raise (it is guarded).
+    """
+
+    def __init__(
+        self,
+        options: MqttOptions,
+        *,
+        name: str,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        handler: MessageHandler | None = None,
+    ) -> None:
+        self.options = options
+        self._subscriptions = tuple(subscriptions)
+        self._handler = handler
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{name}-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.username_pw_set(options.username, options.password)
+        if options.ca_file is not None:
+            self.client.tls_set(ca_certs=str(options.ca_file), cert_reqs=ssl.CERT_REQUIRED)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self.client.on_socket_open = _no_delay
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    @property
+    def connected(self) -> bool:
+        return self.client.is_connected()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect in the background; return once connected and subscribed (or TimeoutError)."""
+        self.client.connect_async(self.options.host, self.options.port, self.options.keepalive)
+        self.client.loop_start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise TimeoutError(
+                f"no MQTT connection to {self.options.host}:{self.options.port} in {timeout} s: "
+                "is the broker up, and are the server account's credentials right?"
+            )
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _u: object,
+        _f: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        _p: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the server account: %s", reason)
+            return
+        if not self._subscriptions:
+            self._ready.set()
+            return
+        with self._lock:
+            for topic, qos in self._subscriptions:
+                _, mid = client.subscribe(topic, qos=qos)
+                if mid is not None:
+                    self._pending.add(mid)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, mid: int, _r: object, _p: Properties | None
+    ) -> None:
+        with self._lock:
+            self._pending.discard(mid)
+            done = not self._pending
+        if done:
+            self._ready.set()
+
+    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if self._handler is None:
+            return
+        try:
+            self._handler(client, msg)
+        except Exception:
+            # A handler bug must not kill paho's network thread (and every later tap with it).
+            log.exception("handling a message on %s failed", msg.topic)
+
+
+def _no_delay(_c: mqtt.Client, _u: object, sock: object) -> None:
+    """Turn Nagle's algorithm off: an answer and a PUBACK written back to back would
+    otherwise wait for the broker's delayed ACK, 40 ms on Linux (docs/broker.md)."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def expiring(seconds: int, *, correlation: bytes | None = None) -> Properties:
+    """PUBLISH properties with a Message Expiry Interval (and correlation data, if any)."""
+    props = publish_properties(correlation=correlation)
+    props.MessageExpiryInterval = seconds
+    return props
+
+
+@dataclass
+class DoorStats:
+    """Counters of the door worker, for logs, health and tests."""
+
+    answered: int = 0
+    unlocked: int = 0
+    denied: int = 0
+    resent: int = 0
+    """Taps without a response topic (outbox resends): not answered."""
+    bad: dict[str, int] = field(default_factory=dict)
+    """Refused messages by contract reason (and `response_topic`)."""
+    errors: int = 0
+    """Taps left unanswered because the facts could not be read."""
+    commands: int = 0
+    audited: int = 0
+    audit_failures: int = 0
+    invalidations: int = 0
+
+
+class DoorWorker:
+    """Answers tap requests (MQTT v5) with `Unlock` or `Deny`; a `CommandSender` and a
+    `RegistryListener` (it forgets a site's cached facts when told the site changed).
+
+    Keyword arguments:
+
+    - `group`: the shared-subscription group; workers in one group split the taps.
+    - `site`: consume taps of this site only (`+`: every site).
+    - `unlock_ms`: how long an allowed tap releases the strike (`door_unlock_ms` per
+      `(site, door)` overrides it).
+    - `command_expiry_s`: MQTT v5 Message Expiry Interval of answers and commands.
+    - `cache`: the facts cache (a new one over `sessions` by default); started and
+      stopped with the worker.
+    - `clock`: the server's wall clock, timezone-aware.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        mqtt_options: MqttOptions,
+        *,
+        group: str = "ruche-doors",
+        site: str = "+",
+        unlock_ms: int = DEFAULT_UNLOCK_MS,
+        door_unlock_ms: dict[tuple[str, str], int] | None = None,
+        command_expiry_s: int = 10,
+        cache: FactsCache | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.sessions = sessions
+        self.stats = DoorStats()
+        self.cache = cache if cache is not None else FactsCache(sessions, clock=clock)
+        self._clock = clock
+        self._unlock_ms = unlock_ms
+        self._door_unlock_ms = dict(door_unlock_ms or {})
+        self._expiry = command_expiry_s
+        self._directions: dict[tuple[str, str, int], tuple[datetime, Direction]] = {}
+        self._audit: queue.SimpleQueue[audit.AuditEntry | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._taps = shared(group, topic_filter(Channel.TAP, site=site))
+        self._allowlists = topic_filter(Channel.ALLOWLIST, site=site)
+        self.connection = ServerConnection(
+            mqtt_options,
+            name="ruche-doors",
+            subscriptions=[(self._taps, 1), (self._allowlists, 0)],
+            handler=self._on_message,
+        )
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the cache and the audit writer, connect and subscribe."""
+        self.cache.start()
+        self._writer = threading.Thread(target=self._write_loop, name="door-audit", daemon=True)
+        self._writer.start()
+        try:
+            self.connection.start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("door worker consuming %s", self._taps)
+
+    def stop(self) -> None:
+        """Disconnect, then write the audit rows still queued."""
+        self.connection.stop()
+        if self._writer is not None:
+            self._audit.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
+        self.cache.stop()
+
+    # --- ports --------------------------------------------------------------------
+
+    def send(self, site: str, agent: str, command: Command) -> None:
+        """`CommandSender`: publish `command` on the agent's `cmd` topic, QoS 1, expiring."""
+        topic = str(Topic.cmd(site, agent))
+        self.connection.publish(
+            topic, encode_for(Channel.CMD, command), properties=expiring(self._expiry)
+        )
+        self.stats.commands += 1
+
+    def site_changed(self, site: str) -> None:
+        """`RegistryListener`: the site's registry changed; forget its cached facts."""
+        self.stats.invalidations += 1
+        self.cache.invalidate(site)
+
+    # --- taps ---------------------------------------------------------------------
+
+    def _on_message(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        if not msg.topic.endswith("/allowlist"):
+            self._on_tap(client, msg)
+            return
+        try:
+            changed = Topic.parse(msg.topic)
+        except ContractError:
+            return
+        self.site_changed(changed.site)
+
+    def _count_bad(self, reason: str) -> None:
+        self.stats.bad[reason] = self.stats.bad.get(reason, 0) + 1
+
+    def _on_tap(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        try:
+            message = decode(msg.topic, msg.payload)
+        except ContractError as exc:
+            self._count_bad(exc.reason.value)
+            log.warning("bad tap on %s refused: %s", msg.topic, exc)
+            return
+        tap, topic = message.payload, message.topic
+        if not isinstance(tap, Tap) or topic.device is None:
+            self._count_bad("bad_topic")
+            return
+        props = msg.properties
+        response = getattr(props, "ResponseTopic", None)
+        if not response:
+            self.stats.resent += 1
+            return
+        if response != str(Topic.cmd(topic.site, topic.agent)):
+            self._count_bad("response_topic")
+            log.warning(
+                "tap on %s asks for its answer on %r, not its agent's cmd topic: refused",
+                msg.topic,
+                response,
+            )
+            return
+        now = self._clock()
+        try:
+            answer, row = self._decide(topic.site, topic.agent, topic.device, tap, now)
+        except Exception:
+            self.stats.errors += 1
+            log.exception("cannot decide the tap on %s: left to the agent's allow-list", msg.topic)
+            return
+        correlation = getattr(props, "CorrelationData", None)
+        client.publish(
+            response,
+            encode_for(Channel.CMD, answer),
+            qos=1,
+            properties=expiring(self._expiry, correlation=correlation),
+        )
+        self.stats.answered += 1
+        if isinstance(answer, Unlock):
+            self.stats.unlocked += 1
+        else:
+            self.stats.denied += 1
+        self._audit.put(row)
+
+    def _decide(
+        self, site: str, agent: str, door: str, tap: Tap, now: datetime
+    ) -> tuple[Unlock | Deny, audit.AuditEntry]:
+        def entry(*, allowed: bool, reason: str, member_id: int | None) -> audit.AuditEntry:
+            return audit.AuditEntry(
+                kind=AuditKind.DECISION,
+                source=AuditSource.ONLINE,
+                site=site,
+                agent=agent,
+                door=door,
+                token=tap.token,
+                member_id=member_id,
+                allowed=allowed,
+                reason=reason,
+                decided_at=now,
+                received_at=now,
+                agent_seq=tap.seq,
+            )
+
+        try:
+            facts = self.cache.access_facts(site, agent, door, tap.token, now)
+        except NotFound:
+            deny = Deny(door=door, request_id=tap.request_id, reason=UNKNOWN_DOOR)
+            return deny, entry(allowed=False, reason=UNKNOWN_DOOR, member_id=None)
+        request = access_request(tap.token, door, tap.reader)
+        if facts.door.anti_passback:
+            facts = with_direction(facts, self._last_direction(facts, now))
+        decision = decide_access(request, facts, now)
+        member_id = None if facts.holder is None else int(facts.holder.member.id)
+        if not decision.allowed:
+            deny = Deny(door=door, request_id=tap.request_id, reason=decision.reason.value)
+            return deny, entry(allowed=False, reason=decision.reason.value, member_id=member_id)
+        if member_id is not None:
+            self._remember_direction(facts, member_id, decision, now)
+        ms = self._door_unlock_ms.get((site, door), self._unlock_ms)
+        unlock = Unlock(door=door, ms=ms, request_id=tap.request_id)
+        return unlock, entry(allowed=True, reason=decision.reason.value, member_id=member_id)
+
+    def _last_direction(self, facts: AccessFacts, now: datetime) -> Direction | None:
+        if facts.holder is None:
+            return None
+        member_id = int(facts.holder.member.id)
+        key = (facts.site.id, facts.door.id, member_id)
+        midnight = local_midnight(facts.site, now)
+        known = self._directions.get(key)
+        if known is not None and known[0] == midnight:
+            return known[1]
+        with self.sessions.begin() as session:
+            direction = load_last_direction(
+                session, facts.site.id, facts.door.id, member_id, midnight
+            )
+        if direction is not None:
+            self._directions[key] = (midnight, direction)
+        return direction
+
+    def _remember_direction(
+        self, facts: AccessFacts, member_id: int, decision: Decision, now: datetime
+    ) -> None:
+        if not facts.door.anti_passback:
+            return
+        direction = Direction.OUT if decision.reason is Reason.EXIT else Direction.IN
+        key = (facts.site.id, facts.door.id, member_id)
+        self._directions[key] = (local_midnight(facts.site, now), direction)
+
+    # --- audit --------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._audit.get()
+            batch: list[audit.AuditEntry] = []
+            stopping = first is None
+            if first is not None:
+                batch.append(first)
+            while len(batch) < AUDIT_BATCH:
+                try:
+                    item = self._audit.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._write(batch)
+            if stopping:
+                return
+
+    def _write(self, batch: list[audit.AuditEntry]) -> None:
+        try:
+            with self.sessions.begin() as session:
+                for item in batch:
+                    audit.append(session, item)
+        except Exception:
+            if len(batch) == 1:
+                self.stats.audit_failures += 1
+                log.exception("audit row for %s/%s seq %s lost", batch[0].site, batch[0].agent,
+                              batch[0].agent_seq)  # fmt: skip
+                return
+            log.warning("audit batch of %d failed: writing its rows one by one", len(batch))
+            for item in batch:
+                self._write([item])
+            return
+        self.stats.audited += len(batch)
