@@ -36,7 +36,7 @@ from ruche.broker import (
 )
 from ruche.edge.delivery import DeliveryWindow
 from ruche.edge.outbox import Outbox
-from ruche.mqtt import publish_properties
+from ruche.mqtt import no_delay, publish_properties
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,7 @@ class AgentLink:
         )
         client.max_inflight_messages_set(opts.window)
         client.will_set(self._status_topic, self._status(online=False), qos=1, retain=True)
+        client.on_socket_open = no_delay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -33,7 +33,7 @@ from ruche.broker import (
     encode,
     topic_filter,
 )
-from ruche.mqtt import publish_properties
+from ruche.mqtt import no_delay, publish_properties
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class EventReceiver:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_socket_open = no_delay
         self._connected = threading.Event()
         self._subscriptions: set[int] = set()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -16,3 +19,13 @@ def publish_properties(
     if correlation is not None:
         props.CorrelationData = correlation
     return props
+
+
+def no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
+    """paho's `on_socket_open`: turn Nagle's algorithm off on the client's socket.
+
+    paho leaves it on, so a small write that follows another waits for the peer's
+    delayed ACK, 40 ms on Linux: a tap's request would take ~46 ms instead of ~3.
+    """
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
 import ssl
 import threading
 import uuid
@@ -73,7 +72,7 @@ from ruche.broker import (
     shared,
     topic_filter,
 )
-from ruche.mqtt import publish_properties
+from ruche.mqtt import no_delay, publish_properties
 from ruche.server import audit
 from ruche.server.access import AccessFacts, Decision, Direction, Reason, decide_access
 from ruche.server.errors import NotFound
@@ -145,7 +144,7 @@ class ServerConnection:
         if options.ca_file is not None:
             self.client.tls_set(ca_certs=str(options.ca_file), cert_reqs=ssl.CERT_REQUIRED)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
-        self.client.on_socket_open = _no_delay
+        self.client.on_socket_open = no_delay
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -216,13 +215,6 @@ class ServerConnection:
         except Exception:
             # A handler bug must not kill paho's network thread (and every later tap with it).
             log.exception("handling a message on %s failed", msg.topic)
-
-
-def _no_delay(_c: mqtt.Client, _u: object, sock: object) -> None:
-    """Turn Nagle's algorithm off: an answer and a PUBACK written back to back would
-    otherwise wait for the broker's delayed ACK, 40 ms on Linux (docs/broker.md)."""
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def expiring(seconds: int, *, correlation: bytes | None = None) -> Properties:
