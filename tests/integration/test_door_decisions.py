@@ -542,8 +542,8 @@ class TestRealAgent:
             f"p99 {p99:.2f} ms, max {worst:.2f} ms; cache {worker.cache.stats}"
         )
         print(
-            f"agent.tap to online decision (real Agent, its outbox write included; its link "
-            f"leaves Nagle on, so each tap waits out a delayed ACK, 100 taps): "
+            f"agent.tap to online decision (real Agent, its outbox write included, "
+            f"100 taps): "
             f"p50 {a50:.2f} ms, p99 {a99:.2f} ms, max {aworst:.2f} ms"
         )
         assert p50 < 50
