@@ -479,8 +479,7 @@ class DoorWorker:
     def _write(self, batch: list[audit.AuditEntry]) -> None:
         try:
             with self.sessions.begin() as session:
-                for item in batch:
-                    audit.append(session, item)
+                audit.append_many(session, batch)
         except Exception:
             if len(batch) == 1:
                 self.stats.audit_failures += 1
