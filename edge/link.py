@@ -36,7 +36,7 @@ from ruche.broker import (
 )
 from ruche.edge.delivery import DeliveryWindow
 from ruche.edge.outbox import Outbox
-from ruche.mqtt import no_delay, publish_properties
+from ruche.mqtt import no_delay, publish_properties, stop_client
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ class AgentLink:
                 self._status_topic, self._status(online=False), qos=1, retain=True
             )
             info.wait_for_publish(timeout=2)
-        self._client.disconnect()
-        self._client.loop_stop()
+        stop_client(self._client)
 
     def wake(self) -> None:
         """New events are in the outbox: send them now rather than at the next poll."""

@@ -33,7 +33,7 @@ from ruche.broker import (
     encode,
     topic_filter,
 )
-from ruche.mqtt import no_delay, publish_properties
+from ruche.mqtt import no_delay, publish_properties, stop_client
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,7 @@ class EventReceiver:
             raise TimeoutError(f"receiver could not connect to {self._host}:{self._port}")
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        stop_client(self._client)
 
     def wait_for(self, count: int, timeout: float) -> bool:
         """True once `count` events are stored, False after `timeout` seconds."""

@@ -29,3 +29,17 @@ def no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
     """
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def stop_client(client: mqtt.Client) -> None:
+    """Disconnect, stop the network thread, and close paho's internal wake-up sockets.
+
+    paho keeps the socket pair `loop_start` opened until the client is garbage
+    collected; a client caught in a reference cycle with its callbacks can have
+    those sockets finalised before paho's own `__del__` closes them (a
+    ResourceWarning, and a leaked descriptor until then). Closing them here is
+    what `__del__` would do.
+    """
+    client.disconnect()
+    client.loop_stop()
+    client._reset_sockets(sockpair_only=True)  # private: paho offers no public way

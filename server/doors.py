@@ -72,7 +72,7 @@ from ruche.broker import (
     shared,
     topic_filter,
 )
-from ruche.mqtt import no_delay, publish_properties
+from ruche.mqtt import no_delay, publish_properties, stop_client
 from ruche.server import audit
 from ruche.server.access import AccessFacts, Decision, Direction, Reason, decide_access
 from ruche.server.errors import NotFound
@@ -165,8 +165,7 @@ class ServerConnection:
             )
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
     def publish(
         self,

@@ -39,6 +39,7 @@ from ruche.broker.acl import render_acl
 from ruche.broker.mosquitto import MosquittoError, MosquittoProcess
 from ruche.broker.mosquitto_config import render_passwd
 from ruche.broker.passwords import generate_password
+from ruche.mqtt import stop_client
 from ruche.ports import free_port
 from ruche.server.influxd import InfluxdError, InfluxdProcess
 
@@ -148,8 +149,7 @@ class Probe:
         return got
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ruche.broker import Status, Topic, decode
+from ruche.mqtt import stop_client
 from ruche.sim.harness import AGENT, SITE, AgentHarness
 
 pytestmark = pytest.mark.integration
@@ -47,12 +48,10 @@ class TestStatus:
                 offline = statuses.get(timeout=15)
                 assert offline.state == "offline"
             finally:
-                client.disconnect()
-                client.loop_stop()
+                stop_client(client)
             # A client arriving later still learns the agent is offline (retained).
             late, late_statuses = watch_status(rig)
             try:
                 assert late_statuses.get(timeout=10).state == "offline"
             finally:
-                late.disconnect()
-                late.loop_stop()
+                stop_client(late)

@@ -14,6 +14,7 @@ from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.mosquitto_config import BrokerOptions, TlsOptions
 from ruche.broker.passwords import generate_password
+from ruche.mqtt import stop_client
 from ruche.ports import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -55,8 +56,7 @@ class TestTlsListener:
                 info.wait_for_publish(5)
                 assert info.is_published()
             finally:
-                client.disconnect()
-                client.loop_stop()
+                stop_client(client)
 
             untrusting = ssl.create_default_context()  # system CAs: ours is unknown
             with (
