@@ -4,6 +4,7 @@ the server's dependencies."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -95,6 +96,19 @@ def _database(args: argparse.Namespace) -> str:
     return str(args.database or os.environ.get("RUCHE_DATABASE_URL") or DEFAULT_URL)
 
 
+def _server_run(args: argparse.Namespace) -> int:
+    from ruche.logs import configure_logging  # noqa: PLC0415
+    from ruche.server.run import run_server  # noqa: PLC0415
+    from ruche.server.settings import ServerConfigError, load_server_settings  # noqa: PLC0415
+
+    configure_logging(args.log_level)
+    try:
+        settings = load_server_settings(args.config)
+        return run_server(settings)
+    except (ServerConfigError, TimeoutError) as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _server_migrate(args: argparse.Namespace) -> int:
     from ruche.server.db import run_migrations  # noqa: PLC0415
 
@@ -142,6 +156,18 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from ruche.server.admin import verify_audit  # noqa: PLC0415
+
+    result = verify_audit(_database(args))
+    if result.ok:
+        print(f"audit log intact: {result.checked} rows verified")
+        return 0
+    print(f"audit log TAMPERED at row {result.bad_id}: {result.problem} "
+          f"({result.checked} rows read)", file=sys.stderr)  # fmt: skip
+    return 1
+
+
 def _hex(text: str) -> bytes:
     try:
         return bytes.fromhex(text.replace(":", ""))
@@ -184,6 +210,23 @@ def _bench_edge(args: argparse.Namespace) -> int:
         for key, value in result.as_dict().items():
             print(f"{key:>14}: {value}")
     return 0
+
+
+def _bench_access(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from ruche.server.access_bench import run_access_bench  # noqa: PLC0415
+
+    if not args.json:
+        print(f"starting a broker and a server, then {args.taps} taps from {args.agents} "
+              "doors...", flush=True)  # fmt: skip
+    result = run_access_bench(taps=args.taps, agents=args.agents)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        for key, value in result.as_dict().items():
+            print(f"{key:>16}: {value}")
+    return 0 if result.wrong_decisions == 0 and result.unanswered == 0 else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -249,38 +292,59 @@ def _add_edge(commands: Subparsers) -> None:
 def _add_server(commands: Subparsers) -> None:
     server = commands.add_parser("server", help="the server")
     server_commands = server.add_subparsers(dest="server_command", required=True, metavar="ACTION")
-    migrate = server_commands.add_parser("migrate", help="bring the database to the latest schema")
-    migrate.add_argument("--database", help=DATABASE_HELP)
+    run = server_commands.add_parser("run", help="the REST API and the MQTT workers")
+    run.add_argument("--config", type=Path, help="the server's TOML file (RUCHE_ env overrides)")
+    run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    run.set_defaults(handler=_server_run)
+    migrate = server_commands.add_parser(
+        "migrate", help="bring the database to the latest schema", parents=[_database_option()]
+    )
     migrate.set_defaults(handler=_server_migrate)
+
+
+def _database_option() -> argparse.ArgumentParser:
+    """`--database`, for every command that opens the registry."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--database", help=DATABASE_HELP)
+    return parent
 
 
 def _add_admin(commands: Subparsers) -> None:
     admin = commands.add_parser("admin", help="the first admin key, sites, members, badges, agents")
-    admin.add_argument("--database", help=DATABASE_HELP)
     admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
-    key = admin_commands.add_parser("key", help="create an API key (the secret is shown once)")
+    add = functools.partial(admin_commands.add_parser, parents=[_database_option()])
+    key = add("key", help="create an API key (the secret is shown once)")
     key.add_argument("--role", choices=["admin", "manager", "member"], required=True)
     key.add_argument("--name", default="", help="what the key is for")
     key.add_argument("--site", help="a manager's site (slug)")
     key.add_argument("--member", help="a member key's member (email)")
-    site = admin_commands.add_parser("site", help="add a site")
+    site = add("site", help="add a site")
     site.add_argument("--slug", required=True, help="its id in MQTT topics, e.g. lyon")
     site.add_argument("--name", required=True)
     site.add_argument("--timezone", required=True, help="IANA name, e.g. Europe/Paris")
-    member = admin_commands.add_parser("member", help="add a member")
+    member = add("member", help="add a member")
     member.add_argument("--name", required=True)
     member.add_argument("--email", required=True)
-    badge = admin_commands.add_parser("badge", help="enrol a badge for a member at a site")
+    badge = add("badge", help="enrol a badge for a member at a site")
     badge.add_argument("--member", required=True, help="the member's email")
     badge.add_argument("--site", required=True, help="the site (slug) whose key hashes the UID")
     badge.add_argument("--uid", required=True, help="the card UID in hex")
-    agent = admin_commands.add_parser("agent", help="register an agent and print its agent.toml")
+    agent = add("agent", help="register an agent and print its agent.toml")
     agent.add_argument("--site", required=True)
     agent.add_argument("--id", required=True, help="the agent id, e.g. door-a")
     agent.add_argument("--broker-host", default="127.0.0.1", help="for the printed config")
     agent.add_argument("--broker-port", type=int, default=8883, help="for the printed config")
     for sub in (key, site, member, badge, agent):
         sub.set_defaults(handler=_admin)
+
+
+def _add_audit(commands: Subparsers) -> None:
+    audit = commands.add_parser("audit", help="the hash-chained audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_commands.add_parser(
+        "verify", help="detect an edited or deleted row", parents=[_database_option()]
+    )
+    verify.set_defaults(handler=_audit_verify)
 
 
 def _add_sim(commands: Subparsers) -> None:
@@ -304,6 +368,13 @@ def _add_bench(commands: Subparsers) -> None:
     bench_edge.add_argument("--radars", type=int, default=4, help="radars at 10 Hz (4)")
     bench_edge.add_argument("--json", action="store_true", help="print one JSON object")
     bench_edge.set_defaults(handler=_bench_edge)
+    access = bench_commands.add_parser(
+        "access", help="tap-to-unlock latency through a real broker and server"
+    )
+    access.add_argument("--taps", type=int, default=5000, help="how many taps (5000)")
+    access.add_argument("--agents", type=int, default=4, help="doors tapping at once (4)")
+    access.add_argument("--json", action="store_true", help="print one JSON object")
+    access.set_defaults(handler=_bench_access)
 
 
 def _add_demo(commands: Subparsers) -> None:
@@ -322,7 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ruche {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_broker, _add_edge, _add_server, _add_admin, _add_sim, _add_bench, _add_demo):
+    for add in (
+        _add_broker, _add_edge, _add_server, _add_admin, _add_audit, _add_sim, _add_bench,
+        _add_demo,
+    ):  # fmt: skip
         add(commands)
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)

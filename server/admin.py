@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker.accounts import AgentUser, BrokerUsers
 from ruche.broker.passwords import hash_password
-from ruche.server import registry
+from ruche.server import audit, registry
 from ruche.server.db import make_engine, make_sessions, transaction
 from ruche.server.errors import NotFound
 from ruche.server.models import Agent, Member, Role, Site
@@ -107,3 +107,9 @@ def _member_by_email(session: Session, email: str) -> Member:
     if member is None:
         raise NotFound("Member", email)
     return member
+
+
+def verify_audit(url: str) -> audit.VerifyResult:
+    """Walk the audit chain; the result names the first edited or missing row."""
+    with transaction(_sessions(url)) as session:
+        return audit.verify(session)

@@ -35,10 +35,10 @@ class TestProvisioning:
             ("member", "--name", "Ada", "--email", "ada@example.org"),
             ("badge", "--member", "ada@example.org", "--site", "lyon", "--uid", "04a22b1a"),
         ):
-            done = ruche("admin", "--database", db, *args)
+            done = ruche("admin", args[0], "--database", db, *args[1:])
             assert done.returncode == 0, done.stderr
             assert "04a22b1a" not in done.stdout, "the UID is never echoed"
-        printed = ruche("admin", "--database", db, "agent", "--site", "lyon", "--id", "door-a")
+        printed = ruche("admin", "agent", "--database", db, "--site", "lyon", "--id", "door-a")
         assert printed.returncode == 0, printed.stderr
         agent_toml = tomllib.loads(printed.stdout)
         assert agent_toml["mqtt"]["username"] == "lyon/door-a"
@@ -73,12 +73,12 @@ class TestProvisioning:
     def test_errors_are_sentences_not_tracebacks(self, tmp_path):
         db = f"sqlite:///{tmp_path / 'ruche.db'}"
         ruche("server", "migrate", "--database", db)
-        done = ruche("admin", "--database", db, "site", "--slug", "x", "--name", "X",
+        done = ruche("admin", "site", "--database", db, "--slug", "x", "--name", "X",
                      "--timezone", "Mars/Olympus")  # fmt: skip
         assert done.returncode == 2
         assert "unknown timezone" in done.stderr
         assert "Traceback" not in done.stderr
-        done = ruche("admin", "--database", db, "badge", "--member", "nobody@example.org",
+        done = ruche("admin", "badge", "--database", db, "--member", "nobody@example.org",
                      "--site", "x", "--uid", "0102")  # fmt: skip
         assert done.returncode == 2
         assert "Traceback" not in done.stderr

@@ -1,0 +1,292 @@
+"""`ruche bench access`: tap-to-unlock-command latency through a real broker and server.
+
+Starts its own Mosquitto (generated config) and `ruche server run` (SQLite in a
+temporary directory, free ports), seeds a site whose members cover every outcome
+(24/7 plan, booking-only with and without a booking, inactive member, revoked,
+disabled and unknown badges), then taps from several agents at once, as doors do:
+one tap at a time per door, each an MQTT v5 request. Latency is from publishing
+the tap to receiving the `unlock` or `deny` on the agent's `cmd` topic; a wrong
+decision is an answer other than the one the seed implies.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ruche.broker import Deny, Tap, Topic, Unlock, decode, encode_for
+from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
+from ruche.broker.mosquitto import MosquittoProcess
+from ruche.broker.passwords import generate_password
+from ruche.broker.tokens import badge_token
+from ruche.broker.topics import Channel
+from ruche.mqtt import no_delay, publish_properties, stop_client
+from ruche.ports import free_port
+from ruche.server import registry
+from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.models import BadgeStatus
+
+SITE = "bench"
+ANSWER_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Expected:
+    allowed: bool
+    reason: str
+
+
+@dataclass
+class AccessBenchResult:
+    taps: int
+    agents: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    wrong_decisions: int
+    unanswered: int
+    allowed: int
+    denied: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def seed(url: str, *, agents: int, members: int) -> dict[str, Expected]:
+    """A site covering every outcome; returns the expected answer per badge token."""
+    now = datetime.now(UTC)
+    expected: dict[str, Expected] = {}
+    with transaction(make_sessions(make_engine(url))) as session:
+        site = registry.create_site(session, slug=SITE, name="Bench", timezone="Europe/Paris")
+        key = registry.site_key_of(session, site.id)
+        zone = registry.create_zone(session, site_id=site.id, name="open space")
+        resident = registry.create_plan(
+            session, name="resident", site_ids=[site.id], schedule={"kind": "24/7"}
+        )
+        flex = registry.create_plan(
+            session,
+            name="flex",
+            site_ids=[site.id],
+            schedule={"kind": "24/7"},
+            booking_only=True,
+        )
+        for i in range(agents):
+            agent = registry.create_agent(session, site_id=site.id, slug=f"agent-{i}")
+            session.flush()
+            registry.create_door(session, site_id=site.id, slug=f"door-{i}", agent_id=agent.id)
+        for i in range(members):
+            kind = i % 7
+            uid = i.to_bytes(8, "big")
+            token = badge_token(bytes(key.key), uid)
+            if kind == 5:  # never enrolled
+                expected[token] = Expected(allowed=False, reason="unknown_badge")
+                continue
+            member = registry.create_member(
+                session, name=f"Member {i}", email=f"m{i}@bench.example"
+            )
+            session.flush()
+            plan = flex if kind in (1, 2) else resident
+            registry.create_membership(
+                session, member_id=member.id, plan_id=plan.id, starts_at=now - timedelta(days=30)
+            )
+            badge = registry.enrol_badge(session, member.id, key, uid)
+            session.flush()
+            if kind == 0:
+                expected[token] = Expected(allowed=True, reason="schedule")
+            elif kind == 1:
+                desk = registry.create_desk(session, zone_id=zone.id, slug=f"desk-{i}")
+                session.flush()
+                registry.book(
+                    session,
+                    member_id=member.id,
+                    site_id=site.id,
+                    desk_id=desk.id,
+                    starts_at=now - timedelta(hours=1),
+                    ends_at=now + timedelta(hours=8),
+                )
+                expected[token] = Expected(allowed=True, reason="booking")
+            elif kind == 2:
+                expected[token] = Expected(allowed=False, reason="no_booking")
+            elif kind == 3:
+                registry.update_member(session, member.id, active=False)
+                expected[token] = Expected(allowed=False, reason="member_inactive")
+            elif kind == 4:
+                registry.revoke_badge(session, badge.id)
+                expected[token] = Expected(allowed=False, reason="badge_revoked")
+            else:
+                registry.set_badge_status(session, badge.id, BadgeStatus.DISABLED)
+                expected[token] = Expected(allowed=False, reason="badge_disabled")
+    return expected
+
+
+class Door:
+    """One simulated door: an agent's MQTT client tapping one badge at a time."""
+
+    def __init__(self, host: str, port: int, account: AgentAccount, door: str) -> None:
+        self.account, self.door = account, door
+        self.cmd = str(Topic.cmd(account.site, account.id))
+        self.tap_topic = str(Topic.tap(account.site, account.id, door))
+        self._answers: dict[str, tuple[float, Unlock | Deny]] = {}
+        self._arrived = threading.Condition()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"bench-{account.id}", protocol=mqtt.MQTTv5
+        )
+        self.client.username_pw_set(account.username, account.password.get_secret_value())
+        self.client.on_socket_open = no_delay
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_connect = lambda client, *_: client.subscribe(self.cmd, qos=1)
+        self.client.connect(host, port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise TimeoutError(f"{account.username} could not subscribe to {self.cmd}")
+
+    def tap(self, token: str, seq: int) -> tuple[float, Unlock | Deny] | None:
+        """Tap and wait for the answer; (latency in seconds, answer) or None on timeout."""
+        request_id = uuid.uuid4().hex
+        tap = Tap(seq=seq, ts=datetime.now(UTC), mono=time.monotonic(), token=token,
+                  reader=f"{self.door}-in", request_id=request_id)  # fmt: skip
+        payload = encode_for(Channel.TAP, tap)
+        props = publish_properties(response_topic=self.cmd, correlation=request_id.encode())
+        sent = time.perf_counter()
+        self.client.publish(self.tap_topic, payload, qos=1, properties=props)
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: request_id in self._answers, ANSWER_TIMEOUT_S):
+                return None
+            arrived, answer = self._answers.pop(request_id)
+        return arrived - sent, answer
+
+    def close(self) -> None:
+        stop_client(self.client)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        arrived = time.perf_counter()
+        answer = decode(msg.topic, msg.payload).payload
+        if isinstance(answer, Unlock | Deny) and answer.request_id:
+            with self._arrived:
+                self._answers[answer.request_id] = (arrived, answer)
+                self._arrived.notify_all()
+
+
+def run_access_bench(*, taps: int = 5000, agents: int = 4, members: int = 70) -> AccessBenchResult:
+    """Start a broker and a server, seed, tap, and measure."""
+    with tempfile.TemporaryDirectory(prefix="ruche-bench-access-") as tmp:
+        workdir = Path(tmp)
+        accounts = Accounts(
+            server=ServerAccount(password=generate_password()),
+            agents=tuple(
+                AgentAccount(site=SITE, id=f"agent-{i}", password=generate_password())
+                for i in range(agents)
+            ),
+        )
+        url = f"sqlite:///{workdir / 'ruche.db'}"
+        run_migrations(url)
+        expected = seed(url, agents=agents, members=members)
+        with MosquittoProcess.generate(workdir / "broker", accounts) as broker:
+            server = _start_server(workdir, url, broker, accounts)
+            doors: list[Door] = []
+            try:
+                doors = [Door(broker.host, broker.port, a, f"door-{i}")
+                         for i, a in enumerate(accounts.agents)]  # fmt: skip
+                _warm_up(doors[0], next(iter(expected)))
+                return _tap_all(doors, expected, taps)
+            finally:
+                for door in doors:
+                    door.close()
+                server.terminate()
+                server.wait(30)
+
+
+def _start_server(
+    workdir: Path, url: str, broker: MosquittoProcess, accounts: Accounts
+) -> subprocess.Popen[bytes]:
+    config = workdir / "server.toml"
+    config.write_text(
+        f'database_url = "{url}"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        f'username = "{accounts.server.username}"\n'
+        f'password = "{accounts.server.password.get_secret_value()}"\n'
+        f"[http]\nport = {free_port()}\n",
+        encoding="utf-8",
+    )
+    log = (workdir / "server.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ruche", "server", "run", "--config", str(config),
+             "--log-level", "WARNING"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+        )  # fmt: skip
+    finally:
+        log.close()
+
+
+def _warm_up(door: Door, token: str) -> None:
+    """Wait until the server answers (it migrates and connects first), and warm its cache."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if door.tap(token, seq=1) is not None:
+            for seq in range(2, 22):
+                door.tap(token, seq=seq)
+            return
+    raise TimeoutError("the server never answered a tap: see server.log in the bench directory")
+
+
+def _tap_all(doors: list[Door], expected: dict[str, Expected], taps: int) -> AccessBenchResult:
+    tokens = list(expected)
+    latencies: list[float] = []
+    wrong = unanswered = 0
+    reasons: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def run(door: Door, share: int, offset: int) -> None:
+        nonlocal wrong, unanswered
+        for n in range(share):
+            token = tokens[(offset + n * len(doors)) % len(tokens)]
+            outcome = door.tap(token, seq=1000 + n)
+            with lock:
+                if outcome is None:
+                    unanswered += 1
+                    continue
+                latency, answer = outcome
+                latencies.append(latency)
+                allowed = isinstance(answer, Unlock)
+                reason = answer.reason if isinstance(answer, Deny) else "unlock"
+                reasons[reason] = reasons.get(reason, 0) + 1
+                if allowed != expected[token].allowed or (
+                    not allowed and reason != expected[token].reason
+                ):
+                    wrong += 1
+
+    shares = [taps // len(doors) + (1 if i < taps % len(doors) else 0) for i in range(len(doors))]
+    threads = [threading.Thread(target=run, args=(d, s, i)) for i, (d, s) in
+               enumerate(zip(doors, shares, strict=True))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ms = sorted(x * 1000 for x in latencies)
+    return AccessBenchResult(
+        taps=taps,
+        agents=len(doors),
+        p50_ms=round(statistics.median(ms), 2) if ms else 0.0,
+        p99_ms=round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 2) if ms else 0.0,
+        max_ms=round(ms[-1], 2) if ms else 0.0,
+        wrong_decisions=wrong,
+        unanswered=unanswered,
+        allowed=reasons.get("unlock", 0),
+        denied=sum(n for r, n in reasons.items() if r != "unlock"),
+        reasons=dict(sorted(reasons.items())),
+    )

@@ -1,0 +1,142 @@
+"""`ruche server run`: the REST API and the MQTT workers in one process.
+
+Migrations run first; then the door decision worker, the allow-list publisher
+and the door-event worker connect to the broker; then uvicorn serves the API
+until SIGINT or SIGTERM, after which the workers stop (flushing queued audit rows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ruche.server.allowlists import AllowlistPublisher
+from ruche.server.door_events import DoorEventWorker
+from ruche.server.doors import DoorWorker, MqttOptions
+from ruche.server.ports import RegistryListener
+from ruche.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+log = logging.getLogger(__name__)
+
+
+class SiteChangeFanout:
+    """One RegistryListener telling several: the decision cache and the allow-list publisher."""
+
+    def __init__(self, *listeners: RegistryListener) -> None:
+        self._listeners = listeners
+
+    def site_changed(self, site: str) -> None:
+        for listener in self._listeners:
+            listener.site_changed(site)
+
+
+@dataclass
+class ServerWorkers:
+    """The server's MQTT side."""
+
+    doors: DoorWorker
+    allowlists: AllowlistPublisher
+    door_events: DoorEventWorker
+
+    @classmethod
+    def build(cls, settings: ServerSettings, sessions: sessionmaker[Session]) -> ServerWorkers:
+        mqtt = settings.mqtt
+        options = MqttOptions(
+            host=mqtt.host,
+            port=mqtt.port,
+            username=mqtt.username,
+            password=mqtt.password.get_secret_value(),
+            ca_file=mqtt.ca_file,
+            keepalive=mqtt.keepalive,
+        )
+        return cls(
+            doors=DoorWorker(sessions, options, unlock_ms=settings.unlock_ms),
+            allowlists=AllowlistPublisher(
+                sessions, options, horizon=timedelta(hours=settings.allowlist_hours)
+            ),
+            door_events=DoorEventWorker(sessions, options),
+        )
+
+    @property
+    def listener(self) -> SiteChangeFanout:
+        return SiteChangeFanout(self.doors, self.allowlists)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Connect every worker (TimeoutError says the broker is unreachable)."""
+        started: list[DoorWorker | AllowlistPublisher | DoorEventWorker] = []
+        try:
+            for worker in (self.doors, self.allowlists, self.door_events):
+                worker.start(timeout)
+                started.append(worker)
+        except BaseException:
+            for worker in reversed(started):
+                worker.stop()
+            raise
+
+    def stop(self) -> None:
+        for worker in (self.door_events, self.allowlists, self.doors):
+            worker.stop()
+
+
+def run_server(settings: ServerSettings) -> int:
+    """Migrate, start the workers, serve HTTP until a signal; return the exit status."""
+    import uvicorn  # noqa: PLC0415 - only the server imports the web stack
+
+    from ruche.server.api import create_app  # noqa: PLC0415
+    from ruche.server.db import make_engine, make_sessions, run_migrations  # noqa: PLC0415
+
+    run_migrations(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = make_sessions(engine)
+    workers = ServerWorkers.build(settings, sessions)
+    workers.start()
+    try:
+        app = create_app(sessions=sessions, commands=workers.doors, listener=workers.listener)
+        config = uvicorn.Config(
+            app,
+            host=settings.http.host,
+            port=settings.http.port,
+            log_config=None,
+            access_log=False,
+        )
+        log.info("serving the API on http://%s:%s", settings.http.host, settings.http.port)
+        _serve(uvicorn.Server(config))
+    finally:
+        workers.stop()
+        engine.dispose()
+    return 0
+
+
+def _serve(server: uvicorn.Server) -> None:
+    """Run uvicorn with our own SIGINT/SIGTERM handling.
+
+    uvicorn re-raises the signal once it has shut down, which would end the process
+    before the workers stop and flush their queued audit rows.
+    """
+
+    @contextlib.contextmanager
+    def no_capture() -> Iterator[None]:
+        yield
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        server.should_exit = True
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    server.capture_signals = no_capture  # type: ignore[method-assign]
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
