@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import AllowEntry, Allowlist, Channel, ContractError, Topic, Window, encode_for
 from ruche.server.access import allowlist_windows
-from ruche.server.doors import MqttOptions, ServerConnection
+from ruche.server.connection import MqttOptions, ServerConnection
 from ruche.server.errors import NotFound
 from ruche.server.facts import AllowlistInputs, Holder, load_site_snapshot
 from ruche.server.models import Site

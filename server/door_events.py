@@ -48,7 +48,7 @@ from ruche.broker import (
 )
 from ruche.broker.topics import Topic
 from ruche.server import audit
-from ruche.server.doors import MqttOptions, ServerConnection
+from ruche.server.connection import MqttOptions, ServerConnection
 from ruche.server.models import AuditKind, AuditSource, Badge
 
 __all__ = ["DoorEventStats", "DoorEventWorker", "audit_entry"]

@@ -448,3 +448,37 @@ class AuditHead(Base):
 AUDIT_HEAD_ID = 1
 GENESIS_HASH = "0" * HASH_LENGTH
 """`prev_hash` of the first row, and the head's hash while the log is empty."""
+
+
+class StoredEvent(Base):
+    """Every agent event the ingestion has made durable, once: the source of sessions,
+    utilisation and billing, and of InfluxDB points if they must be written again."""
+
+    __tablename__ = "events"
+    __table_args__ = (sa.Index("ix_events_device_ts", "site", "device", "ts"),)
+
+    site: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    agent: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    channel: Mapped[str] = mapped_column(sa.String(16))
+    """presence, desk_badge, tap or door_event."""
+    device: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    """The desk or door id."""
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    """occupied/vacant for presence, the door event's kind, tap, desk_badge."""
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    """The agent's time of the event."""
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str] = mapped_column(sa.Text)
+    """The event as validated, in its wire JSON."""
+
+
+class AgentProgress(Base):
+    """Per agent, the highest seq up to which every event is stored: what `ack` says."""
+
+    __tablename__ = "agent_progress"
+
+    site: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    agent: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    acked_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

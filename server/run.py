@@ -1,7 +1,7 @@
 """`ruche server run`: the REST API and the MQTT workers in one process.
 
-Migrations run first; then the door decision worker, the allow-list publisher
-and the door-event worker connect to the broker; then uvicorn serves the API
+Migrations run first; then event ingestion (which acks agents), the door
+decision worker, the allow-list publisher and the door-event worker connect; then uvicorn serves the API
 until SIGINT or SIGTERM, after which the workers stop (flushing queued audit rows).
 """
 
@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.server.allowlists import AllowlistPublisher
+from ruche.server.connection import MqttOptions
 from ruche.server.door_events import DoorEventWorker
-from ruche.server.doors import DoorWorker, MqttOptions
+from ruche.server.doors import DoorWorker
+from ruche.server.ingest import IngestWorker
 from ruche.server.ports import RegistryListener
 from ruche.server.settings import ServerSettings
 
@@ -48,6 +50,7 @@ class ServerWorkers:
     doors: DoorWorker
     allowlists: AllowlistPublisher
     door_events: DoorEventWorker
+    ingest: IngestWorker
 
     @classmethod
     def build(cls, settings: ServerSettings, sessions: sessionmaker[Session]) -> ServerWorkers:
@@ -66,6 +69,7 @@ class ServerWorkers:
                 sessions, options, horizon=timedelta(hours=settings.allowlist_hours)
             ),
             door_events=DoorEventWorker(sessions, options),
+            ingest=IngestWorker(sessions, options),
         )
 
     @property
@@ -74,9 +78,9 @@ class ServerWorkers:
 
     def start(self, timeout: float = 30.0) -> None:
         """Connect every worker (TimeoutError says the broker is unreachable)."""
-        started: list[DoorWorker | AllowlistPublisher | DoorEventWorker] = []
+        started: list[DoorWorker | AllowlistPublisher | DoorEventWorker | IngestWorker] = []
         try:
-            for worker in (self.doors, self.allowlists, self.door_events):
+            for worker in (self.ingest, self.doors, self.allowlists, self.door_events):
                 worker.start(timeout)
                 started.append(worker)
         except BaseException:
@@ -85,7 +89,7 @@ class ServerWorkers:
             raise
 
     def stop(self) -> None:
-        for worker in (self.door_events, self.allowlists, self.doors):
+        for worker in (self.door_events, self.allowlists, self.doors, self.ingest):
             worker.stop()
 
 

@@ -22,8 +22,9 @@ from ruche.ports import free_port
 from ruche.server import registry
 from ruche.server.access import allowlist_windows
 from ruche.server.allowlists import AllowlistPublisher
+from ruche.server.connection import MqttOptions
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.doors import DoorWorker, MqttOptions
+from ruche.server.doors import DoorWorker
 from ruche.server.facts import load_allowlist_inputs
 from ruche.server.models import BadgeStatus
 from ruche.server.schedule import merge_intervals

@@ -25,8 +25,9 @@ from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
 from ruche.mqtt import publish_properties
 from ruche.ports import free_port
 from ruche.server import audit, registry
+from ruche.server.connection import MqttOptions
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.doors import DoorWorker, MqttOptions
+from ruche.server.doors import DoorWorker
 from ruche.server.models import AuditSource, BadgeStatus
 
 pytestmark = pytest.mark.integration

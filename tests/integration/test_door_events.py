@@ -29,9 +29,9 @@ from ruche.edge.gpio import DoorPins
 from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
 from ruche.ports import free_port
 from ruche.server import audit, registry
+from ruche.server.connection import MqttOptions
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.door_events import DoorEventWorker, audit_entry
-from ruche.server.doors import MqttOptions
 from ruche.server.models import AuditKind, AuditSource
 from ruche.sim.door import ScriptedPerson, SimDoor, force_through, walk_through
 from ruche.sim.receiver import EventReceiver

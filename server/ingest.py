@@ -1,0 +1,259 @@
+"""Event ingestion: agents' events in, stored once in SQL, acked to the agent after the commit.
+
+Workers share the load through a shared subscription (`$share/ruche-ingest/...`), so
+several processes can run against one PostgreSQL. paho's manual ack holds the broker's
+PUBACK until the batch is committed, and each agent's `ack` says the highest seq up to
+which every one of its events is stored. Whichever process dies, nothing is lost (the
+agent resends what is not acked, the broker what is not PUBACKed) and nothing is
+counted twice (events are keyed by (site, agent, seq)).
+
+Bad messages (not the contract) are counted by reason, logged, and acknowledged to the
+broker so they are not redelivered forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from ruche.broker import (
+    EVENT_CHANNELS,
+    Ack,
+    ContractError,
+    Message,
+    PresenceState,
+    Topic,
+    decode,
+    encode,
+    shared,
+    topic_filter,
+)
+from ruche.server.connection import MqttOptions, ServerConnection
+from ruche.server.models import AgentProgress, StoredEvent
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 500
+"""Messages per commit; kept under Mosquitto's max_inflight_messages (1000) because
+messages awaiting our manual ack count against it."""
+BATCH_WAIT_S = 0.02
+"""How long a batch waits for more messages before it is committed."""
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    acks_sent: int = 0
+    batches: int = 0
+    commit_failures: int = 0
+    bad: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    msg: mqtt.MQTTMessage
+    message: Message | None
+    received_at: datetime
+
+
+def event_row(message: Message, received_at: datetime, raw: bytes | bytearray) -> dict[str, object]:
+    """The `events` row of one decoded agent event."""
+    payload = message.payload
+    state = getattr(payload, "state", None)
+    kind = state.value if isinstance(state, PresenceState) else getattr(payload, "kind", None)
+    return {
+        "site": message.topic.site,
+        "agent": message.topic.agent,
+        "seq": payload.seq,  # type: ignore[union-attr]
+        "channel": message.topic.channel.value,
+        "device": message.topic.device or "",
+        "kind": kind or message.topic.channel.value,
+        "ts": payload.ts,  # type: ignore[union-attr]
+        "received_at": received_at,
+        "payload": raw.decode(),
+    }
+
+
+class IngestWorker:
+    """Consumes every agent event (or one site's), stores it once, and acks it."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        mqtt_options: MqttOptions,
+        *,
+        group: str = "ruche-ingest",
+        site: str = "+",
+        on_stored: Callable[[list[Message]], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.sessions = sessions
+        self.stats = IngestStats()
+        self._on_stored = on_stored
+        self._clock = clock
+        self._inbox: queue.SimpleQueue[_Arrival | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        filters = [shared(group, topic_filter(c, site=site)) for c in sorted(EVENT_CHANNELS)]
+        self.connection = ServerConnection(
+            mqtt_options,
+            name="ruche-ingest",
+            subscriptions=[(f, 1) for f in filters],
+            handler=self._on_message,
+            manual_ack=True,
+        )
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread = threading.Thread(target=self._loop, name="ingest", daemon=True)
+        self._thread.start()
+        try:
+            self.connection.start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop taking messages; what was received is committed and acked first."""
+        self._inbox.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.connection.stop()
+
+    # --- paho's thread ------------------------------------------------------------
+
+    def _on_message(self, _client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        try:
+            message: Message | None = decode(msg.topic, msg.payload)
+        except ContractError as exc:
+            reason = exc.reason.value
+            self.stats.bad[reason] = self.stats.bad.get(reason, 0) + 1
+            log.warning("bad event on %s refused (%s): %s", msg.topic, reason, exc.detail)
+            message = None
+        self._inbox.put(_Arrival(msg, message, self._clock()))
+
+    # --- the writer ---------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            first = self._inbox.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + BATCH_WAIT_S
+            stopping = False
+            while len(batch) < BATCH_MAX:
+                try:
+                    item = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit_with_retry(batch)
+            if stopping:
+                return
+
+    def _commit_with_retry(self, batch: list[_Arrival]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self._commit(batch)
+            except Exception:
+                # The database is down or busy: keep the batch (the broker still holds it
+                # unacknowledged) and try again; never drop it.
+                self.stats.commit_failures += 1
+                log.exception("storing %d events failed; retrying in %.1f s", len(batch), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            else:
+                return
+
+    def _commit(self, batch: list[_Arrival]) -> None:
+        good = [a for a in batch if a.message is not None]
+        rows = [event_row(a.message, a.received_at, a.msg.payload) for a in good if a.message]
+        progress: dict[tuple[str, str], int] = {}
+        with self.sessions.begin() as session:
+            inserted = _insert_new(session, rows)
+            agents = {(str(r["site"]), str(r["agent"])) for r in rows}
+            for site, agent in sorted(agents):
+                progress[(site, agent)] = _advance(session, site, agent, self._clock())
+        self.stats.received += len(batch)
+        self.stats.stored += inserted
+        self.stats.duplicates += len(rows) - inserted
+        self.stats.batches += 1
+        # Durable now: tell the agents, then release the broker's copies.
+        for (site, agent), seq in progress.items():
+            self.connection.publish(str(Topic.ack(site, agent)), encode(Ack(seq=seq)))
+            self.stats.acks_sent += 1
+        for arrival in batch:
+            self.connection.ack(arrival.msg)
+        if self._on_stored is not None and good:
+            self._on_stored([a.message for a in good if a.message is not None])
+
+
+def _insert_new(session: Session, rows: list[dict[str, object]]) -> int:
+    """Insert the rows not already stored; return how many were new."""
+    if not rows:
+        return 0
+    # Several copies of one event can share a batch (an outbox resend and the request).
+    unique = list({(r["site"], r["agent"], r["seq"]): r for r in rows}.values())
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # RETURNING counts what was new: rowcount is -1 for batched inserts on psycopg.
+    statement = (
+        insert(StoredEvent).values(unique).on_conflict_do_nothing().returning(StoredEvent.seq)
+    )
+    return len(session.execute(statement).all())
+
+
+def _advance(session: Session, site: str, agent: str, now: datetime) -> int:
+    """Move the agent's contiguous mark over every event stored since; return it."""
+    progress = session.get(AgentProgress, (site, agent), with_for_update=True)
+    if progress is None:
+        progress = AgentProgress(site=site, agent=agent, acked_seq=0, updated_at=now)
+        session.add(progress)
+    mark = progress.acked_seq
+    while True:
+        seqs = session.scalars(
+            select(StoredEvent.seq)
+            .where(StoredEvent.site == site, StoredEvent.agent == agent, StoredEvent.seq > mark)
+            .order_by(StoredEvent.seq)
+            .limit(1000)
+        ).all()
+        advanced = _contiguous(mark, seqs)
+        if advanced == mark:
+            break
+        mark = advanced
+        if len(seqs) < 1000:
+            break
+    if mark != progress.acked_seq:
+        progress.acked_seq, progress.updated_at = mark, now
+    return mark
+
+
+def _contiguous(mark: int, seqs: Iterable[int]) -> int:
+    """The highest seq reachable from `mark` one step at a time through `seqs` (sorted)."""
+    for seq in seqs:
+        if seq != mark + 1:
+            break
+        mark = seq
+    return mark
+
+
+def stored_count(session: Session) -> int:
+    """How many events are stored (tests and benchmarks)."""
+    return int(session.scalar(select(func.count()).select_from(StoredEvent)) or 0)
