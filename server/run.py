@@ -1,8 +1,9 @@
 """`ruche server run`: the REST API and the MQTT workers in one process.
 
 Migrations run first; then event ingestion (which acks agents), the door
-decision worker, the allow-list publisher and the door-event worker connect; then uvicorn serves the API
-until SIGINT or SIGTERM, after which the workers stop (flushing queued audit rows).
+decision worker, the allow-list publisher and the door-event worker connect;
+then uvicorn serves the API until SIGINT or SIGTERM, after which the workers
+stop (flushing queued audit rows).
 """
 
 from __future__ import annotations
