@@ -21,7 +21,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
+from ruche.broker import Channel, EventPayload, decode_payload
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.mosquitto_config import BrokerOptions
@@ -30,6 +32,11 @@ from ruche.ports import free_port
 from ruche.sim.ld2410 import Arrive, Empty, Leave, PtyRadar, Scenario, Seated
 from ruche.sim.nfc import BadgeEmulator
 from ruche.sim.receiver import EventReceiver
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ruche.server.ingest import IngestWorker
 
 SITE, AGENT = "lab", "agent-a"
 SITE_KEY = "00112233445566778899aabbccddeeff"
@@ -102,7 +109,10 @@ class AgentHarness:
         seconds: float = 60.0,
         tap_every: float = 3.0,
         port: int | None = None,
+        real_server: bool = False,
     ) -> None:
+        """`real_server`: the server's own ingestion (SQLite in `workdir`) stores and acks
+        events instead of the stand-in receiver."""
         self.workdir = workdir
         self.state_dir = workdir / "state"
         self.config = workdir / "agent.toml"
@@ -126,12 +136,18 @@ class AgentHarness:
         )
         self.tapper: Tapper | None = None
         self.agent: subprocess.Popen[bytes] | None = None
+        self.database_url = f"sqlite:///{workdir / 'ruche.db'}" if real_server else None
+        self._ingest: IngestWorker | None = None
+        self._engine: Engine | None = None
         self._write_config(agent)
 
     def start(self) -> None:
         """Broker, receiver, radars and badge tapper; then `start_agent()`."""
         self.broker.start()
-        self.receiver.start()
+        if self.database_url is None:
+            self.receiver.start()
+        else:
+            self._start_ingest(self.database_url)
         for radar in self.radars:
             radar.start()
         self.tapper = Tapper(self.reader, every=self.tap_every)
@@ -177,8 +193,47 @@ class AgentHarness:
         for radar in self.radars:
             radar.stop()
         self.stop_agent()
-        self.receiver.stop()
+        if self._ingest is not None:
+            self._ingest.stop()
+        if self._engine is not None:
+            self._engine.dispose()
+        if self.database_url is None:
+            self.receiver.stop()
         self.broker.stop()
+
+    def stored(self) -> list[EventPayload]:
+        """Every event the server side stored, in (agent, seq) order."""
+        if self.database_url is None:
+            return [e.payload for e in self.receiver.snapshot()]
+        # The server's stack is imported only when a real server is asked for: the
+        # simulator alone (ruche[sim]) does not have it.
+        from sqlalchemy import select  # noqa: PLC0415
+        from sqlalchemy.orm import Session  # noqa: PLC0415
+
+        from ruche.server.models import StoredEvent  # noqa: PLC0415
+
+        assert self._engine is not None  # noqa: S101 - started with real_server
+        query = select(StoredEvent.channel, StoredEvent.payload).order_by(StoredEvent.seq)
+        with Session(self._engine) as session:
+            rows = session.execute(query).all()
+        return [decode_payload(Channel(ch), raw.encode()) for ch, raw in rows]  # type: ignore[misc]
+
+    def _start_ingest(self, url: str) -> None:
+        from ruche.server.connection import MqttOptions  # noqa: PLC0415
+        from ruche.server.db import make_engine, make_sessions, run_migrations  # noqa: PLC0415
+        from ruche.server.ingest import IngestWorker  # noqa: PLC0415
+
+        run_migrations(url)
+        self._engine = make_engine(url)
+        server = self.accounts.server
+        options = MqttOptions(
+            host=self.broker.host,
+            port=self.broker.port,
+            username=server.username,
+            password=server.password.get_secret_value(),
+        )
+        self._ingest = IngestWorker(make_sessions(self._engine), options, site=SITE)
+        self._ingest.start()
 
     def __enter__(self) -> AgentHarness:
         self.start()
