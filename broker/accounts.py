@@ -14,7 +14,6 @@ Read from a small TOML file for now (the server's registry later)::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from ruche.broker.passwords import hash_password_cached
 from ruche.broker.topics import ID_PATTERN
+from ruche.config import describe, read_toml
 
 MIN_PASSWORD_LENGTH = 16
 _PLACEHOLDERS = frozenset({"change-me", "changeme", "password", "secret", "ruche"})
@@ -85,20 +85,11 @@ class Accounts(BaseModel):
 
 def load_accounts(path: Path) -> Accounts:
     """Read and validate an accounts file; AccountsError names the field that is wrong."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise AccountsError(f"{path}: no such file") from exc
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise AccountsError(f"{path}: cannot read: {exc}") from exc
+    data = read_toml(path, AccountsError)
     try:
         return Accounts.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False)
-        )
-        raise AccountsError(f"{path}: {problems}") from exc
+        raise AccountsError(f"{path}: invalid accounts:\n{describe(exc)}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,6 @@ Environment variables override the file: `RUCHE_MQTT__PASSWORD=...`.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -54,6 +53,7 @@ from pydantic_settings import (
 )
 
 from ruche.broker.topics import ID_PATTERN
+from ruche.config import describe, read_toml
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
 Pin = Annotated[int, Field(ge=0, le=40)]
@@ -200,17 +200,8 @@ class AgentSettings(BaseSettings):
 
 def load_settings(path: Path) -> AgentSettings:
     """Read the agent's TOML config (and RUCHE_ overrides); ConfigError names every bad field."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    data = read_toml(path, ConfigError, what="config file")
     try:
         return AgentSettings(**data)
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False)
-        )
-        raise ConfigError(f"{path}: invalid agent configuration:\n{problems}") from exc
+        raise ConfigError(f"{path}: invalid agent configuration:\n{describe(exc)}") from exc

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ruche.config import describe, read_toml
 from ruche.sim.ld2410 import (
     Arrive,
     CablePulled,
@@ -164,20 +164,11 @@ class SimScenario(BaseModel):
 
 def load_scenario(path: Path) -> SimScenario:
     """Read a scenario file; ScenarioError names each bad entry."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ScenarioError(f"{path}: no such scenario file") from exc
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc}") from exc
+    data = read_toml(path, ScenarioError, what="scenario file")
     try:
         return SimScenario.model_validate(data)
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False)
-        )
-        raise ScenarioError(f"{path}: invalid scenario:\n{problems}") from exc
+        raise ScenarioError(f"{path}: invalid scenario:\n{describe(exc)}") from exc
 
 
 @dataclass

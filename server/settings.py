@@ -19,12 +19,12 @@ port = 8000
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ruche.config import describe, read_toml
 from ruche.server.db import DEFAULT_URL
 
 _PLACEHOLDERS = frozenset({"change-me", "changeme", "password", "secret"})
@@ -91,19 +91,9 @@ def load_server_settings(path: Path | None) -> ServerSettings:
     """Read the server's TOML config (if any) and RUCHE_ overrides; errors name each field."""
     data: dict[str, object] = {}
     if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ServerConfigError(f"{path}: no such config file") from exc
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ServerConfigError(f"{path}: cannot read: {exc}") from exc
+        data = read_toml(path, ServerConfigError, what="config file")
     try:
         return ServerSettings(**data)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False)
-        )
-        raise ServerConfigError(
-            f"{path or 'environment'}: invalid server configuration:\n{problems}"
-        ) from exc
+        where = path or "environment"
+        raise ServerConfigError(f"{where}: invalid server configuration:\n{describe(exc)}") from exc
