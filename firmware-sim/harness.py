@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ruche.broker import Channel, EventPayload, decode_payload
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
@@ -109,10 +109,12 @@ class AgentHarness:
         seconds: float = 60.0,
         tap_every: float = 3.0,
         port: int | None = None,
-        real_server: bool = False,
+        server: Literal["stand-in", "ingest", "external"] = "stand-in",
     ) -> None:
-        """`real_server`: the server's own ingestion (SQLite in `workdir`) stores and acks
-        events instead of the stand-in receiver."""
+        """`server`: who stores and acks the agent's events. `stand-in`: the receiver
+        (`ruche.sim.receiver`); `ingest`: the server's own ingestion, in this process, on
+        SQLite in `workdir`; `external`: the caller runs a server (e.g. `ruche server
+        run` on `database_url`)."""
         self.workdir = workdir
         self.state_dir = workdir / "state"
         self.config = workdir / "agent.toml"
@@ -136,7 +138,8 @@ class AgentHarness:
         )
         self.tapper: Tapper | None = None
         self.agent: subprocess.Popen[bytes] | None = None
-        self.database_url = f"sqlite:///{workdir / 'ruche.db'}" if real_server else None
+        self.server = server
+        self.database_url = f"sqlite:///{workdir / 'ruche.db'}"
         self._ingest: IngestWorker | None = None
         self._engine: Engine | None = None
         self._write_config(agent)
@@ -144,9 +147,9 @@ class AgentHarness:
     def start(self) -> None:
         """Broker, receiver, radars and badge tapper; then `start_agent()`."""
         self.broker.start()
-        if self.database_url is None:
+        if self.server == "stand-in":
             self.receiver.start()
-        else:
+        elif self.server == "ingest":
             self._start_ingest(self.database_url)
         for radar in self.radars:
             radar.start()
@@ -197,25 +200,30 @@ class AgentHarness:
             self._ingest.stop()
         if self._engine is not None:
             self._engine.dispose()
-        if self.database_url is None:
+        if self.server == "stand-in":
             self.receiver.stop()
         self.broker.stop()
 
     def stored(self) -> list[EventPayload]:
         """Every event the server side stored, in (agent, seq) order."""
-        if self.database_url is None:
+        if self.server == "stand-in":
             return [e.payload for e in self.receiver.snapshot()]
         # The server's stack is imported only when a real server is asked for: the
         # simulator alone (ruche[sim]) does not have it.
         from sqlalchemy import select  # noqa: PLC0415
         from sqlalchemy.orm import Session  # noqa: PLC0415
 
+        from ruche.server.db import make_engine  # noqa: PLC0415
         from ruche.server.models import StoredEvent  # noqa: PLC0415
 
-        assert self._engine is not None  # noqa: S101 - started with real_server
         query = select(StoredEvent.channel, StoredEvent.payload).order_by(StoredEvent.seq)
-        with Session(self._engine) as session:
-            rows = session.execute(query).all()
+        engine = self._engine or make_engine(self.database_url)
+        try:
+            with Session(engine) as session:
+                rows = session.execute(query).all()
+        finally:
+            if engine is not self._engine:
+                engine.dispose()
         return [decode_payload(Channel(ch), raw.encode()) for ch, raw in rows]  # type: ignore[misc]
 
     def _start_ingest(self, url: str) -> None:

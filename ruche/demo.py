@@ -1,32 +1,40 @@
 """`ruche demo`: Ruche running on one machine, as far as it is built.
 
-Today: a Mosquitto broker on Ruche's generated configuration, one agent
+Today: a Mosquitto broker on Ruche's generated configuration; the server
+(`ruche server run`: event ingestion with acks, door decisions, allow-lists, the
+audit log and the REST API) on SQLite with a seeded site; and one agent
 (`ruche edge run`) with two simulated LD2410 desk radars on ptys and a door whose
-NFC reader sees a badge every few seconds over nfcpy's UDP driver, and the
-stand-in server that stores and acks its events. It prints how to watch the
-traffic, a progress line, and a summary; it stops cleanly on Ctrl-C, SIGTERM or
-after `--duration`.
+NFC reader sees a badge every few seconds over nfcpy's UDP driver (Ada's, who may
+come in, and Bob's, which was revoked). It prints how to watch the traffic and
+use the API, a progress line, and a summary; it stops cleanly on Ctrl-C, SIGTERM
+or after `--duration`.
 """
 
 from __future__ import annotations
 
 import shlex
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from types import FrameType
 
 from ruche import __version__
 from ruche.broker import everything
 from ruche.broker.mosquitto import MosquittoError
+from ruche.ports import free_port, wait_for_port
 from ruche.sim.harness import AGENT, SITE, AgentHarness
 
 FOREVER_S = 7 * 24 * 3600.0
 PROGRESS_EVERY_S = 5.0
+RADARS = 2
+
+
+class DemoError(RuntimeError):
+    """Something the demo needs did not start; the message says what and where to look."""
 
 
 def _say(text: str) -> None:
@@ -44,6 +52,9 @@ def run_demo(*, duration: float | None, directory: Path | None, port: int | None
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _run(stop, duration=duration, directory=directory, port=port)
+    except (MosquittoError, DemoError) as exc:
+        print(f"ruche demo: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -52,41 +63,81 @@ def run_demo(*, duration: float | None, directory: Path | None, port: int | None
 def _run(
     stop: threading.Event, *, duration: float | None, directory: Path | None, port: int | None
 ) -> int:
+    from ruche.sim.demo_site import seed_demo_site  # noqa: PLC0415 - imports the server
+
     with tempfile.TemporaryDirectory(prefix="ruche-demo-") as tmp:
         workdir = (directory or Path(tmp)).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
-        harness = AgentHarness(workdir, radars=2, seconds=duration or FOREVER_S, port=port)
+        harness = AgentHarness(
+            workdir, radars=RADARS, seconds=duration or FOREVER_S, port=port, server="external"
+        )
+        server: subprocess.Popen[bytes] | None = None
         try:
+            api_key = seed_demo_site(harness.database_url, desks=RADARS)
             harness.start()
-        except MosquittoError as exc:
-            print(f"ruche demo: {exc}", file=sys.stderr)  # noqa: T201
-            harness.stop()
-            return 1
-        try:
-            if not stop.is_set():
-                harness.start_agent()
-                _serve(harness, duration, stop)
+            if stop.is_set():
+                return 0
+            server, api = _start_server(harness, workdir)
+            harness.start_agent()
+            _serve(harness, api, api_key, duration, stop)
             return 0
         finally:
+            harness.stop_agent()
+            if server is not None:
+                server.terminate()
+                server.wait(30)
             harness.stop()
-            _say("stopped the agent, the simulated hardware and the broker; bye")
+            _say("stopped the agent, the server, the simulated hardware and the broker; bye")
 
 
-def _serve(harness: AgentHarness, duration: float | None, stop: threading.Event) -> None:
-    broker, server = harness.broker, harness.accounts.server
+def _start_server(harness: AgentHarness, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    http_port = free_port()
+    account = harness.accounts.server
+    config = workdir / "server.toml"
+    config.write_text(
+        f'database_url = "{harness.database_url}"\n'
+        f'[mqtt]\nhost = "{harness.broker.host}"\nport = {harness.broker.port}\n'
+        f'username = "{account.username}"\n'
+        f'password = "{account.password.get_secret_value()}"\n'
+        f"[http]\nport = {http_port}\n",
+        encoding="utf-8",
+    )
+    log_path = workdir / "server.log"
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ruche", "server", "run", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if not wait_for_port("127.0.0.1", http_port, timeout=60) or server.poll() is not None:
+        server.kill()
+        server.wait()
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        raise DemoError(f"the server did not start; {log_path} says:\n{tail}")
+    return server, f"http://127.0.0.1:{http_port}"
+
+
+def _serve(
+    harness: AgentHarness, api: str, api_key: str, duration: float | None, stop: threading.Event
+) -> None:
+    broker, account = harness.broker, harness.accounts.server
     watch = shlex.join(
         [
             "mosquitto_sub", "-V", "mqttv5", "-h", broker.host, "-p", str(broker.port),
-            "-u", server.username, "-P", server.password.get_secret_value(),
+            "-u", account.username, "-P", account.password.get_secret_value(),
             "-t", everything(), "-v",
         ]
     )  # fmt: skip
     _say(f"ruche {__version__} demo")
     _say(f"broker: Mosquitto on {broker.host}:{broker.port}, config in {broker.files.directory}")
-    _say(f"agent:  {SITE}/{AGENT}, 2 desks (LD2410 radars on ptys), door 'front' "
+    _say(f"server: {api} (API docs at {api}/docs), {harness.database_url}; "
+         f"log in {harness.workdir / 'server.log'}")  # fmt: skip
+    _say(f"agent:  {SITE}/{AGENT}, {RADARS} desks (LD2410 radars on ptys), door 'front' "
          f"(NFC reader {harness.reader}); log in {harness.workdir / 'agent.log'}")  # fmt: skip
-    _say("server: the stand-in receiver, which stores events and acks them")
+    _say("badges: Ada's (allowed) and Bob's (revoked) are tapped in turn every 3 s")
     _say(f"watch the traffic:\n  {watch}")
+    _say(f"use the API (admin key, shown once):\n  curl -H 'Authorization: Bearer {api_key}' "
+         f"{api}/audit")  # fmt: skip
     _say("stop with Ctrl-C" + (f" (or wait {duration:g} s)" if duration else ""))
     started = time.monotonic()
     deadline = None if duration is None else started + duration
@@ -99,12 +150,33 @@ def _serve(harness: AgentHarness, duration: float | None, stop: threading.Event)
 
 
 def _counts(harness: AgentHarness) -> str:
-    kinds = Counter(
-        getattr(e.payload, "kind", e.topic.channel.value) for e in harness.receiver.snapshot()
-    )
+    from sqlalchemy import func, select  # noqa: PLC0415
+    from sqlalchemy.orm import Session  # noqa: PLC0415
+
+    from ruche.server.db import make_engine  # noqa: PLC0415
+    from ruche.server.models import AuditKind, AuditRow, StoredEvent  # noqa: PLC0415
+
+    engine = make_engine(harness.database_url)
+    try:
+        with Session(engine) as session:
+            kinds = dict(
+                session.execute(
+                    select(StoredEvent.kind, func.count()).group_by(StoredEvent.kind)
+                ).all()
+            )
+            decisions = dict(
+                session.execute(
+                    select(AuditRow.allowed, func.count())
+                    .where(AuditRow.kind == AuditKind.DECISION)
+                    .group_by(AuditRow.allowed)
+                ).all()
+            )
+    finally:
+        engine.dispose()
     produced, acked = harness.outbox()
     parts = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
     return (
-        f"{sum(kinds.values())} events stored ({parts or 'none yet'}); "
-        f"{harness.taps} badge taps; {produced - acked} waiting in the agent's outbox"
+        f"{sum(kinds.values())} events stored ({parts or 'none yet'}); door decisions: "
+        f"{decisions.get(True, 0)} allowed, {decisions.get(False, 0)} denied; "
+        f"{produced - acked} waiting in the agent's outbox"
     )

@@ -27,9 +27,8 @@ def harness(request, tmp_path) -> Iterator[Callable[[float], AgentHarness]]:
     made: list[AgentHarness] = []
 
     def make(seconds: float) -> AgentHarness:
-        rig = AgentHarness(
-            tmp_path, radars=2, seconds=seconds, real_server=request.param == "server"
-        )
+        mode = "ingest" if request.param == "server" else "stand-in"
+        rig = AgentHarness(tmp_path, radars=2, seconds=seconds, server=mode)
         made.append(rig)
         rig.start()
         rig.start_agent()

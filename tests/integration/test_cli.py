@@ -87,6 +87,8 @@ class TestDemoCommand:
         assert time.monotonic() - started < 30
         assert "mosquitto_sub" in done.stdout
         assert "events stored" in done.stdout
+        assert "door decisions:" in done.stdout
+        assert "Authorization: Bearer ruche_" in done.stdout, "an admin key to try the API"
         assert done.stdout.rstrip().endswith("bye")
 
     def test_ctrl_c_stops_cleanly(self):
