@@ -1,0 +1,69 @@
+"""Agent events as InfluxDB points: pure, one function, the measurement schema in one place.
+
+Measurements `presence`, `desk_badge`, `door_tap` and `door_event`; their tags and
+fields are documented in docs/occupancy.md. Every point's time is the agent's event
+time (`ts`, in nanoseconds), so a replayed or redelivered event rewrites the same
+point instead of adding one. Badge tokens are not written to InfluxDB: it is for
+counting and charting; who it was stays in SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ruche.broker import (
+    DeskBadge,
+    DoorHeldOpen,
+    Message,
+    OfflineDecision,
+    Presence,
+    PresenceState,
+    Tap,
+)
+from ruche.server.lineprotocol import FieldValue, Point
+
+
+def time_ns(moment: datetime) -> int:
+    """An aware datetime as integer nanoseconds since the epoch, exactly (no float)."""
+    whole = int(moment.timestamp())
+    return whole * 1_000_000_000 + moment.microsecond * 1000
+
+
+def points_of(message: Message) -> list[Point]:
+    """The points of one agent event; none for a message that is not an event."""
+    topic, payload = message.topic, message.payload
+    base = {"site": topic.site, "agent": topic.agent}
+    device = topic.device or ""
+    if isinstance(payload, Presence):
+        fields: dict[str, FieldValue] = {
+            "occupied": 1 if payload.state is PresenceState.OCCUPIED else 0,
+            "confidence": float(payload.confidence),
+            "heartbeat": payload.heartbeat,
+            "seq": payload.seq,
+        }
+        if payload.raw is not None:
+            if payload.raw.distance_cm is not None:
+                fields["distance_cm"] = payload.raw.distance_cm
+            if payload.raw.energy is not None:
+                fields["energy"] = payload.raw.energy
+        tags = {**base, "desk": device, "sensor": payload.sensor}
+        return [Point("presence", tags, fields, time_ns(payload.ts))]
+    if isinstance(payload, DeskBadge):
+        tags = {**base, "desk": device}
+        return [Point("desk_badge", tags, {"checkin": 1, "seq": payload.seq}, time_ns(payload.ts))]
+    if isinstance(payload, Tap):
+        tags = {**base, "door": device, "reader": payload.reader}
+        return [Point("door_tap", tags, {"tap": 1, "seq": payload.seq}, time_ns(payload.ts))]
+    kind = getattr(payload, "kind", None)
+    seq = getattr(payload, "seq", None)
+    ts = getattr(payload, "ts", None)
+    if kind is None or seq is None or ts is None:
+        return []
+    fields = {"seq": seq}
+    if isinstance(payload, DoorHeldOpen):
+        fields["open_s"] = float(payload.open_s)
+    if isinstance(payload, OfflineDecision):
+        fields["allowed"] = payload.allowed
+        fields["reason"] = payload.reason
+    tags = {**base, "door": device, "kind": kind}
+    return [Point("door_event", tags, fields, time_ns(ts))]
