@@ -8,7 +8,9 @@ agent resends what is not acked, the broker what is not PUBACKed) and nothing is
 counted twice (events are keyed by (site, agent, seq)).
 
 Bad messages (not the contract) are counted by reason, logged, and acknowledged to the
-broker so they are not redelivered forever.
+broker so they are not redelivered forever. InfluxDB points are written to the
+writer's durable spool before the SQL commit, so a crash between the two means a
+redelivery (and the same points rewritten), never a point missing.
 """
 
 from __future__ import annotations
@@ -97,12 +99,15 @@ class IngestWorker:
         *,
         group: str = "ruche-ingest",
         site: str = "+",
-        on_stored: Callable[[list[Message]], None] | None = None,
+        before_commit: Callable[[list[Message]], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`before_commit` receives each batch's valid events before they are committed,
+        to make them durable elsewhere too (the InfluxDB spool); if it raises, the batch
+        is retried and nothing is acked."""
         self.sessions = sessions
         self.stats = IngestStats()
-        self._on_stored = on_stored
+        self._before_commit = before_commit
         self._clock = clock
         self._inbox: queue.SimpleQueue[_Arrival | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -186,6 +191,8 @@ class IngestWorker:
         good = [a for a in batch if a.message is not None]
         rows = [event_row(a.message, a.received_at, a.msg.payload) for a in good if a.message]
         progress: dict[tuple[str, str], int] = {}
+        if self._before_commit is not None and good:
+            self._before_commit([a.message for a in good if a.message is not None])
         with self.sessions.begin() as session:
             inserted = _insert_new(session, rows)
             agents = {(str(r["site"]), str(r["agent"])) for r in rows}
@@ -201,8 +208,6 @@ class IngestWorker:
             self.stats.acks_sent += 1
         for arrival in batch:
             self.connection.ack(arrival.msg)
-        if self._on_stored is not None and good:
-            self._on_stored([a.message for a in good if a.message is not None])
 
 
 def _insert_new(session: Session, rows: list[dict[str, object]]) -> int:

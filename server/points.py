@@ -9,7 +9,9 @@ counting and charting; who it was stays in SQL.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Protocol
 
 from ruche.broker import (
     DeskBadge,
@@ -67,3 +69,14 @@ def points_of(message: Message) -> list[Point]:
         fields["reason"] = payload.reason
     tags = {**base, "door": device, "kind": kind}
     return [Point("door_event", tags, fields, time_ns(ts))]
+
+
+class PointWriter(Protocol):
+    """Where points go (`ruche.server.influx.InfluxWriter`): durable once `write` returns."""
+
+    def write(self, points: Iterable[Point]) -> None: ...
+
+
+def write_events(writer: PointWriter, messages: Iterable[Message]) -> None:
+    """Write the points of `messages` in one call (one fsync for the batch)."""
+    writer.write([point for message in messages for point in points_of(message)])

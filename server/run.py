@@ -9,6 +9,7 @@ stop (flushing queued audit rows).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Iterator
@@ -23,7 +24,9 @@ from ruche.server.allowlists import AllowlistPublisher
 from ruche.server.connection import MqttOptions
 from ruche.server.door_events import DoorEventWorker
 from ruche.server.doors import DoorWorker
+from ruche.server.influx import InfluxError, InfluxWriter
 from ruche.server.ingest import IngestWorker
+from ruche.server.points import write_events
 from ruche.server.ports import RegistryListener
 from ruche.server.settings import ServerSettings
 
@@ -52,6 +55,7 @@ class ServerWorkers:
     allowlists: AllowlistPublisher
     door_events: DoorEventWorker
     ingest: IngestWorker
+    influx: InfluxWriter | None = None
 
     @classmethod
     def build(cls, settings: ServerSettings, sessions: sessionmaker[Session]) -> ServerWorkers:
@@ -64,13 +68,16 @@ class ServerWorkers:
             ca_file=mqtt.ca_file,
             keepalive=mqtt.keepalive,
         )
+        influx = _influx_writer(settings)
+        sink = None if influx is None else functools.partial(write_events, influx)
         return cls(
+            influx=influx,
             doors=DoorWorker(sessions, options, unlock_ms=settings.unlock_ms),
             allowlists=AllowlistPublisher(
                 sessions, options, horizon=timedelta(hours=settings.allowlist_hours)
             ),
             door_events=DoorEventWorker(sessions, options),
-            ingest=IngestWorker(sessions, options),
+            ingest=IngestWorker(sessions, options, before_commit=sink),
         )
 
     @property
@@ -92,6 +99,29 @@ class ServerWorkers:
     def stop(self) -> None:
         for worker in (self.door_events, self.allowlists, self.doors, self.ingest):
             worker.stop()
+        if self.influx is not None:
+            self.influx.close()
+
+
+def _influx_writer(settings: ServerSettings) -> InfluxWriter | None:
+    config = settings.influx
+    if config is None:
+        return None
+    writer = InfluxWriter(
+        config.url,
+        config.database,
+        token=None if config.token is None else config.token.get_secret_value(),
+        username=config.username,
+        password=None if config.password is None else config.password.get_secret_value(),
+        spool_dir=config.spool_dir,
+    )
+    try:
+        # InfluxDB 1.x creates databases on demand; 2.x/3.x map the name to a bucket.
+        writer.query(f'CREATE DATABASE "{config.database}"')
+    except InfluxError as exc:
+        log.warning("could not create InfluxDB database %s (points wait in the spool): %s",
+                    config.database, exc)  # fmt: skip
+    return writer
 
 
 def run_server(settings: ServerSettings) -> int:

@@ -12,6 +12,10 @@ password = "..."
 [http]
 host = "127.0.0.1"
 port = 8000
+
+[influx]                 # optional: occupancy points for Grafana
+url = "http://127.0.0.1:8086"
+database = "ruche"
 ```
 
 `RUCHE_DATABASE_URL=...` or `RUCHE_MQTT__PASSWORD=...` override the file.
@@ -54,6 +58,19 @@ class ServerMqtt(_Group):
         return value
 
 
+class ServerInflux(_Group):
+    """Where occupancy points go: InfluxDB's v1-compatible API (1.x, 2.x, 3.x)."""
+
+    url: str = "http://127.0.0.1:8086"
+    database: str = Field(default="ruche", min_length=1)
+    token: SecretStr | None = None
+    """InfluxDB 2.x/3.x token (sent as `Authorization: Token ...`)."""
+    username: str | None = None
+    password: SecretStr | None = None
+    spool_dir: Path = Path("ruche-spool")
+    """Where points wait on disk while InfluxDB is down or slow; never dropped."""
+
+
 class ServerHttp(_Group):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -69,6 +86,8 @@ class ServerSettings(BaseSettings):
     database_url: str = DEFAULT_URL
     mqtt: ServerMqtt
     http: ServerHttp = ServerHttp()
+    influx: ServerInflux | None = None
+    """Without it, events are still stored in SQL, but no InfluxDB points are written."""
     unlock_ms: int = Field(default=3000, ge=100, le=60_000)
     """How long an allowed tap releases the strike."""
     allowlist_hours: float = Field(default=24.0, gt=0, le=24 * 14)
