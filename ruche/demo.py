@@ -1,8 +1,9 @@
 """`ruche demo`: Ruche running on one machine, as far as it is built.
 
-Today: a Mosquitto broker on Ruche's generated configuration; the server
-(`ruche server run`: event ingestion with acks, door decisions, allow-lists, the
-audit log and the REST API) on SQLite with a seeded site; and one agent
+Today: a Mosquitto broker on Ruche's generated configuration; a private InfluxDB
+when one is installed; the server (`ruche server run`: event ingestion with acks
+and InfluxDB points, door decisions, allow-lists, the audit log and the REST API)
+on SQLite with a seeded site; and one agent
 (`ruche edge run`) with two simulated LD2410 desk radars on ptys and a door whose
 NFC reader sees a badge every few seconds over nfcpy's UDP driver (Ada's, who may
 come in, and Bob's, which was revoked). It prints how to watch the traffic and
@@ -22,15 +23,19 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from ruche import __version__
 from ruche.broker import everything
 from ruche.broker.mosquitto import MosquittoError
 from ruche.ports import free_port, wait_for_port
+from ruche.server.influxd import InfluxdError, InfluxdProcess
 from ruche.sim.harness import AGENT, SITE, AgentHarness
 
 FOREVER_S = 7 * 24 * 3600.0
 PROGRESS_EVERY_S = 5.0
 RADARS = 2
+INFLUX_DATABASE = "ruche"
 
 
 class DemoError(RuntimeError):
@@ -72,14 +77,18 @@ def _run(
             workdir, radars=RADARS, seconds=duration or FOREVER_S, port=port, server="external"
         )
         server: subprocess.Popen[bytes] | None = None
+        influxd = _influxd(workdir)
         try:
             api_key = seed_demo_site(harness.database_url, desks=RADARS)
             harness.start()
+            if influxd is not None:
+                influxd.start()
             if stop.is_set():
                 return 0
-            server, api = _start_server(harness, workdir)
+            server, api = _start_server(harness, workdir, influxd)
             harness.start_agent()
-            _serve(harness, api, api_key, duration, stop)
+            _serve(harness, api=api, api_key=api_key, duration=duration, stop=stop,
+                   influxd=influxd)  # fmt: skip
             return 0
         finally:
             harness.stop_agent()
@@ -87,19 +96,38 @@ def _run(
                 server.terminate()
                 server.wait(30)
             harness.stop()
+            if influxd is not None:
+                influxd.stop()
             _say("stopped the agent, the server, the simulated hardware and the broker; bye")
 
 
-def _start_server(harness: AgentHarness, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _influxd(workdir: Path) -> InfluxdProcess | None:
+    """A private InfluxDB when the machine has one installed; the demo runs without it."""
+    try:
+        return InfluxdProcess(workdir / "influxd")
+    except InfluxdError:
+        _say("influxd is not installed: running without InfluxDB (apt-get install influxdb)")
+        return None
+
+
+def _start_server(
+    harness: AgentHarness, workdir: Path, influxd: InfluxdProcess | None
+) -> tuple[subprocess.Popen[bytes], str]:
     http_port = free_port()
     account = harness.accounts.server
     config = workdir / "server.toml"
+    influx = (
+        ""
+        if influxd is None
+        else f'[influx]\nurl = "{influxd.url}"\ndatabase = "{INFLUX_DATABASE}"\n'
+        f'spool_dir = "{workdir / "spool"}"\n'
+    )
     config.write_text(
         f'database_url = "{harness.database_url}"\n'
         f'[mqtt]\nhost = "{harness.broker.host}"\nport = {harness.broker.port}\n'
         f'username = "{account.username}"\n'
         f'password = "{account.password.get_secret_value()}"\n'
-        f"[http]\nport = {http_port}\n",
+        f"[http]\nport = {http_port}\n{influx}",
         encoding="utf-8",
     )
     log_path = workdir / "server.log"
@@ -118,7 +146,13 @@ def _start_server(harness: AgentHarness, workdir: Path) -> tuple[subprocess.Pope
 
 
 def _serve(
-    harness: AgentHarness, api: str, api_key: str, duration: float | None, stop: threading.Event
+    harness: AgentHarness,
+    *,
+    api: str,
+    api_key: str,
+    duration: float | None,
+    stop: threading.Event,
+    influxd: InfluxdProcess | None,
 ) -> None:
     broker, account = harness.broker, harness.accounts.server
     watch = shlex.join(
@@ -134,6 +168,9 @@ def _serve(
          f"log in {harness.workdir / 'server.log'}")  # fmt: skip
     _say(f"agent:  {SITE}/{AGENT}, {RADARS} desks (LD2410 radars on ptys), door 'front' "
          f"(NFC reader {harness.reader}); log in {harness.workdir / 'agent.log'}")  # fmt: skip
+    if influxd is not None:
+        _say(f"influx: {influxd.url}, database {INFLUX_DATABASE!r} (presence, door_tap, "
+             "door_event measurements)")  # fmt: skip
     _say("badges: Ada's (allowed) and Bob's (revoked) are tapped in turn every 3 s")
     _say(f"watch the traffic:\n  {watch}")
     _say(f"use the API (admin key, shown once):\n  curl -H 'Authorization: Bearer {api_key}' "
@@ -145,11 +182,23 @@ def _serve(
         remaining = PROGRESS_EVERY_S if deadline is None else deadline - time.monotonic()
         if remaining <= 0 or stop.wait(min(PROGRESS_EVERY_S, remaining)):
             break
-        _say(f"{time.monotonic() - started:6.0f} s  {_counts(harness)}")
-    _say(f"summary after {time.monotonic() - started:.0f} s: {_counts(harness)}")
+        _say(f"{time.monotonic() - started:6.0f} s  {_counts(harness, influxd)}")
+    _say(f"summary after {time.monotonic() - started:.0f} s: {_counts(harness, influxd)}")
 
 
-def _counts(harness: AgentHarness) -> str:
+def _points(influxd: InfluxdProcess | None) -> str:
+    if influxd is None:
+        return ""
+    try:
+        response = httpx.get(f"{influxd.url}/query", timeout=5, params={
+            "db": INFLUX_DATABASE, "q": "SELECT count(occupied) FROM presence"})  # fmt: skip
+        series = response.json()["results"][0].get("series") or [{"values": [[0, 0]]}]
+        return f"; {series[0]['values'][0][1]} presence points in InfluxDB"
+    except (httpx.HTTPError, ValueError, KeyError, IndexError):
+        return "; InfluxDB not answering"
+
+
+def _counts(harness: AgentHarness, influxd: InfluxdProcess | None = None) -> str:
     from sqlalchemy import func, select  # noqa: PLC0415
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
@@ -178,5 +227,5 @@ def _counts(harness: AgentHarness) -> str:
     return (
         f"{sum(kinds.values())} events stored ({parts or 'none yet'}); door decisions: "
         f"{decisions.get(True, 0)} allowed, {decisions.get(False, 0)} denied; "
-        f"{produced - acked} waiting in the agent's outbox"
+        f"{produced - acked} waiting in the agent's outbox{_points(influxd)}"
     )
