@@ -482,3 +482,31 @@ class AgentProgress(Base):
     agent: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
     acked_seq: Mapped[int] = mapped_column(sa.BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeskSessionRow(Base):
+    """A desk's occupied interval, derived from its events (`ruche.server.sessions`) and
+    attributed to a member; recomputed whole, so rows are never edited by hand."""
+
+    __tablename__ = "desk_sessions"
+    __table_args__ = (
+        sa.UniqueConstraint("site", "agent", "desk", "opened_seq"),
+        sa.Index("ix_desk_sessions_site_start", "site", "start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    agent: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    desk: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    opened_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    """The seq of the event that opened it: with the desk, a key that survives recomputing."""
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """None while the desk is still occupied."""
+    closed_by: Mapped[str] = mapped_column(sa.String(16))
+    suspect: Mapped[bool]
+    """A sensor stuck occupied: held for review, not billed blindly."""
+    reason: Mapped[str | None] = mapped_column(sa.String(64))
+    member_id: Mapped[int | None]
+    attributed_by: Mapped[str] = mapped_column(sa.String(16))
+    booking_id: Mapped[int | None]
