@@ -26,6 +26,7 @@ from ruche.server.door_events import DoorEventWorker
 from ruche.server.doors import DoorWorker
 from ruche.server.influx import InfluxError, InfluxWriter
 from ruche.server.ingest import IngestWorker
+from ruche.server.occupancy import OccupancyWorker
 from ruche.server.points import write_events
 from ruche.server.ports import RegistryListener
 from ruche.server.settings import ServerSettings
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     import uvicorn
 
 log = logging.getLogger(__name__)
+
+
+Worker = DoorWorker | AllowlistPublisher | DoorEventWorker | IngestWorker | OccupancyWorker
 
 
 class SiteChangeFanout:
@@ -55,6 +59,7 @@ class ServerWorkers:
     allowlists: AllowlistPublisher
     door_events: DoorEventWorker
     ingest: IngestWorker
+    occupancy: OccupancyWorker
     influx: InfluxWriter | None = None
 
     @classmethod
@@ -78,6 +83,7 @@ class ServerWorkers:
             ),
             door_events=DoorEventWorker(sessions, options),
             ingest=IngestWorker(sessions, options, before_commit=sink),
+            occupancy=OccupancyWorker(sessions),
         )
 
     @property
@@ -86,9 +92,12 @@ class ServerWorkers:
 
     def start(self, timeout: float = 30.0) -> None:
         """Connect every worker (TimeoutError says the broker is unreachable)."""
-        started: list[DoorWorker | AllowlistPublisher | DoorEventWorker | IngestWorker] = []
+        self.occupancy.listener = self.listener
+        started: list[Worker] = []
         try:
-            for worker in (self.ingest, self.doors, self.allowlists, self.door_events):
+            for worker in (
+                self.ingest, self.doors, self.allowlists, self.door_events, self.occupancy
+            ):  # fmt: skip
                 worker.start(timeout)
                 started.append(worker)
         except BaseException:
@@ -97,7 +106,7 @@ class ServerWorkers:
             raise
 
     def stop(self) -> None:
-        for worker in (self.door_events, self.allowlists, self.doors, self.ingest):
+        for worker in (self.occupancy, self.door_events, self.allowlists, self.doors, self.ingest):
             worker.stop()
         if self.influx is not None:
             self.influx.close()

@@ -15,8 +15,8 @@ from ruche.server import registry
 from ruche.server.connection import MqttOptions
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.ingest import IngestWorker
-from ruche.server.models import DeskSessionRow
-from ruche.server.occupancy import refresh_desk_sessions
+from ruche.server.models import Booking, DeskSessionRow, StoredEvent
+from ruche.server.occupancy import refresh_site
 
 pytestmark = pytest.mark.integration
 
@@ -132,7 +132,7 @@ class TestDeskSessions:
 
         now = at(18)
         with transaction(sessions) as session:
-            assert refresh_desk_sessions(session, site.site, now=now) == 3
+            assert refresh_site(session, site.site, now=now).sessions == 3
         first = table()
         assert first == [
             ("desk-0", at(9), at(10), ids["ada"], "badge", None, False),
@@ -140,6 +140,53 @@ class TestDeskSessions:
             ("desk-2", at(14), at(14, 20), None, "none", None, False),
         ]
         with transaction(sessions) as session:
-            refresh_desk_sessions(session, site.site, now=now)
+            refresh_site(session, site.site, now=now)
         assert table() == first, "recomputing changes nothing"
         engine.dispose()
+
+
+class TestNoShows:
+    """A booking with no presence by its start plus the site's no-show minutes is released."""
+
+    def test_released_kept_and_not_yet_judged(self, tmp_path):
+        url = f"sqlite:///{tmp_path / 'ruche.db'}"
+        run_migrations(url)
+        sessions = make_sessions(make_engine(url))
+        with transaction(sessions) as session:
+            key = registry.create_site_key(session, KEY)
+            site = registry.create_site(session, slug="lab", name="Lab", timezone="Europe/Paris",
+                                        key_id=key.id)  # fmt: skip
+            agent = registry.create_agent(session, site_id=site.id, slug="agent-a")
+            zone = registry.create_zone(session, site_id=site.id, name="Open space")
+            session.flush()
+            desks = [registry.create_desk(session, zone_id=zone.id, slug=f"desk-{i}",
+                                          agent_id=agent.id) for i in range(3)]  # fmt: skip
+            member = registry.create_member(session, name="Ada", email="ada@example.org")
+            session.flush()
+            came, stayed_away, later = (
+                registry.book(session, member_id=member.id, site_id=site.id, desk_id=desk.id,
+                              starts_at=start, ends_at=start + timedelta(hours=3))
+                for desk, start in ((desks[0], at(9)), (desks[1], at(9)), (desks[2], at(17)))
+            )  # fmt: skip
+            session.flush()
+            ids = (came.id, stayed_away.id, later.id)
+            arrival = Presence(seq=1, ts=at(9, 5), mono=1.0, state=PresenceState.OCCUPIED)
+            # The row ingestion stores for an agent's event.
+            stored = StoredEvent(
+                site="lab",
+                agent="agent-a",
+                seq=1,
+                channel="presence",
+                device="desk-0",
+                kind="occupied",
+                ts=arrival.ts,
+                received_at=arrival.ts,
+                payload=encode(arrival).decode(),
+            )
+            session.add(stored)
+        with transaction(sessions) as session:
+            result = refresh_site(session, "lab", now=at(10))
+        assert result.released == (ids[1],)
+        with sessions() as session:
+            statuses = [session.get(Booking, i).status.value for i in ids]  # type: ignore[union-attr]
+        assert statuses == ["booked", "no_show", "booked"]
