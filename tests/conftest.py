@@ -29,6 +29,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -39,9 +40,13 @@ from ruche.broker.acl import render_acl
 from ruche.broker.mosquitto import MosquittoError, MosquittoProcess
 from ruche.broker.mosquitto_config import render_passwd
 from ruche.broker.passwords import generate_password
+from ruche.edge.agent import Agent
+from ruche.edge.gpio import DoorPins
+from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
 from ruche.mqtt import stop_client
 from ruche.ports import free_port
 from ruche.server.influxd import InfluxdError, InfluxdProcess
+from ruche.sim.door import SimDoor
 
 _counter = itertools.count(1)
 
@@ -276,6 +281,76 @@ def probe_factory(broker: BrokerRig) -> Iterator[Callable[..., Probe]]:
     yield make
     for probe in made:
         probe.close()
+
+
+# --- the edge agent ---------------------------------------------------------------
+
+EDGE_SITE_KEY = "00112233445566778899aabbccddeeff"
+DOOR_PINS = DoorPins(relay_pin=17, contact_pin=27, exit_pin=22)
+
+
+@dataclass
+class EdgeRig:
+    """An in-process agent on gpiozero mock pins, and the physical door if asked for."""
+
+    agent: Agent
+    sim: SimDoor | None
+    factory: MockFactory
+
+
+@pytest.fixture
+def edge_agent(site: SiteRig, tmp_path: Path) -> Iterator[Callable[..., EdgeRig]]:
+    """Build `agent-a` of this test's site with one door `front` (relay 17, contact 27,
+    exit 22) and its NFC reader on nfcpy's UDP driver; stopped afterwards."""
+    made: list[EdgeRig] = []
+
+    def make(
+        *, held_open_s: float = 5.0, reader: str | None = None, sim_door: bool = False
+    ) -> EdgeRig:
+        account = site.agents["agent-a"]
+        settings = AgentSettings(
+            site=site.site,
+            agent="agent-a",
+            site_key=EDGE_SITE_KEY,
+            state_dir=tmp_path / f"state-{len(made)}",
+            mqtt=MqttSettings(
+                host=site.broker.host,
+                port=site.broker.port,
+                username=account.username,
+                password=account.password.get_secret_value(),
+                resend_after_s=1.0,
+            ),
+            doors=(
+                DoorSettings(
+                    id="front",
+                    reader=reader or f"udp:127.0.0.1:{free_port()}",
+                    relay_pin=17,
+                    contact_pin=27,
+                    exit_pin=22,
+                    unlock_ms=2000,
+                    held_open_s=held_open_s,
+                ),
+            ),
+            request_timeout_ms=300,
+            gpio="mock",
+        )
+        factory = MockFactory()
+        # The physical door exists before the agent boots, as on site.
+        sim = SimDoor(DOOR_PINS, factory=factory) if sim_door else None
+        agent = Agent(settings, pin_factory=factory)
+        rig = EdgeRig(agent, sim, factory)
+        made.append(rig)
+        agent.start()
+        deadline = time.monotonic() + 10
+        while not agent.link.connected:
+            assert time.monotonic() < deadline, "the agent never connected"
+            time.sleep(0.01)
+        return rig
+
+    yield make
+    for rig in made:
+        rig.agent.stop()
+        rig.factory.close()
 
 
 # --- InfluxDB ---------------------------------------------------------------------

@@ -12,13 +12,10 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
 from ruche.broker import Allowlist, Channel, Deny, Tap, Topic, decode_payload, encode, topic_filter
 from ruche.edge.agent import Agent
-from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
 from ruche.mqtt import publish_properties
-from ruche.ports import free_port
 from ruche.server import registry
 from ruche.server.access import allowlist_windows
 from ruche.server.allowlists import AllowlistPublisher
@@ -267,41 +264,8 @@ class TestPublication:
 
 
 @pytest.fixture
-def agent(site, tmp_path) -> Iterator[Agent]:
-    account = site.agents["agent-a"]
-    settings = AgentSettings(
-        site=site.site,
-        agent="agent-a",
-        site_key=SITE_KEY,
-        state_dir=tmp_path / "state",
-        mqtt=MqttSettings(
-            host=site.broker.host,
-            port=site.broker.port,
-            username=account.username,
-            password=account.password.get_secret_value(),
-            resend_after_s=1.0,
-        ),
-        doors=(
-            DoorSettings(
-                id="front",
-                reader=f"udp:127.0.0.1:{free_port()}",
-                relay_pin=17,
-                contact_pin=27,
-                exit_pin=22,
-                unlock_ms=2000,
-                held_open_s=5.0,
-            ),
-        ),
-        request_timeout_ms=300,
-        gpio="mock",
-    )
-    factory = MockFactory()
-    agent = Agent(settings, pin_factory=factory)
-    agent.start()
-    wait_until(lambda: agent.link.connected)
-    yield agent
-    agent.stop()
-    factory.close()
+def agent(edge_agent) -> Agent:
+    return edge_agent().agent
 
 
 class TestRevocation:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
 from ruche.broker import (
     AllowEntry,
@@ -26,8 +25,6 @@ from ruche.broker import (
 )
 from ruche.edge.agent import Agent
 from ruche.edge.gpio import DoorPins
-from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
-from ruche.ports import free_port
 from ruche.server import audit, registry
 from ruche.server.connection import MqttOptions
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
@@ -90,42 +87,9 @@ def events(site, sessions) -> Iterator[DoorEventWorker]:
 
 
 @pytest.fixture
-def door_rig(site, tmp_path) -> Iterator[tuple[Agent, SimDoor]]:
-    account = site.agents["agent-a"]
-    settings = AgentSettings(
-        site=site.site,
-        agent="agent-a",
-        site_key=SITE_KEY,
-        state_dir=tmp_path / "state",
-        mqtt=MqttSettings(
-            host=site.broker.host,
-            port=site.broker.port,
-            username=account.username,
-            password=account.password.get_secret_value(),
-            resend_after_s=1.0,
-        ),
-        doors=(
-            DoorSettings(
-                id="front",
-                reader=f"udp:127.0.0.1:{free_port()}",
-                relay_pin=17,
-                contact_pin=27,
-                exit_pin=22,
-                unlock_ms=2000,
-                held_open_s=1.0,
-            ),
-        ),
-        request_timeout_ms=300,
-        gpio="mock",
-    )
-    factory = MockFactory()
-    sim = SimDoor(PINS, factory=factory)
-    agent = Agent(settings, pin_factory=factory)
-    agent.start()
-    wait_until(lambda: agent.link.connected)
-    yield agent, sim
-    agent.stop()
-    factory.close()
+def door_rig(edge_agent) -> tuple[Agent, SimDoor]:
+    rig = edge_agent(held_open_s=1.0, sim_door=True)
+    return rig.agent, rig.sim
 
 
 def publish_allowlist(site) -> None:

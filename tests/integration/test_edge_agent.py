@@ -7,11 +7,10 @@ them, and answers taps when told to) or is absent.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from gpiozero.pins.mock import MockFactory
 
 from ruche.broker import (
     AllowEntry,
@@ -29,7 +28,6 @@ from ruche.broker import (
 )
 from ruche.edge.agent import Agent
 from ruche.edge.gpio import DoorPins
-from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
 from ruche.ports import free_port
 from ruche.sim.door import ScriptedPerson, SimDoor, force_through, walk_through
 from ruche.sim.nfc import BadgeEmulator
@@ -63,42 +61,9 @@ def reader_device() -> str:
 
 
 @pytest.fixture
-def door_rig(site, tmp_path, reader_device) -> Iterator[tuple[Agent, SimDoor]]:
-    account = site.agents["agent-a"]
-    settings = AgentSettings(
-        site=site.site,
-        agent="agent-a",
-        site_key=SITE_KEY,
-        state_dir=tmp_path / "state",
-        mqtt=MqttSettings(
-            host=site.broker.host,
-            port=site.broker.port,
-            username=account.username,
-            password=account.password.get_secret_value(),
-            resend_after_s=1.0,
-        ),
-        doors=(
-            DoorSettings(
-                id="front",
-                reader=reader_device,
-                relay_pin=17,
-                contact_pin=27,
-                exit_pin=22,
-                unlock_ms=2000,
-                held_open_s=1.0,
-            ),
-        ),
-        request_timeout_ms=300,
-        gpio="mock",
-    )
-    factory = MockFactory()
-    sim = SimDoor(PINS, factory=factory)  # the physical door exists before the agent boots
-    agent = Agent(settings, pin_factory=factory)
-    agent.start()
-    wait_until(lambda: agent.link.connected)
-    yield agent, sim
-    agent.stop()
-    factory.close()
+def door_rig(edge_agent, reader_device) -> tuple[Agent, SimDoor]:
+    rig = edge_agent(held_open_s=1.0, sim_door=True, reader=reader_device)
+    return rig.agent, rig.sim
 
 
 def publish_allowlist(site, agent: str = "agent-a") -> None:
@@ -170,11 +135,11 @@ class TestServerSilent:
         finally:
             receiver.stop()
 
-    def test_allowlist_survives_an_agent_restart(self, door_rig, site, tmp_path):
+    def test_allowlist_survives_an_agent_restart(self, door_rig, site):
         agent, _ = door_rig
         publish_allowlist(site)
         wait_until(lambda: agent.allowlist_version == 7)
-        assert (tmp_path / "state" / "allowlist.json").exists()
+        assert (agent.settings.state_dir / "allowlist.json").exists()
 
 
 class TestBadgeAtTheReader:
