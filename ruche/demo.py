@@ -173,6 +173,7 @@ def _serve(
              "door_event measurements)")  # fmt: skip
     _say("badges: Ada's (allowed) and Bob's (revoked) are tapped in turn every 3 s")
     _say(f"watch the traffic:\n  {watch}")
+    _say(f"live floor page: {api}/  (log in with the admin key below)")
     _say(f"use the API (admin key, shown once):\n  curl -H 'Authorization: Bearer {api_key}' "
          f"{api}/audit")  # fmt: skip
     _say("stop with Ctrl-C" + (f" (or wait {duration:g} s)" if duration else ""))

@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -64,6 +64,9 @@ from ruche.server.models import (
 )
 from ruche.server.ports import CommandSender, RegistryListener
 from ruche.server.schemas import MAX_ID, MAX_PAGE, ErrorPublic, FieldError, HealthPublic
+
+if TYPE_CHECKING:
+    from ruche.server.live import LiveHub
 
 T = TypeVar("T")
 P = TypeVar("P", bound=BaseModel)
@@ -458,16 +461,21 @@ PagingDep = Annotated[Paging, Depends(_paging)]
 
 
 def create_app(
-    *, sessions: sessionmaker[Session], commands: CommandSender, listener: RegistryListener
+    *,
+    sessions: sessionmaker[Session],
+    commands: CommandSender,
+    listener: RegistryListener,
+    live: LiveHub | None = None,
 ) -> FastAPI:
     """The REST API over `sessions` (a migrated database), sending through `commands` and
-    telling `listener` which sites changed."""
+    telling `listener` which sites changed; with `live`, the floor page streams from it."""
     # The route modules import this module's dependencies: imported here, not at the top.
     from ruche.server import (  # noqa: PLC0415
         routes_audit,
         routes_bookings,
         routes_doors,
         routes_keys,
+        routes_live,
         routes_members,
         routes_sites,
     )
@@ -478,6 +486,7 @@ def create_app(
         description="Ruche: desks, doors, members and bookings of coworking sites.",
     )
     app.state.ruche = Services(sessions=sessions, commands=commands, listener=listener)
+    app.state.live = live
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
@@ -493,6 +502,7 @@ def create_app(
         routes_bookings,
         routes_keys,
         routes_audit,
+        routes_live,
     ):
         app.include_router(module.router, responses=ERRORS)
     return app

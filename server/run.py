@@ -26,6 +26,7 @@ from ruche.server.door_events import DoorEventWorker
 from ruche.server.doors import DoorWorker
 from ruche.server.influx import InfluxError, InfluxWriter
 from ruche.server.ingest import IngestWorker
+from ruche.server.live import LiveHub
 from ruche.server.occupancy import OccupancyWorker
 from ruche.server.points import write_events
 from ruche.server.ports import RegistryListener
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-Worker = DoorWorker | AllowlistPublisher | DoorEventWorker | IngestWorker | OccupancyWorker
+Worker = (
+    DoorWorker | AllowlistPublisher | DoorEventWorker | IngestWorker | OccupancyWorker | LiveHub
+)
 
 
 class SiteChangeFanout:
@@ -60,6 +63,7 @@ class ServerWorkers:
     door_events: DoorEventWorker
     ingest: IngestWorker
     occupancy: OccupancyWorker
+    live: LiveHub
     influx: InfluxWriter | None = None
 
     @classmethod
@@ -84,11 +88,12 @@ class ServerWorkers:
             door_events=DoorEventWorker(sessions, options),
             ingest=IngestWorker(sessions, options, before_commit=sink),
             occupancy=OccupancyWorker(sessions),
+            live=LiveHub(sessions, options),
         )
 
     @property
     def listener(self) -> SiteChangeFanout:
-        return SiteChangeFanout(self.doors, self.allowlists)
+        return SiteChangeFanout(self.doors, self.allowlists, self.live)
 
     def start(self, timeout: float = 30.0) -> None:
         """Connect every worker (TimeoutError says the broker is unreachable)."""
@@ -96,7 +101,8 @@ class ServerWorkers:
         started: list[Worker] = []
         try:
             for worker in (
-                self.ingest, self.doors, self.allowlists, self.door_events, self.occupancy
+                self.ingest, self.doors, self.allowlists, self.door_events, self.occupancy,
+                self.live,
             ):  # fmt: skip
                 worker.start(timeout)
                 started.append(worker)
@@ -106,7 +112,10 @@ class ServerWorkers:
             raise
 
     def stop(self) -> None:
-        for worker in (self.occupancy, self.door_events, self.allowlists, self.doors, self.ingest):
+        stopping: tuple[Worker, ...] = (
+            self.live, self.occupancy, self.door_events, self.allowlists, self.doors, self.ingest,
+        )  # fmt: skip
+        for worker in stopping:
             worker.stop()
         if self.influx is not None:
             self.influx.close()
@@ -146,7 +155,12 @@ def run_server(settings: ServerSettings) -> int:
     workers = ServerWorkers.build(settings, sessions)
     workers.start()
     try:
-        app = create_app(sessions=sessions, commands=workers.doors, listener=workers.listener)
+        app = create_app(
+            sessions=sessions,
+            commands=workers.doors,
+            listener=workers.listener,
+            live=workers.live,
+        )
         config = uvicorn.Config(
             app,
             host=settings.http.host,
