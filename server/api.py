@@ -505,4 +505,7 @@ def create_app(
         routes_live,
     ):
         app.include_router(module.router, responses=ERRORS)
+    if live is not None:
+        # Without a hub there is no live data: no endpoints, rather than ones that fail.
+        app.include_router(routes_live.stream_router, responses=ERRORS)
     return app

@@ -24,6 +24,9 @@ from ruche.server.live import Change, LiveHub
 from ruche.server.models import Role, Site
 
 router = APIRouter(tags=["live"])
+"""The page and its login: always there."""
+stream_router = APIRouter(tags=["live"])
+"""The live data: only when the app has a LiveHub (ruche server run always does)."""
 
 STATIC = Path(__file__).with_name("static")
 _FILES = {"floor.js": "text/javascript", "floor.css": "text/css"}
@@ -113,14 +116,14 @@ def logout(response: Response) -> None:
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
 
 
-@router.get("/live/state")
+@stream_router.get("/live/state")
 def live_state(hub: Hub, sites: Watched) -> dict[str, list[Change]]:
     """Each watched site's floor: desks with x/y, zone and state; headcount; door events."""
     snapshots = (hub.snapshot(site) for site in sorted(sites))
     return {"sites": [s for s in snapshots if s is not None]}
 
 
-@router.get("/live/stream", response_class=StreamingResponse)
+@stream_router.get("/live/stream", response_class=StreamingResponse)
 async def live_stream(request: Request, hub: Hub, sites: Watched) -> StreamingResponse:
     """Server-Sent Events: one `data:` JSON change per desk or door change of the sites."""
     return StreamingResponse(
