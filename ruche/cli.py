@@ -20,7 +20,7 @@ class CliError(Exception):
     """A problem the person at the terminal can fix; printed without a traceback."""
 
 
-def _broker_users(args: argparse.Namespace) -> object:
+def _broker_users(args: argparse.Namespace) -> Accounts | BrokerUsers:
     """The accounts to configure: from an accounts file, or from the server's registry."""
     if (args.accounts is None) == (args.server_config is None):
         raise CliError("give exactly one of --accounts FILE or --server-config FILE")
@@ -47,7 +47,6 @@ def _broker_users(args: argparse.Namespace) -> object:
 
 
 def _broker_config(args: argparse.Namespace) -> int:
-    from ruche.broker.accounts import Accounts, BrokerUsers  # noqa: PLC0415
     from ruche.broker.mosquitto_config import (  # noqa: PLC0415
         BrokerOptions,
         TlsOptions,
@@ -55,8 +54,6 @@ def _broker_config(args: argparse.Namespace) -> int:
     )
 
     accounts = _broker_users(args)
-    if not isinstance(accounts, Accounts | BrokerUsers):  # pragma: no cover - by construction
-        raise CliError("no accounts")
     tls = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
@@ -248,6 +245,8 @@ def _positive(text: str) -> float:
 
 
 if TYPE_CHECKING:
+    from ruche.broker.accounts import Accounts, BrokerUsers
+
     # argparse names no public type for the object add_subparsers returns.
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 DATABASE_HELP = "SQLAlchemy URL (default: $RUCHE_DATABASE_URL or sqlite:///ruche.db)"
