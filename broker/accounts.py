@@ -22,10 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from ruche.broker.passwords import hash_password_cached
 from ruche.broker.topics import ID_PATTERN
-from ruche.config import describe, read_toml
+from ruche.config import describe, is_placeholder, read_toml
 
 MIN_PASSWORD_LENGTH = 16
-_PLACEHOLDERS = frozenset({"change-me", "changeme", "password", "secret", "ruche"})
 
 
 class AccountsError(ValueError):
@@ -34,7 +33,7 @@ class AccountsError(ValueError):
 
 def _check_secret(value: SecretStr) -> SecretStr:
     secret = value.get_secret_value()
-    if secret.lower() in _PLACEHOLDERS or len(secret) < MIN_PASSWORD_LENGTH:
+    if is_placeholder(secret) or len(secret) < MIN_PASSWORD_LENGTH:
         raise ValueError(
             f"password must be at least {MIN_PASSWORD_LENGTH} characters and not a placeholder "
             "(try: python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"

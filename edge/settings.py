@@ -53,14 +53,13 @@ from pydantic_settings import (
 )
 
 from ruche.broker.topics import ID_PATTERN
-from ruche.config import describe, read_toml
+from ruche.config import describe, is_placeholder, read_toml
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
 Pin = Annotated[int, Field(ge=0, le=40)]
 """A BCM GPIO number on the Pi's header."""
 
 _NFC_DEVICE = re.compile(r"^(usb(:[0-9a-fA-F:]+)?|tty:[\w./-]+(:\w+)?|udp(:[\w.-]+)?(:\d+)?)$")
-_PLACEHOLDERS = frozenset({"change-me", "changeme", "password", "secret"})
 
 
 class ConfigError(ValueError):
@@ -84,7 +83,7 @@ class MqttSettings(_Group):
     @field_validator("password")
     @classmethod
     def _not_placeholder(cls, value: SecretStr) -> SecretStr:
-        if value.get_secret_value().lower() in _PLACEHOLDERS:
+        if is_placeholder(value.get_secret_value()):
             raise ValueError("is a placeholder: set the agent's real broker password")
         return value
 

@@ -8,6 +8,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "password", "secret", "ruche"})
+"""Values people leave in example files: refused as secrets outside the demo."""
+
+
+def is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDER_SECRETS
+
 
 def read_toml(path: Path, error: type[Exception], *, what: str = "file") -> dict[str, Any]:
     """The file's table, or `error` saying it is missing or unreadable (with the parser's

@@ -28,10 +28,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ruche.config import describe, read_toml
+from ruche.config import describe, is_placeholder, read_toml
 from ruche.server.db import DEFAULT_URL
-
-_PLACEHOLDERS = frozenset({"change-me", "changeme", "password", "secret"})
 
 
 class ServerConfigError(ValueError):
@@ -53,7 +51,7 @@ class ServerMqtt(_Group):
     @field_validator("password")
     @classmethod
     def _not_placeholder(cls, value: SecretStr) -> SecretStr:
-        if value.get_secret_value().lower() in _PLACEHOLDERS:
+        if is_placeholder(value.get_secret_value()):
             raise ValueError("is a placeholder: set the server's real broker password")
         return value
 
