@@ -478,6 +478,7 @@ def create_app(
         routes_live,
         routes_members,
         routes_sites,
+        routes_utilisation,
     )
 
     app = FastAPI(
@@ -503,6 +504,7 @@ def create_app(
         routes_keys,
         routes_audit,
         routes_live,
+        routes_utilisation,
     ):
         app.include_router(module.router, responses=ERRORS)
     if live is not None:

@@ -149,6 +149,9 @@ class Site(Base):
     """IANA name (`Europe/Paris`): schedules, holidays and day passes are in local time."""
     no_show_minutes: Mapped[int] = mapped_column(default=15)
     """A booking with no presence by its start plus this many minutes is released."""
+    opening_hours: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    """When the site is open, in a plan schedule's format (`registry.check_schedule`);
+    None: business hours. Utilisation measures against it."""
     key_id: Mapped[int] = mapped_column(sa.ForeignKey("site_keys.id", ondelete="RESTRICT"))
 
     holidays: Mapped[list[Holiday]] = relationship(
@@ -510,3 +513,32 @@ class DeskSessionRow(Base):
     member_id: Mapped[int | None]
     attributed_by: Mapped[str] = mapped_column(sa.String(16))
     booking_id: Mapped[int | None]
+
+
+class VisitRow(Base):
+    """A member's stay at a site, derived from door taps (`ruche.server.sessions.derive_visits`);
+    recomputed whole, so rows are never edited by hand.
+
+    `(site, entry_agent, entry_seq)`, the visit's first entry tap, is the key that survives
+    recomputing: billing names visits by it, not by `id`.
+    """
+
+    __tablename__ = "visits"
+    __table_args__ = (
+        sa.UniqueConstraint("site", "entry_agent", "entry_seq"),
+        sa.Index("ix_visits_site_start", "site", "start"),
+        sa.Index("ix_visits_member_start", "member_id", "start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    member_id: Mapped[int]
+    entry_agent: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    entry_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    entries: Mapped[int]
+    """How many allowed entry taps were merged into it (re-taps, a second door)."""
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """None while the visit is still open."""
+    closed_by: Mapped[str] = mapped_column(sa.String(16))
+    """exit, desk_session, next_entry, max_visit or open."""

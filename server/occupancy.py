@@ -2,12 +2,24 @@
 `ruche.server.sessions` over stored events.
 
 `refresh_site` recomputes one site's sessions from its stored presence and desk-badge
-events, attributes them (desk badge, else booking, else nobody), replaces the site's
-rows, and releases the bookings nobody turned up for (no presence at the desk by the
-booking's start plus the site's no-show minutes), all in one transaction. Sessions
-depend only on the set of events, so running it again (or after late events arrive)
-gives the same rows: idempotent by construction. `OccupancyWorker` runs it for every
-site periodically in `ruche server run`.
+events, attributes them (desk badge, else booking, else nobody), recomputes the site's
+door visits from its stored taps and their decisions, replaces the site's rows, and
+releases the bookings nobody turned up for (no presence at the desk by the booking's
+start plus the site's no-show minutes), all in one transaction. Sessions and visits
+depend only on the set of events and decisions, so running it again (or after late
+events arrive) gives the same rows: idempotent by construction. `OccupancyWorker` runs
+it for every site periodically in `ruche server run`.
+
+Which taps were granted: an agent that decided offline reports an `offline_decision`
+event naming the tap (`tap_seq`), and the door did what that said, so it wins;
+otherwise the server's online decision in the audit log (`agent_seq` is the tap's seq).
+A tap with neither yet (its decision row is a few milliseconds behind it, or the
+offline decision is still in the agent's outbox) is not a granted entry until the next
+refresh finds its decision. Exits count whatever was decided: the handle lets people out.
+
+The read side (the API's booked-vs-used views and utilisation) loads what it needs here
+too, as the pure modules' values: `unused_bookings`, `unbooked_sessions` and
+`utilisation_inputs`.
 """
 
 from __future__ import annotations
@@ -17,13 +29,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
+import sqlalchemy as sa
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ruche.broker import Channel, DeskBadge, Presence, decode_payload
+from ruche.broker import Channel, DeskBadge, OfflineDecision, Presence, Tap, decode_payload
+from ruche.server.facts import direction_of, schedule_of
 from ruche.server.models import (
     Agent,
+    AuditKind,
+    AuditRow,
+    AuditSource,
     Badge,
     Booking,
     BookingStatus,
@@ -31,15 +49,27 @@ from ruche.server.models import (
     DeskSessionRow,
     Site,
     StoredEvent,
+    VisitRow,
+    Zone,
 )
 from ruche.server.ports import RegistryListener
 from ruche.server.sessions import (
+    AttributedSession,
     BookingSpan,
     DeskEvent,
+    DeskKey,
+    DeskSession,
+    Direction,
+    DoorTap,
+    SessionClose,
     attribute,
+    booked_unused,
     derive_desk_sessions,
+    derive_visits,
     no_shows,
+    used_unbooked,
 )
+from ruche.server.utilisation import DeskBooking, DeskPlace, DeskTime, Opening, VisitTime
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +78,8 @@ STALE_AFTER = timedelta(minutes=15)
 about three of the agent's default heartbeats (5 minutes)."""
 STUCK_AFTER = timedelta(hours=12)
 """A desk occupied longer than this without a break is suspect (a sensor stuck)."""
+MAX_VISIT = timedelta(hours=12)
+"""A visit with no exit tap and no desk evidence ends this long after its entry."""
 
 
 def load_desk_events(session: Session, site: str) -> list[DeskEvent]:
@@ -87,6 +119,92 @@ def load_desk_bookings(
     ]
 
 
+def load_tap_decisions(session: Session, site: str) -> dict[tuple[str, int], bool]:
+    """Whether each decided tap of the site was granted, keyed by the tap's `(agent, seq)`."""
+    online = session.execute(
+        select(AuditRow.agent, AuditRow.agent_seq, AuditRow.allowed)
+        .where(AuditRow.site == site)
+        .where(AuditRow.kind == AuditKind.DECISION)
+        .where(AuditRow.source == AuditSource.ONLINE)
+        .where(AuditRow.agent_seq.is_not(None))
+    ).all()
+    decided = {
+        (agent, seq): bool(allowed)
+        for agent, seq, allowed in online
+        if agent is not None and seq is not None
+    }
+    offline = session.execute(
+        select(StoredEvent.agent, StoredEvent.payload)
+        .where(StoredEvent.site == site)
+        .where(StoredEvent.channel == Channel.DOOR_EVENT.value)
+        .where(StoredEvent.kind == "offline_decision")
+    ).all()
+    for agent, raw in offline:
+        payload = decode_payload(Channel.DOOR_EVENT, raw.encode())
+        if isinstance(payload, OfflineDecision):
+            # The door did what the agent decided, whatever the server said too late.
+            decided[(agent, payload.tap_seq)] = payload.allowed
+    return decided
+
+
+def load_door_taps(session: Session, site: str, members: dict[str, int]) -> list[DoorTap]:
+    """The site's stored taps by known badges, each with its member, direction and decision.
+
+    Taps by a token no badge holds are left out: there is nobody to give the visit to.
+    """
+    decided = load_tap_decisions(session, site)
+    rows = session.execute(
+        select(StoredEvent.agent, StoredEvent.payload)
+        .where(StoredEvent.site == site)
+        .where(StoredEvent.channel == Channel.TAP.value)
+    ).all()
+    taps: list[DoorTap] = []
+    for agent, raw in rows:
+        payload = decode_payload(Channel.TAP, raw.encode())
+        if not isinstance(payload, Tap) or payload.token not in members:
+            continue
+        direction = Direction(direction_of(payload.reader).value)
+        taps.append(
+            DoorTap(
+                site=site,
+                agent=agent,
+                seq=payload.seq,
+                ts=payload.ts,
+                member=members[payload.token],
+                direction=direction,
+                allowed=decided.get((agent, payload.seq), False),
+            )
+        )
+    return taps
+
+
+def _replace_visits(
+    session: Session,
+    site: str,
+    taps: list[DoorTap],
+    attributed: list[AttributedSession],
+    *,
+    now: datetime,
+    max_visit: timedelta,
+) -> int:
+    visits = derive_visits(taps, max_visit=max_visit, now=now, sessions=attributed)
+    session.execute(delete(VisitRow).where(VisitRow.site == site))
+    session.add_all(
+        VisitRow(
+            site=v.site,
+            member_id=v.member,
+            entry_agent=v.entry_seqs[0][0],
+            entry_seq=v.entry_seqs[0][1],
+            entries=len(v.entry_seqs),
+            start=v.start,
+            end=v.end,
+            closed_by=v.closed_by,
+        )
+        for v in visits
+    )
+    return len(visits)
+
+
 @dataclass(frozen=True)
 class SiteRefresh:
     """What one refresh did."""
@@ -94,6 +212,7 @@ class SiteRefresh:
     sessions: int
     released: tuple[int, ...]
     """Ids of the bookings released as no-shows."""
+    visits: int = 0
 
 
 def refresh_site(
@@ -103,9 +222,10 @@ def refresh_site(
     now: datetime,
     stale_after: timedelta = STALE_AFTER,
     stuck_after: timedelta = STUCK_AFTER,
+    max_visit: timedelta = MAX_VISIT,
 ) -> SiteRefresh:
-    """Recompute the site's desk sessions and release its no-shows, in the caller's
-    transaction."""
+    """Recompute the site's desk sessions and door visits and release its no-shows, in the
+    caller's transaction."""
     events = load_desk_events(session, site)
     sessions = derive_desk_sessions(
         [e for e in events if e.token is None],
@@ -139,6 +259,14 @@ def refresh_site(
         )
         for a in attributed
     )
+    visits = _replace_visits(
+        session,
+        site,
+        load_door_taps(session, site, members),
+        attributed,
+        now=now,
+        max_visit=max_visit,
+    )
     grace = session.scalar(select(Site.no_show_minutes).where(Site.slug == site)) or 0
     booked = load_desk_bookings(session, site, only=BookingStatus.BOOKED)
     released = tuple(no_shows(booked, sessions, grace_minutes=grace, now=now))
@@ -147,7 +275,162 @@ def refresh_site(
             update(Booking).where(Booking.id.in_(released)).values(status=BookingStatus.NO_SHOW)
         )
     session.flush()
-    return SiteRefresh(sessions=len(attributed), released=released)
+    return SiteRefresh(sessions=len(attributed), released=released, visits=visits)
+
+
+# --- the read side: bookings against reality, utilisation --------------------------------
+
+
+def _desk_key(site: str, desk: str) -> DeskKey:
+    # Matched by the desk's id alone: a desk keeps its id when another agent reads it.
+    return (site, "", desk)
+
+
+def _session_value(site: str, row: DeskSessionRow) -> DeskSession:
+    return DeskSession(
+        desk=_desk_key(site, row.desk),
+        start=row.start,
+        end=row.end,
+        opened_seq=row.opened_seq,
+        closed_by=cast("SessionClose", row.closed_by),
+        suspect=row.suspect,
+        reason=row.reason,
+    )
+
+
+def _site_bookings(site: Site) -> sa.Select[Booking, str]:
+    """The site's desk bookings that hold their desk (not cancelled), with the desk's id."""
+    return (
+        select(Booking, Desk.slug)
+        .join(Desk, Desk.id == Booking.desk_id)
+        .where(Booking.site_id == site.id)
+        .where(Booking.status != BookingStatus.CANCELLED)
+    )
+
+
+def _site_sessions(site: Site, start: datetime, end: datetime) -> sa.Select[DeskSessionRow]:
+    """The site's desk sessions touching `[start, end]` (an open one reaches to now)."""
+    return (
+        select(DeskSessionRow)
+        .where(DeskSessionRow.site == site.slug)
+        .where(DeskSessionRow.start <= end)
+        .where(sa.or_(DeskSessionRow.end.is_(None), DeskSessionRow.end >= start))
+    )
+
+
+def unused_bookings(
+    session: Session, site: Site, start: datetime, end: datetime, *, now: datetime
+) -> list[Booking]:
+    """The site's desk bookings starting in `[start, end)` whose desk saw no occupied time
+    inside them (`sessions.booked_unused`), in start order."""
+    rows = session.execute(
+        _site_bookings(site)
+        .where(Booking.starts_at >= start, Booking.starts_at < end)
+        .order_by(Booking.starts_at, Booking.id)
+    ).all()
+    if not rows:
+        return []
+    spans = [
+        BookingSpan(b.id, _desk_key(site.slug, desk), b.member_id, b.starts_at, b.ends_at)
+        for b, desk in rows
+    ]
+    desks = sorted({desk for _, desk in rows})
+    first, last = min(s.start for s in spans), max(s.end for s in spans)
+    around = _site_sessions(site, first, last).where(DeskSessionRow.desk.in_(desks))
+    sessions = [_session_value(site.slug, row) for row in session.scalars(around)]
+    unused = set(booked_unused(spans, sessions, now=now))
+    return [b for b, _ in rows if b.id in unused]
+
+
+def unbooked_sessions(
+    session: Session, site: Site, start: datetime, end: datetime, *, now: datetime
+) -> list[DeskSessionRow]:
+    """The site's desk sessions starting in `[start, end)` that no booking of their desk
+    overlaps (`sessions.used_unbooked`), in start order."""
+    rows = list(
+        session.scalars(
+            select(DeskSessionRow)
+            .where(DeskSessionRow.site == site.slug)
+            .where(DeskSessionRow.start >= start, DeskSessionRow.start < end)
+            .order_by(DeskSessionRow.start, DeskSessionRow.desk, DeskSessionRow.id)
+        )
+    )
+    if not rows:
+        return []
+    values = [_session_value(site.slug, row) for row in rows]
+    reach = max(v.until(now) for v in values)
+    bookings = [
+        BookingSpan(b.id, _desk_key(site.slug, desk), b.member_id, b.starts_at, b.ends_at)
+        for b, desk in session.execute(
+            _site_bookings(site)
+            .where(Booking.ends_at > min(v.start for v in values))
+            .where(Booking.starts_at <= reach)
+        )
+    ]
+    unbooked = used_unbooked(values, bookings, now=now)
+    keys = {(v.desk[2], v.opened_seq) for v in unbooked}
+    return [row for row in rows if (row.desk, row.opened_seq) in keys]
+
+
+def opening_of(site: Site) -> Opening:
+    """The site's opening hours (business hours when it has none) and its holidays."""
+    hours = site.opening_hours or {"kind": "business_hours"}
+    schedule = schedule_of(hours, booking_only=False)
+    assert schedule is not None  # noqa: S101 - only booking-only plans have none
+    return Opening(schedule, site.tzinfo, frozenset(h.day for h in site.holidays))
+
+
+@dataclass(frozen=True)
+class UtilisationInputs:
+    """What `utilisation.utilisation` reads about a site over a span, and the desks' and
+    zones' row ids, to name them in the answer."""
+
+    desks: list[DeskPlace]
+    sessions: list[DeskTime]
+    bookings: list[DeskBooking]
+    visits: list[VisitTime]
+    desk_ids: dict[str, int]
+    zone_ids: dict[str, int]
+
+
+def utilisation_inputs(
+    session: Session, site: Site, start: datetime, end: datetime
+) -> UtilisationInputs:
+    """The site's desks, and its desk sessions, desk bookings and visits touching
+    `[start, end)`."""
+    places = session.execute(
+        select(Desk.id, Desk.slug, Zone.id, Zone.name)
+        .join(Zone, Zone.id == Desk.zone_id)
+        .where(Desk.site_id == site.id)
+        .order_by(Zone.id, Desk.id)
+    ).all()
+    sessions = [
+        DeskTime(row.desk, row.start, row.end, row.suspect)
+        for row in session.scalars(_site_sessions(site, start, end))
+    ]
+    bookings = [
+        DeskBooking(desk, b.starts_at, b.ends_at, no_show=b.status is BookingStatus.NO_SHOW)
+        for b, desk in session.execute(
+            _site_bookings(site).where(Booking.starts_at < end, Booking.ends_at > start)
+        )
+    ]
+    visits = [
+        VisitTime(v.member_id, v.start, v.end)
+        for v in session.scalars(
+            select(VisitRow)
+            .where(VisitRow.site == site.slug)
+            .where(VisitRow.start < end)
+            .where(sa.or_(VisitRow.end.is_(None), VisitRow.end > start))
+        )
+    ]
+    return UtilisationInputs(
+        desks=[DeskPlace(desk, zone) for _, desk, _, zone in places],
+        sessions=sessions,
+        bookings=bookings,
+        visits=visits,
+        desk_ids={desk: desk_id for desk_id, desk, _, _ in places},
+        zone_ids={zone: zone_id for _, _, zone_id, zone in places},
+    )
 
 
 class OccupancyWorker:

@@ -178,14 +178,24 @@ def create_site(
     timezone: str,
     no_show_minutes: int = 15,
     key_id: int | None = None,
+    opening_hours: Mapping[str, Any] | None = None,
 ) -> Site:
-    """A site; it shares badge key `key_id` with other sites, or gets a new key of its own."""
+    """A site; it shares badge key `key_id` with other sites, or gets a new key of its own.
+
+    `opening_hours` is a schedule (`check_schedule`); None means business hours.
+    """
     check_slug(slug, "site id")
     check_timezone(timezone)
     _check_minutes(no_show_minutes, "no-show minutes")
+    hours = None if opening_hours is None else check_schedule(opening_hours)
     key = create_site_key(session) if key_id is None else get(session, SiteKey, key_id)
     site = Site(
-        slug=slug, name=name, timezone=timezone, no_show_minutes=no_show_minutes, key_id=key.id
+        slug=slug,
+        name=name,
+        timezone=timezone,
+        no_show_minutes=no_show_minutes,
+        key_id=key.id,
+        opening_hours=hours,
     )
     with _savepoint(session, f"site {slug!r} already exists"):
         session.add(site)
@@ -210,17 +220,26 @@ def update_site(
     name: str | _Unset = UNSET,
     timezone: str | _Unset = UNSET,
     no_show_minutes: int | _Unset = UNSET,
+    opening_hours: Mapping[str, Any] | _Unset | None = UNSET,
 ) -> Site:
+    """Change a site; `opening_hours` None goes back to business hours."""
     site = get(session, Site, site_id)
     if not isinstance(timezone, _Unset):
         check_timezone(timezone)
     if not isinstance(no_show_minutes, _Unset):
         _check_minutes(no_show_minutes, "no-show minutes")
+    if isinstance(opening_hours, Mapping):
+        opening_hours = check_schedule(opening_hours)
     _update(
         session,
         site,
         "site update clashes",
-        {"name": name, "timezone": timezone, "no_show_minutes": no_show_minutes},
+        {
+            "name": name,
+            "timezone": timezone,
+            "no_show_minutes": no_show_minutes,
+            "opening_hours": opening_hours,
+        },
     )
     return site
 

@@ -81,6 +81,7 @@ def create_site(
         timezone=body.timezone,
         no_show_minutes=body.no_show_minutes,
         key_id=key_id,
+        opening_hours=None if body.opening_hours is None else body.opening_hours.model_dump(),
     )
     changes.commit()
     return SitePublic.model_validate(site)
@@ -95,7 +96,7 @@ def read_site(site: DirectorySite) -> SitePublic:
 def update_site(
     site: ManagedSite, body: SiteUpdate, session: SessionDep, changes: ChangesDep
 ) -> SitePublic:
-    """Rename a site, or change its timezone or no-show minutes."""
+    """Rename a site, or change its timezone, no-show minutes or opening hours."""
     registry.update_site(session, site.id, **patch(body))
     changes.site_changed(site.slug)
     changes.commit()
