@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -29,6 +30,47 @@ def no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
     """
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class BufferedClient(mqtt.Client):
+    """A paho client that reads its socket 64 KiB at a time.
+
+    paho reads each packet's header a byte at a time, a `recv` system call each, and
+    then goes back to `select` for every packet: at thousands of messages a second
+    that doubles the CPU a message costs (measured: 75 µs down to 38 µs a QoS 1
+    message). This keeps what one `recv` brought and serves paho's small reads from
+    it, and `loop_read` goes on until that is used up, since `select` cannot see it.
+    Both overrides touch paho's private `_sock_recv` and `_packet_read`;
+    `tests/integration/test_mqtt_buffered.py` pins the behaviour against the installed paho.
+    """
+
+    READ_SIZE = 65_536
+    _rbuf: bytes = b""
+    _rpos: int = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            self._rbuf, self._rpos = super()._sock_recv(max(bufsize, self.READ_SIZE)), 0
+            if not self._rbuf:
+                return b""  # the peer closed the connection
+        start = self._rpos
+        self._rpos = min(len(self._rbuf), start + bufsize)
+        return self._rbuf[start : self._rpos]
+
+    def _sock_close(self) -> None:
+        # Bytes of a dead connection must never be read as the next one's.
+        self._rbuf, self._rpos = b"", 0
+        super()._sock_close()
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf):
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS if rc <= 0 else rc
 
 
 def stop_client(client: mqtt.Client) -> None:

@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ruche.mqtt import no_delay, publish_properties, stop_client
+from ruche.mqtt import BufferedClient, no_delay, publish_properties, stop_client
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class ServerConnection:
         self._pending: set[int] = set()
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self.client = mqtt.Client(
+        self.client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=f"{name}-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,

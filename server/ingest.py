@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -196,8 +197,7 @@ class IngestWorker:
         with self.sessions.begin() as session:
             inserted = _insert_new(session, rows)
             agents = {(str(r["site"]), str(r["agent"])) for r in rows}
-            for site, agent in sorted(agents):
-                progress[(site, agent)] = _advance(session, site, agent, self._clock())
+            progress = _advance_all(session, agents, self._clock())
         self.stats.received += len(batch)
         self.stats.stored += inserted
         self.stats.duplicates += len(rows) - inserted
@@ -210,44 +210,91 @@ class IngestWorker:
             self.connection.ack(arrival.msg)
 
 
+_EVENTS = cast(Table, StoredEvent.__table__)
+_PROGRESS = cast(Table, AgentProgress.__table__)
+SCAN_WINDOW = 10_000
+"""Seqs above an agent's mark looked at per query: bounds the work an agent's long gap costs."""
+
+
 def _insert_new(session: Session, rows: list[dict[str, object]]) -> int:
     """Insert the rows not already stored; return how many were new."""
     if not rows:
         return 0
     # Several copies of one event can share a batch (an outbox resend and the request).
     unique = list({(r["site"], r["agent"], r["seq"]): r for r in rows}.values())
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    # RETURNING counts what was new: rowcount is -1 for batched inserts on psycopg.
-    statement = (
-        insert(StoredEvent).values(unique).on_conflict_do_nothing().returning(StoredEvent.seq)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # A Core insert run with a list of rows is compiled once and cached ("insertmanyvalues");
+    # RETURNING counts what was new (rowcount is -1 for batched inserts on psycopg).
+    statement = insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.seq)
+    return len(session.execute(statement, unique).all())
+
+
+def _advance_all(
+    session: Session, agents: Iterable[tuple[str, str]], now: datetime
+) -> dict[tuple[str, str], int]:
+    """Move each agent's contiguous mark over every event stored since; return the marks.
+
+    The agents' progress rows are locked (in a fixed order, so two workers never
+    deadlock) before the events above their marks are read: a worker that committed
+    the events in a gap is seen by whichever worker commits after it.
+    """
+    by_site: dict[str, list[str]] = {}
+    for site, agent in sorted(set(agents)):
+        by_site.setdefault(site, []).append(agent)
+    marks: dict[tuple[str, str], int] = {}
+    for site, names in by_site.items():
+        marks.update(_advance_site(session, site, names, now))
+    return marks
+
+
+def _advance_site(
+    session: Session, site: str, agents: list[str], now: datetime
+) -> dict[tuple[str, str], int]:
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(_PROGRESS).on_conflict_do_nothing(),
+        [{"site": site, "agent": a, "acked_seq": 0, "updated_at": now} for a in agents],
     )
-    return len(session.execute(statement).all())
-
-
-def _advance(session: Session, site: str, agent: str, now: datetime) -> int:
-    """Move the agent's contiguous mark over every event stored since; return it."""
-    progress = session.get(AgentProgress, (site, agent), with_for_update=True)
-    if progress is None:
-        progress = AgentProgress(site=site, agent=agent, acked_seq=0, updated_at=now)
-        session.add(progress)
-    mark = progress.acked_seq
-    while True:
-        seqs = session.scalars(
-            select(StoredEvent.seq)
-            .where(StoredEvent.site == site, StoredEvent.agent == agent, StoredEvent.seq > mark)
-            .order_by(StoredEvent.seq)
-            .limit(1000)
-        ).all()
-        advanced = _contiguous(mark, seqs)
-        if advanced == mark:
-            break
-        mark = advanced
-        if len(seqs) < 1000:
-            break
-    if mark != progress.acked_seq:
-        progress.acked_seq, progress.updated_at = mark, now
-    return mark
+    locked = session.execute(
+        select(_PROGRESS.c.agent, _PROGRESS.c.acked_seq)
+        .where(_PROGRESS.c.site == site, _PROGRESS.c.agent.in_(agents))
+        .order_by(_PROGRESS.c.agent)
+        .with_for_update()
+    ).all()
+    before = {agent: int(mark) for agent, mark in locked}
+    marks = dict(before)
+    pending = set(agents)
+    while pending:
+        above: dict[str, list[int]] = {a: [] for a in pending}
+        floor = min(marks[a] for a in pending)
+        scan = (
+            select(_EVENTS.c.agent, _EVENTS.c.seq)
+            .where(
+                _EVENTS.c.site == site,
+                _EVENTS.c.agent.in_(sorted(pending)),
+                _EVENTS.c.seq > floor,
+                _EVENTS.c.seq <= floor + SCAN_WINDOW,
+            )
+            .order_by(_EVENTS.c.agent, _EVENTS.c.seq)
+        )
+        for agent, seq in session.execute(scan):
+            above[agent].append(int(seq))
+        done = set()
+        for agent, seqs in above.items():
+            mark = _contiguous(marks[agent], (q for q in seqs if q > marks[agent]))
+            # Only an agent whose run reached the window's end may have more to walk over.
+            if mark == marks[agent] or mark < floor + SCAN_WINDOW:
+                done.add(agent)
+            marks[agent] = mark
+        pending -= done
+    changed = [
+        {"site": site, "agent": a, "acked_seq": m, "updated_at": now}
+        for a, m in marks.items()
+        if m != before[a]
+    ]
+    if changed:
+        session.execute(update(AgentProgress), changed)
+    return {(site, agent): mark for agent, mark in marks.items()}
 
 
 def _contiguous(mark: int, seqs: Iterable[int]) -> int:

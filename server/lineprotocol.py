@@ -23,6 +23,7 @@ the protocol requires. Tags are written sorted by key, which InfluxDB prefers.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -89,12 +90,18 @@ def _check_text(what: str, text: str) -> None:
         raise LineProtocolError(f"{what} {text!r} is not valid Unicode: {exc.reason}") from exc
 
 
-def _encode_field(key: str, value: FieldValue) -> str:
+@functools.lru_cache(maxsize=1024)
+def _field_key(key: str) -> str:
+    """A field key checked and escaped; cached, as the few keys repeat on every point."""
     _check_name("field key", key)
     _check_start("field key", key)
     if key == "time":
         raise LineProtocolError("field key 'time' is reserved by InfluxDB (it drops it silently)")
-    encoded_key = key.translate(_KEY)
+    return key.translate(_KEY)
+
+
+def _encode_field(key: str, value: FieldValue) -> str:
+    encoded_key = _field_key(key)
     if isinstance(value, bool):
         return f"{encoded_key}={'true' if value else 'false'}"
     if isinstance(value, int):
@@ -115,26 +122,38 @@ def _encode_field(key: str, value: FieldValue) -> str:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _measurement(name: str) -> str:
+    _check_name("measurement", name)
+    _check_start("measurement", name)
+    if name.startswith("#"):
+        raise LineProtocolError(
+            f"measurement {name!r} starts with '#', which makes the line a comment"
+        )
+    return name.translate(_MEASUREMENT)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _tag(key: str, value: str) -> str:
+    """`,key=value` checked and escaped, or "" for an empty value; cached, as a site's
+    desks, doors and agents repeat on every point."""
+    _check_name("tag key", key)
+    if key == "time":
+        raise LineProtocolError("tag key 'time' is reserved by InfluxDB")
+    if value == "":
+        return ""  # the protocol has no empty tag value: the tag is simply absent
+    _check_name(f"value of tag {key!r}", value)
+    return f",{key.translate(_KEY)}={value.translate(_KEY)}"
+
+
 def encode_point(point: Point) -> str:
     """One point as one line of line protocol, without the trailing newline."""
-    _check_name("measurement", point.measurement)
-    _check_start("measurement", point.measurement)
-    if point.measurement.startswith("#"):
-        raise LineProtocolError(
-            f"measurement {point.measurement!r} starts with '#', which makes the line a comment"
-        )
-    parts = [point.measurement.translate(_MEASUREMENT)]
+    parts = [_measurement(point.measurement)]
     for key in sorted(point.tags):
         value = point.tags[key]
-        _check_name("tag key", key)
-        if key == "time":
-            raise LineProtocolError("tag key 'time' is reserved by InfluxDB")
         if not isinstance(value, str):
             raise LineProtocolError(f"tag {key!r}: tag values are strings, not {type(value)}")
-        if value == "":
-            continue  # the protocol has no empty tag value: the tag is simply absent
-        _check_name(f"value of tag {key!r}", value)
-        parts.append(f",{key.translate(_KEY)}={value.translate(_KEY)}")
+        parts.append(_tag(key, value))
     if not point.fields:
         raise LineProtocolError(f"point in {point.measurement!r} has no field: it needs one")
     fields = ",".join(_encode_field(key, value) for key, value in point.fields.items())

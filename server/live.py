@@ -109,10 +109,13 @@ class SiteFloor:
     name: str
     desks: dict[str, DeskView] = field(default_factory=dict)
     doors: deque[Change] = field(default_factory=lambda: deque(maxlen=RECENT_DOOR_EVENTS))
+    headcount: int = 0
+    """Desks occupied now; kept by `apply` (counting on every event would cost O(desks))."""
 
-    @property
-    def headcount(self) -> int:
-        return sum(1 for desk in self.desks.values() if desk.presence == PresenceState.OCCUPIED)
+    def recount(self) -> None:
+        self.headcount = sum(
+            1 for desk in self.desks.values() if desk.presence == PresenceState.OCCUPIED
+        )
 
     def as_json(self) -> Change:
         return {
@@ -130,6 +133,10 @@ class SiteFloor:
             desk = self.desks.get(topic.device or "")
             if desk is None or desk.presence == payload.state:
                 return []
+            if desk.presence == PresenceState.OCCUPIED:
+                self.headcount -= 1
+            if payload.state == PresenceState.OCCUPIED:
+                self.headcount += 1
             desk.presence = payload.state
             desk.changed_at = payload.ts
             return [self._desk_change(desk)]
@@ -190,6 +197,7 @@ def load_floor(session: Session, site: Site, *, now: datetime) -> SiteFloor:
     for device, kind, ts in events:
         if (heard := floor.desks.get(device)) is not None:
             heard.presence, heard.changed_at = kind, ts
+    floor.recount()
     day = datetime.combine(now.astimezone(site.tzinfo).date(), time(), tzinfo=site.tzinfo)
     bookings = session.scalars(
         select(Booking).where(
