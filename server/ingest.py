@@ -101,12 +101,15 @@ class IngestWorker:
         group: str = "ruche-ingest",
         site: str = "+",
         before_commit: Callable[[list[Message]], None] | None = None,
+        after_commit: Callable[[list[Message]], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`before_commit` receives each batch's valid events before they are committed,
         to make them durable elsewhere too (the InfluxDB spool); if it raises, the batch
-        is retried and nothing is acked."""
+        is retried and nothing is acked. `after_commit` receives them once stored (the
+        live floor); it must not raise."""
         self.sessions = sessions
+        self._after_commit = after_commit
         self.stats = IngestStats()
         self._before_commit = before_commit
         self._clock = clock
@@ -208,6 +211,11 @@ class IngestWorker:
             self.stats.acks_sent += 1
         for arrival in batch:
             self.connection.ack(arrival.msg)
+        if self._after_commit is not None and good:
+            try:
+                self._after_commit([a.message for a in good if a.message is not None])
+            except Exception:
+                log.exception("after-commit hook failed (the events are stored and acked)")
 
 
 _EVENTS = cast(Table, StoredEvent.__table__)
@@ -216,17 +224,43 @@ SCAN_WINDOW = 10_000
 """Seqs above an agent's mark looked at per query: bounds the work an agent's long gap costs."""
 
 
+_COLUMNS = ("site", "agent", "seq", "channel", "device", "kind", "ts", "received_at", "payload")
+_INSERT_SQL = {
+    # Straight to the driver: at thousands of events a second SQLAlchemy's per-row
+    # parameter processing cost as much as the insert itself.
+    "sqlite": "INSERT OR IGNORE INTO events"
+    " (site, agent, seq, channel, device, kind, ts, received_at, payload)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "postgresql": "INSERT INTO events"
+    " (site, agent, seq, channel, device, kind, ts, received_at, payload)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+}
+
+
+def _sqlite_time(moment: object) -> object:
+    """A datetime as `UTCDateTime` stores it on SQLite: naive UTC text, microseconds always."""
+    if not isinstance(moment, datetime):
+        return moment
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def _insert_new(session: Session, rows: list[dict[str, object]]) -> int:
     """Insert the rows not already stored; return how many were new."""
     if not rows:
         return 0
     # Several copies of one event can share a batch (an outbox resend and the request).
     unique = list({(r["site"], r["agent"], r["seq"]): r for r in rows}.values())
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    # A Core insert run with a list of rows is compiled once and cached ("insertmanyvalues");
-    # RETURNING counts what was new (rowcount is -1 for batched inserts on psycopg).
-    statement = insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.seq)
-    return len(session.execute(statement, unique).all())
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        params = [
+            tuple(_sqlite_time(r[c]) if c in {"ts", "received_at"} else r[c] for c in _COLUMNS)
+            for r in unique
+        ]
+    else:
+        params = [tuple(r[c] for c in _COLUMNS) for r in unique]
+    result = session.connection().exec_driver_sql(_INSERT_SQL[dialect], params)
+    # executemany's rowcount is the sum of rows inserted, conflicts excluded.
+    return int(result.rowcount)
 
 
 def _advance_all(
