@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ruche-installed
 # Binary -> Debian package. Tests and the demo start these themselves; the live-page
 # tests drive Debian's Chromium through Playwright (no browser download).
-SYSTEM_DEPS := mosquitto:mosquitto influxd:influxdb openssl:openssl chromium:chromium
+SYSTEM_DEPS := mosquitto:mosquitto influxd:influxdb openssl:openssl chromium:chromium \
+	pdftoppm:poppler-utils
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

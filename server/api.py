@@ -472,6 +472,7 @@ def create_app(
     # The route modules import this module's dependencies: imported here, not at the top.
     from ruche.server import (  # noqa: PLC0415
         routes_audit,
+        routes_billing,
         routes_bookings,
         routes_doors,
         routes_keys,
@@ -505,6 +506,7 @@ def create_app(
         routes_audit,
         routes_live,
         routes_utilisation,
+        routes_billing,
     ):
         app.include_router(module.router, responses=ERRORS)
     if live is not None:

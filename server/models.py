@@ -153,6 +153,10 @@ class Site(Base):
     """When the site is open, in a plan schedule's format (`registry.check_schedule`);
     None: business hours. Utilisation measures against it."""
     key_id: Mapped[int] = mapped_column(sa.ForeignKey("site_keys.id", ondelete="RESTRICT"))
+    currency: Mapped[str] = mapped_column(sa.String(3), default="EUR", server_default="EUR")
+    """ISO 4217 code the site bills in (`ruche.server.money.Currency`); fixed once it has prices."""
+    tax_rate: Mapped[str] = mapped_column(sa.String(16), default="0", server_default="0")
+    """The tax rate new price versions take unless given one: a decimal fraction, `"0.2"`."""
 
     holidays: Mapped[list[Holiday]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="Holiday.day"
@@ -542,3 +546,114 @@ class VisitRow(Base):
     """None while the visit is still open."""
     closed_by: Mapped[str] = mapped_column(sa.String(16))
     """exit, desk_session, next_entry, max_visit or open."""
+
+
+# --- billing -----------------------------------------------------------------------------
+
+MONEY_LENGTH = 40
+"""Amounts, prices and rates are stored as canonical decimal text (`money.decimal_text`):
+exact on both databases, where SQLite would turn a NUMERIC into a float."""
+PERIOD_LENGTH = 7  # "2026-11"
+
+
+class InvoiceStatus(StrEnum):
+    ISSUED = "issued"  # final: an issued invoice never changes; corrections come as adjustments
+
+
+class PriceVersionRow(Base):
+    """A plan's prices at one site from local date `valid_from` until the next version's.
+
+    Never edited: a price change is a new version, so a day is always priced by the
+    version in force on it. `label` is the version's id in invoice keys and lines.
+    """
+
+    __tablename__ = "price_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("plan_id", "site_id", "valid_from"),
+        sa.UniqueConstraint("plan_id", "site_id", "label"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(sa.ForeignKey("plans.id", ondelete="RESTRICT"))
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="RESTRICT"), index=True)
+    label: Mapped[str] = mapped_column(sa.String(100))
+    valid_from: Mapped[date]
+    """A local date of the site."""
+    terms: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    """The plan terms as `billing.terms_json` writes them (`{"kind": "monthly", ...}`)."""
+    tax_rate: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BillingClose(Base):
+    """A period closed at a site: its invoices are issued, and it closes only once."""
+
+    __tablename__ = "billing_closes"
+
+    site_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("sites.id", ondelete="RESTRICT"), primary_key=True
+    )
+    period: Mapped[str] = mapped_column(sa.String(PERIOD_LENGTH), primary_key=True)
+    closed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InvoiceRow(Base):
+    """An issued invoice: `document` is the pure `Invoice.to_json()`, stored once under `key`.
+
+    The member's and the site's names are kept as they were at issue, so the document a
+    member was sent can be produced again unchanged.
+    """
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        sa.Index("ix_invoices_site_period", "site_id", "period"),
+        sa.Index("ix_invoices_member_period", "member_id", "period"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(HASH_LENGTH), unique=True)
+    number: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    """For people: `{site}-{period}-{n:04d}`, numbered in member order within the close."""
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id", ondelete="RESTRICT"))
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="RESTRICT"))
+    period: Mapped[str] = mapped_column(sa.String(PERIOD_LENGTH))
+    status: Mapped[InvoiceStatus] = mapped_column(
+        _enum(InvoiceStatus, "invoice_status"), default=InvoiceStatus.ISSUED
+    )
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    subtotal: Mapped[str] = mapped_column(sa.String(MONEY_LENGTH))
+    tax: Mapped[str] = mapped_column(sa.String(MONEY_LENGTH))
+    total: Mapped[str] = mapped_column(sa.String(MONEY_LENGTH))
+    member_name: Mapped[str] = mapped_column(sa.String(200))
+    member_email: Mapped[str] = mapped_column(sa.String(320))
+    site_name: Mapped[str] = mapped_column(sa.String(200))
+    document: Mapped[str] = mapped_column(sa.Text)
+    """Canonical JSON (`Invoice.to_json()`): byte-identical whenever it is computed again."""
+    usage: Mapped[str] = mapped_column(sa.Text)
+    """The usage behind the lines as it stood at issue, canonical JSON: per local day its
+    billable minutes, first presence and sessions (`billing.usage_json`)."""
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InvoiceLineRow(Base):
+    """One line of an issued invoice, for queries and adjustments (`invoicing.Billed`); the
+    days and sessions behind it are in the invoice's document."""
+
+    __tablename__ = "invoice_lines"
+    __table_args__ = (sa.UniqueConstraint("invoice_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(sa.ForeignKey("invoices.id", ondelete="RESTRICT"))
+    position: Mapped[int]
+    key: Mapped[str] = mapped_column(sa.String(200))
+    period: Mapped[str] = mapped_column(sa.String(PERIOD_LENGTH))
+    """The period the line charges: earlier than the invoice's for an adjustment."""
+    description: Mapped[str] = mapped_column(sa.Text)
+    quantity: Mapped[str] = mapped_column(sa.String(MONEY_LENGTH))
+    unit: Mapped[str] = mapped_column(sa.String(32))
+    unit_price: Mapped[str] = mapped_column(sa.String(MONEY_LENGTH))
+    per: Mapped[int]
+    net: Mapped[str] = mapped_column(sa.String(MONEY_LENGTH))
+    tax_rate: Mapped[str] = mapped_column(sa.String(16))
+    version: Mapped[str] = mapped_column(sa.String(100))
+    adjustment: Mapped[bool]
