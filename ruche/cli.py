@@ -101,7 +101,21 @@ def _server_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         settings = load_server_settings(args.config)
-        return run_server(settings)
+        return run_server(
+            settings, workers=args.workers, config=args.config, log_level=args.log_level
+        )
+    except (ServerConfigError, TimeoutError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _server_ingest(args: argparse.Namespace) -> int:
+    from ruche.logs import configure_logging  # noqa: PLC0415
+    from ruche.server.run import run_ingest  # noqa: PLC0415
+    from ruche.server.settings import ServerConfigError, load_server_settings  # noqa: PLC0415
+
+    configure_logging(args.log_level)
+    try:
+        return run_ingest(load_server_settings(args.config), name=args.name)
     except (ServerConfigError, TimeoutError) as exc:
         raise CliError(str(exc)) from exc
 
@@ -209,6 +223,40 @@ def _bench_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_ingest(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from ruche.server.ingest_bench import BenchError, Faults, run_ingest_bench  # noqa: PLC0415
+
+    for name in ("agents", "desks", "publishers", "workers"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name} must be at least 1")
+    try:
+        result = run_ingest_bench(
+            rate=args.rate,
+            seconds=args.seconds,
+            agents=args.agents,
+            desks_per_agent=args.desks,
+            publishers=args.publishers,
+            workers=args.workers,
+            database_url=args.database,
+            faults=Faults(
+                influx_down_at=args.influx_down_at,
+                influx_down_for=args.influx_down_for,
+                kill_worker_at=args.kill_worker_at,
+            ),
+            progress=not args.json,
+        )
+    except BenchError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        for key, value in result.as_dict().items():
+            print(f"{key:>16}: {value}")
+    return 0
+
+
 def _bench_access(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
@@ -235,6 +283,16 @@ def _demo(args: argparse.Namespace) -> int:
 def _version(_: argparse.Namespace) -> int:
     print(f"ruche {__version__}")
     return 0
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -294,7 +352,21 @@ def _add_server(commands: Subparsers) -> None:
     run = server_commands.add_parser("run", help="the REST API and the MQTT workers")
     run.add_argument("--config", type=Path, help="the server's TOML file (RUCHE_ env overrides)")
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    run.add_argument(
+        "--workers", type=_at_least_one, default=1,
+        help="processes taking agents' events (1): N-1 `server ingest` children",
+    )  # fmt: skip
     run.set_defaults(handler=_server_run)
+    ingest = server_commands.add_parser(
+        "ingest", help="one more process taking agents' events (what --workers N starts)"
+    )
+    ingest.add_argument("--config", type=Path, help="the server's TOML file (RUCHE_ env overrides)")
+    ingest.add_argument(
+        "--name", default="ingest",
+        help="its InfluxDB spool folder under spool_dir; keep it across restarts (ingest)",
+    )  # fmt: skip
+    ingest.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    ingest.set_defaults(handler=_server_ingest)
     migrate = server_commands.add_parser(
         "migrate", help="bring the database to the latest schema", parents=[_database_option()]
     )
@@ -374,6 +446,29 @@ def _add_bench(commands: Subparsers) -> None:
     access.add_argument("--agents", type=int, default=4, help="doors tapping at once (4)")
     access.add_argument("--json", action="store_true", help="print one JSON object")
     access.set_defaults(handler=_bench_access)
+    ingest = bench_commands.add_parser(
+        "ingest", help="presence events into SQL and InfluxDB through a real broker and server"
+    )
+    ingest.add_argument("--rate", type=_positive, default=10_000, help="events per second (10000)")
+    ingest.add_argument("--seconds", type=_positive, default=60.0, help="publish for (60)")
+    ingest.add_argument("--agents", type=int, default=40, help="simulated agents (40)")
+    ingest.add_argument("--desks", type=int, default=50, help="desks per agent (50)")
+    ingest.add_argument("--publishers", type=int, default=2, help="publisher processes (2)")
+    ingest.add_argument("--workers", type=int, default=1, help="server processes (1)")
+    ingest.add_argument("--database", help="SQLAlchemy URL (default: SQLite in a temp dir)")
+    ingest.add_argument(
+        "--influx-down-at", type=float, metavar="S", help="stop InfluxDB S seconds in"
+    )
+    ingest.add_argument(
+        "--influx-down-for", type=_positive, default=60.0, metavar="S",
+        help="and start it again S seconds later (60)",
+    )  # fmt: skip
+    ingest.add_argument(
+        "--kill-worker-at", type=float, metavar="S",
+        help="SIGKILL one ingest process S seconds in (needs --workers 2+)",
+    )  # fmt: skip
+    ingest.add_argument("--json", action="store_true", help="print one JSON object")
+    ingest.set_defaults(handler=_bench_ingest)
 
 
 def _add_demo(commands: Subparsers) -> None:
@@ -386,6 +481,49 @@ def _add_demo(commands: Subparsers) -> None:
     demo.set_defaults(handler=_demo)
 
 
+def _add_billing(commands: Subparsers) -> None:
+    billing = commands.add_parser("billing", help="close a month, export invoices, print a PDF")
+    actions = billing.add_subparsers(dest="billing_command", required=True, metavar="ACTION")
+    add = functools.partial(actions.add_parser, parents=[_database_option()])
+    close = add("close", help="issue the month's invoices (again: the same ones, nothing new)")
+    close.add_argument("--period", required=True, help="the month, YYYY-MM (e.g. 2026-11)")
+    close.add_argument("--site", help="one site (slug); default: every site")
+    export = add("export", help="the month's invoice lines for accounting, as CSV or JSON")
+    export.add_argument("--period", required=True, help="the month, YYYY-MM")
+    export.add_argument("--site", help="one site (slug); default: every site")
+    export.add_argument("--format", choices=["csv", "json"], default="csv", help="(csv)")
+    export.add_argument("--out", type=Path, required=True, help="the file to write")
+    pdf = add("pdf", help="an issued invoice as a PDF")
+    pdf.add_argument("--invoice", required=True, help="its key or number (lyon-2026-11-0001)")
+    pdf.add_argument("--out", type=Path, required=True, help="the file to write")
+
+    def run(args: argparse.Namespace) -> int:
+        from datetime import UTC, datetime  # noqa: PLC0415
+
+        from ruche.server import billing_commands as do  # noqa: PLC0415
+        from ruche.server.errors import DomainError  # noqa: PLC0415
+
+        url = _database(args)
+        try:
+            match args.billing_command:
+                case "close":
+                    do.close(url, period=args.period, site=args.site, now=datetime.now(UTC),
+                             say=print, warn=lambda line: print(line, file=sys.stderr))  # fmt: skip
+                case "export":
+                    do.export(url, period=args.period, site=args.site, fmt=args.format,
+                              out=args.out, say=print)  # fmt: skip
+                case _:
+                    do.pdf(url, invoice=args.invoice, out=args.out, say=print)
+        except DomainError as exc:
+            raise CliError(str(exc)) from exc
+        except OSError as exc:
+            raise CliError(f"{exc.filename or 'the file'}: {exc.strerror}") from exc
+        return 0
+
+    for sub in (close, export, pdf):
+        sub.set_defaults(handler=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ruche", description="Desk occupancy and door access control for coworking spaces."
@@ -394,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         _add_broker, _add_edge, _add_server, _add_admin, _add_audit, _add_sim, _add_bench,
-        _add_demo,
+        _add_demo, _add_billing,
     ):  # fmt: skip
         add(commands)
     version = commands.add_parser("version", help="print the version")

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -229,9 +230,16 @@ class LiveHub:
     CHANNELS = (Channel.PRESENCE, Channel.DOOR_EVENT, Channel.TAP, Channel.STATUS)
 
     def __init__(
-        self, sessions: sessionmaker[Session], options: MqttOptions, *, site: str = "+"
+        self,
+        sessions: sessionmaker[Session],
+        options: MqttOptions,
+        *,
+        site: str = "+",
+        follow_presence: bool = True,
     ) -> None:
-        """`site`: follow only that site's topics (`+`: all)."""
+        """`site`: follow only that site's topics (`+`: all). `follow_presence=False`:
+        presence comes from this process's ingestion through `take` instead, which
+        spares a second decode of the busiest channel when one process ingests all."""
         self._sessions = sessions
         self._lock = threading.Lock()
         self._floors: dict[str, SiteFloor] = {}
@@ -241,7 +249,11 @@ class LiveHub:
         self._connection = ServerConnection(
             options,
             name="live",
-            subscriptions=[(topic_filter(c, site=site), 0) for c in self.CHANNELS],
+            subscriptions=[
+                (topic_filter(c, site=site), 0)
+                for c in self.CHANNELS
+                if follow_presence or c is not Channel.PRESENCE
+            ],
             handler=self._on_message,
         )
 
@@ -303,6 +315,12 @@ class LiveHub:
             log.warning("live: dropped a bad message on %s: %s", msg.topic, exc)
             return
         self.publish(message)
+
+    def take(self, messages: Iterable[Message]) -> None:
+        """Apply the presence events ingestion has just stored (see `follow_presence`)."""
+        for message in messages:
+            if message.topic.channel is Channel.PRESENCE:
+                self.publish(message)
 
     def publish(self, message: Message) -> None:
         """Apply a decoded message and hand its changes to every subscriber."""

@@ -12,9 +12,13 @@ import contextlib
 import functools
 import logging
 import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -67,18 +71,16 @@ class ServerWorkers:
     influx: InfluxWriter | None = None
 
     @classmethod
-    def build(cls, settings: ServerSettings, sessions: sessionmaker[Session]) -> ServerWorkers:
-        mqtt = settings.mqtt
-        options = MqttOptions(
-            host=mqtt.host,
-            port=mqtt.port,
-            username=mqtt.username,
-            password=mqtt.password.get_secret_value(),
-            ca_file=mqtt.ca_file,
-            keepalive=mqtt.keepalive,
-        )
+    def build(
+        cls, settings: ServerSettings, sessions: sessionmaker[Session], *, processes: int = 1
+    ) -> ServerWorkers:
+        """`processes`: how many processes ingest (this one and `processes - 1`
+        `ruche server ingest` children); with one, the live floor takes presence from
+        this process's ingestion instead of decoding every event a second time."""
+        options = mqtt_options(settings)
         influx = _influx_writer(settings)
         sink = None if influx is None else functools.partial(write_events, influx)
+        live = LiveHub(sessions, options, follow_presence=processes > 1)
         return cls(
             influx=influx,
             doors=DoorWorker(sessions, options, unlock_ms=settings.unlock_ms),
@@ -86,9 +88,14 @@ class ServerWorkers:
                 sessions, options, horizon=timedelta(hours=settings.allowlist_hours)
             ),
             door_events=DoorEventWorker(sessions, options),
-            ingest=IngestWorker(sessions, options, before_commit=sink),
+            ingest=IngestWorker(
+                sessions,
+                options,
+                before_commit=sink,
+                after_commit=None if processes > 1 else live.take,
+            ),
             occupancy=OccupancyWorker(sessions),
-            live=LiveHub(sessions, options),
+            live=live,
         )
 
     @property
@@ -121,7 +128,21 @@ class ServerWorkers:
             self.influx.close()
 
 
-def _influx_writer(settings: ServerSettings) -> InfluxWriter | None:
+def mqtt_options(settings: ServerSettings) -> MqttOptions:
+    mqtt = settings.mqtt
+    return MqttOptions(
+        host=mqtt.host,
+        port=mqtt.port,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value(),
+        ca_file=mqtt.ca_file,
+        keepalive=mqtt.keepalive,
+    )
+
+
+def _influx_writer(settings: ServerSettings, spool: str | None = None) -> InfluxWriter | None:
+    """The InfluxDB writer, spooling in `spool_dir` (or its `spool` subfolder: one
+    writer per folder, so each ingest process has its own)."""
     config = settings.influx
     if config is None:
         return None
@@ -131,7 +152,7 @@ def _influx_writer(settings: ServerSettings) -> InfluxWriter | None:
         token=None if config.token is None else config.token.get_secret_value(),
         username=config.username,
         password=None if config.password is None else config.password.get_secret_value(),
-        spool_dir=config.spool_dir,
+        spool_dir=config.spool_dir if spool is None else config.spool_dir / spool,
     )
     try:
         # InfluxDB 1.x creates databases on demand; 2.x/3.x map the name to a bucket.
@@ -142,8 +163,18 @@ def _influx_writer(settings: ServerSettings) -> InfluxWriter | None:
     return writer
 
 
-def run_server(settings: ServerSettings) -> int:
-    """Migrate, start the workers, serve HTTP until a signal; return the exit status."""
+def run_server(
+    settings: ServerSettings,
+    *,
+    workers: int = 1,
+    config: Path | None = None,
+    log_level: str = "INFO",
+) -> int:
+    """Migrate, start the workers, serve HTTP until a signal; return the exit status.
+
+    `workers > 1` also starts `workers - 1` ingest-only processes (`ruche server
+    ingest`, same `config` and environment), restarted if they die.
+    """
     import uvicorn  # noqa: PLC0415 - only the server imports the web stack
 
     from ruche.server.api import create_app  # noqa: PLC0415
@@ -152,16 +183,18 @@ def run_server(settings: ServerSettings) -> int:
     run_migrations(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
-    workers = ServerWorkers.build(settings, sessions)
-    workers.start()
+    mqtt_workers = ServerWorkers.build(settings, sessions, processes=workers)
+    mqtt_workers.start()
+    children = IngestChildren(workers - 1, config=config, log_level=log_level)
     try:
+        children.start()
         app = create_app(
             sessions=sessions,
-            commands=workers.doors,
-            listener=workers.listener,
-            live=workers.live,
+            commands=mqtt_workers.doors,
+            listener=mqtt_workers.listener,
+            live=mqtt_workers.live,
         )
-        config = uvicorn.Config(
+        http = uvicorn.Config(
             app,
             host=settings.http.host,
             port=settings.http.port,
@@ -169,11 +202,99 @@ def run_server(settings: ServerSettings) -> int:
             access_log=False,
         )
         log.info("serving the API on http://%s:%s", settings.http.host, settings.http.port)
-        _serve(uvicorn.Server(config))
+        _serve(uvicorn.Server(http))
     finally:
-        workers.stop()
+        children.stop()
+        mqtt_workers.stop()
         engine.dispose()
     return 0
+
+
+def run_ingest(settings: ServerSettings, *, name: str) -> int:
+    """`ruche server ingest`: one more ingestion process on the shared subscription, its
+    InfluxDB spool in `spool_dir/name`; until SIGINT or SIGTERM."""
+    from ruche.server.db import make_engine, make_sessions  # noqa: PLC0415
+
+    engine = make_engine(settings.database_url)
+    influx = _influx_writer(settings, spool=name)
+    sink = None if influx is None else functools.partial(write_events, influx)
+    worker = IngestWorker(make_sessions(engine), mqtt_options(settings), before_commit=sink)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.start(30.0)
+        log.info("ingest process %s is taking events", name)
+        stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        worker.stop()
+        if influx is not None:
+            influx.close()
+        engine.dispose()
+    return 0
+
+
+class IngestChildren:
+    """The extra ingest processes of `ruche server run --workers N`, restarted when they die.
+
+    Each keeps its name (`ingest-1`, ...) across restarts, hence its spool folder: a
+    restarted child replays what its predecessor spooled but had not yet written.
+    """
+
+    RESTART_DELAY_S = 1.0
+
+    def __init__(self, count: int, *, config: Path | None, log_level: str) -> None:
+        self._count = count
+        self._config = config
+        self._log_level = log_level
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.restarts = 0
+
+    def pids(self) -> list[int]:
+        return [child.pid for child in self._children.values()]
+
+    def start(self) -> None:
+        if self._count < 1:
+            return
+        for i in range(1, self._count + 1):
+            self._spawn(f"ingest-{i}")
+        self._thread = threading.Thread(target=self._watch, name="ingest-children", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        for child in self._children.values():
+            if child.poll() is None:
+                child.terminate()
+        for name, child in self._children.items():
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                log.warning("ingest process %s did not stop in 30 s: killed", name)
+                child.kill()
+                child.wait()
+
+    def _spawn(self, name: str) -> None:
+        command = [sys.executable, "-m", "ruche", "server", "ingest", "--name", name,
+                   "--log-level", self._log_level]  # fmt: skip
+        if self._config is not None:
+            command += ["--config", str(self._config)]
+        self._children[name] = subprocess.Popen(command)
+        log.info("started ingest process %s (pid %d)", name, self._children[name].pid)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.RESTART_DELAY_S):
+            for name, child in list(self._children.items()):
+                code = child.poll()
+                if code is not None and not self._stopping.is_set():
+                    log.warning("ingest process %s exited with %s: starting it again", name, code)
+                    self.restarts += 1
+                    self._spawn(name)
 
 
 def _serve(server: uvicorn.Server) -> None:
