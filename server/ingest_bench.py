@@ -53,6 +53,8 @@ SITE = "bench"
 DATABASE = "ruche_bench"
 DRAIN_TIMEOUT_S = 300.0
 """How long the bench waits for the pipeline to catch up once publishing stops."""
+RESEND_AFTER_S = 5.0
+"""Acks stalled this long with events waiting: resend them, as the edge agent would."""
 HEARTBEATS_PER_CHANGE = 4
 """Presence traffic is mostly heartbeats: a desk repeats its state between changes."""
 
@@ -68,6 +70,8 @@ class IngestBenchResult:
     lost: int
     duplicates: int
     acked: int
+    resent: int
+    """Events sent again because their acks stalled (the server dedupes them)."""
     rate_target: float
     rate_achieved: float
     seconds: float
@@ -141,6 +145,10 @@ class _AgentStream:
         self.sent_at = array("d", [0.0])  # index = seq
         self.lags = array("f")
         self.acked = 0
+        self.resent = 0
+        self._sent: list[tuple[bytes, bytes]] = [(b"", b"")]  # (topic, payload) by seq
+        self._progress_at = time.monotonic()
+        self._resend_from = 0
         self.held = 0
         """Publishes that waited for the broker's in-flight window."""
         self._last_ts: list[datetime | None] = [None] * desks
@@ -177,12 +185,33 @@ class _AgentStream:
             heartbeat=turn % (HEARTBEATS_PER_CHANGE + 1) != 0,
             confidence=0.9,
         )
-        if not self.connection.publish(self.topics[index], encode_for(Channel.PRESENCE, event)):
+        payload = encode_for(Channel.PRESENCE, event)
+        if not self.connection.publish(self.topics[index], payload):
             self.held += 1
             return False
         self._last_ts[index] = now
         self.sent_at.append(time.perf_counter())
+        self._sent.append((self.topics[index], payload))
         return True
+
+    def resend_stalled(self, now: float) -> None:
+        """As the agent's outbox does: when acks stop moving while events wait, send again
+        everything from the first unacked one (a server process that died took the
+        broker's copies with it). The server drops what it already has."""
+        if self.acked >= self.seq:
+            self._progress_at = now
+            return
+        if self._resend_from <= self.acked:
+            if now - self._progress_at < RESEND_AFTER_S:
+                return
+            self._resend_from = self.acked + 1
+        while self._resend_from <= self.seq:
+            topic, payload = self._sent[self._resend_from]
+            if not self.connection.publish(topic, payload):
+                return
+            self._resend_from += 1
+            self.resent += 1
+        self._progress_at = now
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         arrived = time.perf_counter()
@@ -192,7 +221,9 @@ class _AgentStream:
         top = min(ack.seq, self.seq)
         for seq in range(self.acked + 1, top + 1):
             self.lags.append(arrived - self.sent_at[seq])
-        self.acked = max(self.acked, top)
+        if top > self.acked:
+            self.acked = top
+            self._progress_at = time.monotonic()
 
 
 def _publish_share(share: _Share, go: float, out: Connection) -> None:
@@ -215,19 +246,24 @@ def _publish_share(share: _Share, go: float, out: Connection) -> None:
                     break  # that agent's window is full: let the broker catch up
                 sent += 1
                 turn += 1
+            now = time.monotonic()
             for stream in streams:
+                stream.resend_stalled(now)
                 stream.connection.poll()
             time.sleep(0.0005)
         elapsed = time.perf_counter() - start
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while any(s.acked < s.seq for s in streams) and time.monotonic() < deadline:
+            now = time.monotonic()
             for stream in streams:
+                stream.resend_stalled(now)
                 stream.connection.poll()
             time.sleep(0.005)
         lags = array("f")
         for stream in streams:
             lags.extend(stream.lags)
-        out.send((sent, sum(s.acked for s in streams), elapsed, lags.tobytes()))
+        resent = sum(s.resent for s in streams)
+        out.send((sent, sum(s.acked for s in streams), elapsed, lags.tobytes(), resent))
     finally:
         for stream in streams:
             stream.connection.close()
@@ -373,6 +409,7 @@ def _measure(plan: BenchPlan, rig: _Rig, *, progress: bool) -> IngestBenchResult
     published_at = time.monotonic()
     sent = sum(r[0] for r in results)
     acked = sum(r[1] for r in results)
+    resent = sum(r[4] for r in results)
     elapsed = max(r[2] for r in results)
     lags = array("f")
     for r in results:
@@ -389,6 +426,7 @@ def _measure(plan: BenchPlan, rig: _Rig, *, progress: bool) -> IngestBenchResult
         lost=sent - distinct,
         duplicates=stored - distinct,
         acked=acked,
+        resent=resent,
         rate_target=plan.rate,
         rate_achieved=round(sent / elapsed, 1) if elapsed else 0.0,
         seconds=round(elapsed, 2),
