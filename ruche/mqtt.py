@@ -6,6 +6,7 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Iterable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -36,6 +37,7 @@ def no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
 
 
 log = logging.getLogger(__name__)
+_PUBACK = struct.Struct("!BBH")
 
 _NO_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 """Shared by every received message that carries none: read, never written."""
@@ -45,8 +47,10 @@ class _ReceivedMessage(mqtt.MQTTMessage):
     """A received message: `info` (a Condition, for tracking what we publish) is made only
     if asked for."""
 
-    def __init__(self, mid: int, topic: bytes) -> None:
+    def __init__(self, mid: int, topic: bytes, connection: int = 0) -> None:
         # paho's __init__ would build `info`; these are the attributes it sets otherwise.
+        self.connection = connection
+        """Which of the client's connections brought it: a mid means nothing on another."""
         self.timestamp = 0.0
         self.state = mqtt.mqtt_ms_invalid
         self.dup = False
@@ -79,6 +83,7 @@ class BufferedClient(mqtt.Client):
     READ_SIZE = 65_536
     _rbuf: bytes = b""
     _rpos: int = 0
+    _connection: int = 0
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rpos >= len(self._rbuf):
@@ -92,6 +97,7 @@ class BufferedClient(mqtt.Client):
     def _sock_close(self) -> None:
         # Bytes of a dead connection must never be read as the next one's.
         self._rbuf, self._rpos = b"", 0
+        self._connection += 1
         super()._sock_close()
 
     def _handle_publish(self) -> MQTTErrorCode:
@@ -109,7 +115,7 @@ class BufferedClient(mqtt.Client):
         if qos > 0:
             (mid,) = struct.unpack_from("!H", packet, at)
             at += 2
-        message = _ReceivedMessage(mid, bytes(packet[2 : 2 + topic_length]))
+        message = _ReceivedMessage(mid, bytes(packet[2 : 2 + topic_length]), self._connection)
         message.qos, message.dup, message.retain = qos, bool(header & 0x08), bool(header & 0x01)
         if self._protocol == mqtt.MQTTv5:
             if packet[at] == 0:  # no property: nothing to parse
@@ -126,6 +132,24 @@ class BufferedClient(mqtt.Client):
         if qos == 0 or self._manual_ack:
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         return self._send_puback(mid)
+
+    def ack_all(self, messages: Iterable[mqtt.MQTTMessage]) -> int:
+        """Acknowledge QoS 1 messages (with `manual_ack`) in one write; return how many.
+
+        paho's `ack` queues one packet and wakes the network thread per message. Only
+        messages of the current connection are acknowledged: after a reconnect the
+        broker has forgotten them (and will not resend them: the agents will), and their
+        mids may name other messages now.
+        """
+        mids = [
+            m.mid
+            for m in messages
+            if m.qos == 1 and getattr(m, "connection", None) == self._connection
+        ]
+        if mids:
+            packet = b"".join(_PUBACK.pack(0x40, 2, mid) for mid in mids)
+            self._packet_queue(0x40, packet, 0, 0)
+        return len(mids)
 
     def message_callback_add(self, sub: str, callback: object) -> None:
         """Not offered: messages go to `on_message` straight (see `_handle_on_message`)."""

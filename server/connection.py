@@ -90,7 +90,11 @@ class ServerConnection:
 
     def ack(self, msg: mqtt.MQTTMessage) -> None:
         """Acknowledge a message to the broker (with `manual_ack`): it will not come again."""
-        self.client.ack(msg.mid, msg.qos)
+        self.client.ack_all([msg])
+
+    def ack_all(self, messages: Sequence[mqtt.MQTTMessage]) -> None:
+        """Acknowledge a batch of messages in one write (see `BufferedClient.ack_all`)."""
+        self.client.ack_all(messages)
 
     def stop(self) -> None:
         stop_client(self.client)

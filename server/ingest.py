@@ -209,8 +209,7 @@ class IngestWorker:
         for (site, agent), seq in progress.items():
             self.connection.publish(str(Topic.ack(site, agent)), encode(Ack(seq=seq)))
             self.stats.acks_sent += 1
-        for arrival in batch:
-            self.connection.ack(arrival.msg)
+        self.connection.ack_all([arrival.msg for arrival in batch])
         if self._after_commit is not None and good:
             try:
                 self._after_commit([a.message for a in good if a.message is not None])

@@ -22,6 +22,8 @@ class Collector:
 
     def __init__(self, host: str, port: int, username: str, password: str, topic: str) -> None:
         self.payloads: list[bytes] = []
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.auto_ack = True
         self.arrived = threading.Condition()
         self.connects = 0
         self.client = BufferedClient(
@@ -46,9 +48,11 @@ class Collector:
             self.arrived.notify_all()
 
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        client.ack(msg.mid, msg.qos)
+        if self.auto_ack:
+            client.ack(msg.mid, msg.qos)
         with self.arrived:
             self.payloads.append(msg.payload)
+            self.messages.append(msg)
             self.arrived.notify_all()
 
     def wait_for(self, count: int, timeout: float = 20.0) -> None:
@@ -119,3 +123,28 @@ class TestBufferedClient:
             agent.client.publish(topic, f"after-{i}".encode(), qos=1)
         collector.wait_for(101)
         assert collector.payloads == [b"before"] + [f"after-{i}".encode() for i in range(100)]
+
+
+class TestAckAll:
+    """Batched acknowledgements release what this connection received, and nothing else."""
+
+    def test_acks_only_messages_of_the_current_connection(self, pair: Any) -> None:
+        site, collector, agent = pair
+        collector.auto_ack = False
+        topic = str(Topic.presence(site.site, "agent-a", "desk-4"))
+        for i in range(50):
+            agent.client.publish(topic, f"{i}".encode(), qos=1)
+        collector.wait_for(50)
+        first = list(collector.messages)
+        assert collector.client.ack_all(first[:10]) == 10
+        collector.client._sock_close()  # the connection drops before the rest are acked
+        deadline = time.monotonic() + 10
+        while collector.connects < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert collector.connects >= 2
+        # Their mids belong to the dead connection: acking them now could release others.
+        assert collector.client.ack_all(first[10:]) == 0
+        time.sleep(0.2)
+        agent.client.publish(topic, b"fresh", qos=1)
+        collector.wait_for(51)
+        assert collector.client.ack_all(collector.messages[50:]) == 1
