@@ -38,6 +38,24 @@ by a morning coffee, lunch (half the members go out: exit tap, entry tap) and so
 an afternoon coffee, and an exit tap (reader `{door}-out`, which the server reads as an
 exit) when they leave. Door cycles at one door never overlap.
 
+How long a member stays (`stays`, by member key) is `day` unless said otherwise:
+`short` comes in some time between 08:00 and 16:00 and leaves 20 to 100 minutes after
+sitting down, without a break; `late` stays the day, goes for dinner around 19:00 and
+leaves between 00:45 and 04:00 the next morning (absolute time: on the night the clocks
+go back that can be in the repeated hour). A late stay ends in the next day, so it is
+planned with `plan_days`, which plans consecutive days as one stream.
+
+## Several days
+
+`plan_days(layout, [DaySpec(day, members, ...), ...], seed=...)` plans consecutive days
+as the agents would live them: one `DayPlan` per day, each holding the events of its
+local day (a late stay's events after midnight are in the next day's plan), seqs
+counting on from one day to the next, heartbeats keeping their rhythm across midnight.
+A day's expectations are the sittings, trips and bookings of the people who came that
+day, even when they end after midnight. With no late stays, a day's roles, sittings,
+trips and bookings are those `plan_day` gives it (same seed); its heartbeats, seqs and
+`mono` run on from the day before.
+
 ## Events, as the edge agent would send them
 
 - A desk turns `occupied` `arrive_s` after someone sits down and `vacant` `leave_s`
@@ -68,8 +86,8 @@ import itertools
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Literal, NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -94,6 +112,7 @@ __all__ = [
     "AgentTiming",
     "DayEvent",
     "DayPlan",
+    "DaySpec",
     "DeskSpot",
     "DoorSpot",
     "ExpectedSession",
@@ -104,12 +123,17 @@ __all__ = [
     "PlannedTap",
     "Role",
     "SiteLayout",
+    "Stay",
     "entry_reader",
     "exit_reader",
     "plan_day",
+    "plan_days",
 ]
 
 Role: TypeAlias = Literal["badge", "booked", "walk_in", "no_show", "refused"]
+Stay: TypeAlias = Literal["day", "short", "late"]
+"""How long a member stays: see the module docstring."""
+STAYS: frozenset[str] = frozenset({"day", "short", "late"})
 Attribution: TypeAlias = Literal["badge", "booking", "none"]
 DayEvent: TypeAlias = Presence | DeskBadge | Tap | DoorOpened | DoorClosed
 """The payloads a planned day holds."""
@@ -126,6 +150,7 @@ MAX_HEARTBEAT_S = 600.0
 """The expected sessions assume the server's stale limit (15 minutes) is never reached."""
 
 _MS = timedelta(milliseconds=1)
+_DAY = timedelta(days=1)
 _DOOR_CYCLE = timedelta(seconds=13)
 """Longer than a tap and the door's cycle after it (opened, closed, a second's margin)."""
 _NO_GAP = timedelta(milliseconds=50)
@@ -329,6 +354,35 @@ class DayPlan:
         )
         return merged
 
+    def only(self, agents: Collection[str]) -> DayPlan:
+        """The day's events (and taps, and points) of `agents` alone, to play them apart:
+        an agent that was offline sends its day later. Its expectations stay the whole day's.
+        """
+        unknown = sorted(set(agents) - set(self.events))
+        if unknown:
+            raise ValueError(f"no agents {unknown} in the plan of {self.day} at {self.site}")
+        events = {a: e for a, e in self.events.items() if a in agents}
+        counts = Counter(MEASUREMENTS[e.topic.channel] for kept in events.values() for e in kept)
+        return replace(
+            self,
+            events=events,
+            taps=tuple(t for t in self.taps if t.agent in agents),
+            points={m: counts.get(m, 0) for m in MEASUREMENTS.values()},
+        )
+
+
+@dataclass(frozen=True)
+class DaySpec:
+    """One day of `plan_days`: who comes, how many of them book and do not come
+    (`no_shows`) or sit without checking in (`walk_ins`), and `stays` by member key
+    (`short` or `late`; `day` when not named)."""
+
+    day: date
+    members: Sequence[Member]
+    no_shows: int = 0
+    walk_ins: int = 0
+    stays: Mapping[str, Stay] = field(default_factory=dict)
+
 
 # --- the planner -------------------------------------------------------------------------
 
@@ -346,16 +400,19 @@ class _Draft:
 
 @dataclass
 class _Sitting:
+    day: date
     member: Member
     spot: DeskSpot
     occupied: _Draft
     vacant: _Draft
     attributed_by: Attribution
     booking: int | None = None
+    """The index of its booking among its day's."""
 
 
 @dataclass
 class _Trip:
+    day: date
     member: Member
     entry: _Draft
     exit: _Draft
@@ -363,7 +420,11 @@ class _Trip:
 
 @dataclass
 class _Day:
-    """The planner's working state: drafts, reserved instants, door cycles."""
+    """The planner's working state: drafts, reserved instants, door cycles.
+
+    `day` and `rng` are those of the day being planned; the rest is shared by the days
+    of one `plan_days`, so door cycles and agents' instants never clash across midnight.
+    """
 
     layout: SiteLayout
     day: date
@@ -511,7 +572,12 @@ def _ms(moment: datetime) -> datetime:
 
 
 def _assign_roles(
-    members: Sequence[Member], rng: random.Random, *, no_shows: int, walk_ins: int
+    members: Sequence[Member],
+    rng: random.Random,
+    *,
+    no_shows: int,
+    walk_ins: int,
+    stays: Mapping[str, Stay],
 ) -> dict[str, Role]:
     active = [m for m in members if not m.revoked]
     if no_shows < 0 or walk_ins < 0:
@@ -521,8 +587,15 @@ def _assign_roles(
             f"{len(active)} members with a valid badge cannot make {no_shows} no-shows and "
             f"{walk_ins} walk-ins: add members or ask for fewer"
         )
+    if no_shows > sum(1 for m in active if stays.get(m.key, "day") == "day"):
+        raise ValueError(
+            f"{no_shows} no-shows among members staying a plain day: a member planned to "
+            "stay short or late comes"
+        )
     order = list(active)
     rng.shuffle(order)
+    # No-shows are drawn first: from the members planned to stay a plain day (stable).
+    order.sort(key=lambda m: stays.get(m.key, "day") != "day")
     roles: dict[str, Role] = {m.key: "refused" for m in members if m.revoked}
     for i, member in enumerate(order):
         if i < no_shows:
@@ -544,28 +617,90 @@ def plan_day(
     no_shows: int = 1,
     walk_ins: int = 2,
     first_seqs: Mapping[str, int] | None = None,
+    stays: Mapping[str, Stay] | None = None,
 ) -> DayPlan:
     """Plan one local day of `layout`'s site; see the module docstring.
 
     `first_seqs` gives an agent's first seq (default 1), to continue a stream the server
     already holds. Raises ValueError when the members do not fit (more members than desks,
-    more no-shows and walk-ins than members, two members with one key or badge).
+    more no-shows and walk-ins than members, two members with one key or badge), or when
+    a `late` stay runs past midnight: plan it with `plan_days`.
+    """
+    spec = DaySpec(day, members, no_shows=no_shows, walk_ins=walk_ins, stays=stays or {})
+    return plan_days(layout, [spec], seed=seed, timing=timing, first_seqs=first_seqs)[0]
+
+
+def plan_days(
+    layout: SiteLayout,
+    days: Sequence[DaySpec],
+    *,
+    seed: int,
+    timing: AgentTiming | None = None,
+    first_seqs: Mapping[str, int] | None = None,
+) -> tuple[DayPlan, ...]:
+    """Plan consecutive local days of `layout`'s site as one stream, a `DayPlan` per day.
+
+    `first_seqs` gives an agent's first seq on the first day (default 1). Raises
+    ValueError as `plan_day` does, for days that do not follow one another, for a member
+    key with two badges, and when a late stay on the last day runs past its midnight.
     """
     timing = timing or AgentTiming()
+    if not days:
+        raise ValueError("plan at least one day")
+    for before, after in itertools.pairwise(days):
+        if after.day != before.day + timedelta(days=1):
+            raise ValueError(
+                f"days are planned one after the other: {after.day} does not follow {before.day}"
+            )
+    badges: dict[str, bytes] = {}
+    for spec in days:
+        _check_members(spec)
+        for m in spec.members:
+            if badges.setdefault(m.key, m.uid) != m.uid:
+                raise ValueError(f"member {m.key} has one badge per run of days, not two")
+    plan = _Day(layout, days[0].day, _day_rng(seed, days[0].day), timing)
+    planned: list[tuple[dict[str, Role], list[PlannedBooking]]] = []
+    for spec in days:
+        plan.day, plan.rng = spec.day, _day_rng(seed, spec.day)
+        planned.append(_plan_people(plan, spec))
+    start, end = _midnight(days[0].day, layout.tz), _midnight(days[-1].day + _DAY, layout.tz)
+    for spot in layout.desks:
+        _plan_heartbeats(plan, spot, start, end)
+    return _finish(plan, days, seed, planned, first_seqs or {})
+
+
+def _day_rng(seed: int, day: date) -> random.Random:
+    """A day's draws depend on the seed and the day alone, not on the days planned with it."""
+    return random.Random(f"ruche-day:{seed}:{day.isoformat()}")  # noqa: S311 - a simulation
+
+
+def _check_members(spec: DaySpec) -> None:
+    members = spec.members
     if len({m.key for m in members}) != len(members):
         raise ValueError("member keys must be unique")
     if len({m.uid for m in members}) != len(members):
         raise ValueError("two members share a badge")
     if any(not m.uid for m in members):
         raise ValueError("a member's badge UID is empty")
-    rng = random.Random(f"ruche-day:{seed}:{day.isoformat()}")  # noqa: S311 - a simulation
-    roles = _assign_roles(members, rng, no_shows=no_shows, walk_ins=walk_ins)
-    seated = [m for m in members if roles[m.key] != "refused"]
+    keys = {m.key for m in members if not m.revoked}
+    for key, stay in spec.stays.items():
+        if key not in keys:
+            raise ValueError(f"{spec.day}: a stay for {key!r}, who is not among the day's members")
+        if stay not in STAYS:
+            raise ValueError(f"{spec.day}: {key!r} stays {stay!r}: use one of {sorted(STAYS)}")
+
+
+def _plan_people(plan: _Day, spec: DaySpec) -> tuple[dict[str, Role], list[PlannedBooking]]:
+    """Roles, desks and stays of one day's members: `plan.day`, drawn from `plan.rng`."""
+    rng, layout = plan.rng, plan.layout
+    roles = _assign_roles(
+        spec.members, rng, no_shows=spec.no_shows, walk_ins=spec.walk_ins, stays=spec.stays
+    )
+    seated = [m for m in spec.members if roles[m.key] != "refused"]
     if len(seated) > len(layout.desks):
         raise ValueError(
             f"{len(seated)} members need a desk each but the site has {len(layout.desks)}"
         )
-    plan = _Day(layout, day, rng, timing)
     desks = list(layout.desks)
     rng.shuffle(desks)
     bookings: list[PlannedBooking] = []
@@ -576,32 +711,53 @@ def plan_day(
             bookings.append(PlannedBooking(member.key, spot.agent, spot.desk, start,
                                            start + timedelta(hours=8), no_show=True))  # fmt: skip
         else:
-            _plan_stay(plan, member, spot, role, bookings)
-    for member in members:
+            _plan_stay(plan, member, spot, role, bookings, stay=spec.stays.get(member.key, "day"))
+    for member in spec.members:
         if roles[member.key] == "refused":
             _plan_refusal(plan, member)
-    for spot in layout.desks:
-        _plan_heartbeats(plan, spot)
-    return _finish(plan, seed, roles, bookings, first_seqs or {})
+    return roles, bookings
 
 
-def _plan_stay(
-    plan: _Day, member: Member, spot: DeskSpot, role: Role, bookings: list[PlannedBooking]
-) -> None:
-    """One member's day at their desk: in, sittings between breaks, out."""
-    rng, timing = plan.rng, plan.timing
-    arrival = plan.after(plan.local(8), 0, 150 * 60)
-    door = rng.choice(plan.layout.doors)
-    entry = plan.through(door, arrival, member, leaving=False)
-    sit = plan.after(entry.at, 90, 300)
-    # Breaks: (stand up around, away for seconds, goes out through a door).
-    breaks: list[tuple[datetime, float, bool]] = [
+_Break: TypeAlias = tuple[datetime, float, bool]
+"""A break: stand up around, away for seconds, goes out through a door."""
+
+
+def _breaks(plan: _Day, sit: datetime, stay: Stay) -> tuple[list[_Break], datetime]:
+    """The breaks of a stay that began with `sit`, and when the member leaves."""
+    rng = plan.rng
+    if stay == "short":
+        return [], plan.after(sit, 20 * 60, 100 * 60)
+    breaks: list[_Break] = [
         (plan.after(plan.local(10, 15), 0, 3600), rng.uniform(8 * 60, 20 * 60), False),
         (plan.after(plan.local(12), 0, 75 * 60), rng.uniform(40 * 60, 80 * 60), rng.random() < 0.5),
     ]
     if rng.random() < 0.6:
         breaks.append((plan.after(plan.local(15), 0, 3600), rng.uniform(8 * 60, 20 * 60), False))
-    leave = plan.after(plan.local(17), 0, 120 * 60)
+    if stay != "late":
+        return breaks, plan.after(plan.local(17), 0, 120 * 60)
+    dinner = plan.after(plan.local(19), 0, 3600)
+    breaks.append((dinner, rng.uniform(30 * 60, 60 * 60), rng.random() < 0.5))
+    # Absolute time after midnight: the night the clocks go back has a repeated hour.
+    return breaks, plan.after(plan.local(24), 45 * 60, 240 * 60)
+
+
+def _plan_stay(
+    plan: _Day,
+    member: Member,
+    spot: DeskSpot,
+    role: Role,
+    bookings: list[PlannedBooking],
+    *,
+    stay: Stay = "day",
+) -> None:
+    """One member's day at their desk: in, sittings between breaks, out."""
+    rng, timing = plan.rng, plan.timing
+    window = 8 * 3600 if stay == "short" else 150 * 60
+    arrival = plan.after(plan.local(8), 0, window)
+    door = rng.choice(plan.layout.doors)
+    entry = plan.through(door, arrival, member, leaving=False)
+    sit = plan.after(entry.at, 90, 300)
+    breaks, leave = _breaks(plan, sit, stay)
 
     spans: list[tuple[datetime, datetime]] = []
     for stand, away_s, goes_out in breaks:
@@ -611,13 +767,13 @@ def _plan_stay(
         back = _ms(stand + timedelta(seconds=away_s))
         if goes_out:
             out = plan.through(door, plan.after(stand, 60, 180), member, leaving=True)
-            plan.trips.append(_Trip(member, entry, out))
+            plan.trips.append(_Trip(plan.day, member, entry, out))
             door = rng.choice(plan.layout.doors)
             entry = plan.through(door, plan.after(back, -240, -120), member, leaving=False)
         sit = back
     spans.append((sit, leave))
     out = plan.through(door, plan.after(leave, 60, 240), member, leaving=True)
-    plan.trips.append(_Trip(member, entry, out))
+    plan.trips.append(_Trip(plan.day, member, entry, out))
 
     booking: int | None = None
     if role == "booked":
@@ -643,7 +799,9 @@ def _plan_stay(
                                PresenceState.VACANT, 1.0)  # fmt: skip
         plan.changes[spot] += [(occupied.at, PresenceState.OCCUPIED, confidence),
                                (vacant.at, PresenceState.VACANT, 1.0)]  # fmt: skip
-        plan.sittings.append(_Sitting(member, spot, occupied, vacant, attributed_by, booking))
+        plan.sittings.append(
+            _Sitting(plan.day, member, spot, occupied, vacant, attributed_by, booking)
+        )
 
 
 def _plan_refusal(plan: _Day, member: Member) -> None:
@@ -653,13 +811,13 @@ def _plan_refusal(plan: _Day, member: Member) -> None:
     plan.tap(door, plan.after(first.at, 5, 30), member, leaving=False)
 
 
-def _plan_heartbeats(plan: _Day, spot: DeskSpot) -> None:
-    """A desk repeats its state every `heartbeat_s`, the schedule restarting at each change.
+def _plan_heartbeats(plan: _Day, spot: DeskSpot, start: datetime, end: datetime) -> None:
+    """A desk repeats its state every `heartbeat_s` from `start` to `end`, the schedule
+    restarting at each change.
 
-    Desks were vacant overnight: the day begins partway through a vacant schedule.
+    Desks were vacant overnight: the days begin partway through a vacant schedule.
     """
     every = timedelta(seconds=plan.timing.heartbeat_s)
-    start, end = plan.local(0), _next_midnight(plan)
     changes = sorted(plan.changes.get(spot, []), key=lambda c: c[0])
     state, confidence = PresenceState.VACANT, 1.0
     beat = _ms(start + timedelta(seconds=plan.rng.uniform(0, plan.timing.heartbeat_s)))
@@ -678,46 +836,69 @@ def _plan_heartbeats(plan: _Day, spot: DeskSpot) -> None:
         beat += every
 
 
-def _next_midnight(plan: _Day) -> datetime:
-    naive = datetime.combine(plan.day + timedelta(days=1), time())
-    return naive.replace(tzinfo=plan.layout.tz).astimezone(UTC)
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    """The local midnight starting `day`, as a UTC instant."""
+    return datetime.combine(day, time()).replace(tzinfo=tz).astimezone(UTC)
 
 
 def _finish(
     plan: _Day,
+    days: Sequence[DaySpec],
     seed: int,
-    roles: dict[str, Role],
-    bookings: list[PlannedBooking],
+    planned: Sequence[tuple[dict[str, Role], list[PlannedBooking]]],
     first_seqs: Mapping[str, int],
-) -> DayPlan:
-    """Number each agent's events in time order and build the payloads and expectations."""
+) -> tuple[DayPlan, ...]:
+    """Number each agent's events in time order, build the payloads and expectations, and
+    cut them into one plan per local day."""
     tz = plan.layout.tz
-    start, end = plan.local(0), _next_midnight(plan)
+    start, end = _midnight(days[0].day, tz), _midnight(days[-1].day + _DAY, tz)
     by_agent: dict[str, list[_Draft]] = defaultdict(list)
     for draft in plan.drafts:
         if not start <= draft.at < end:
             raise ValueError(
                 f"the day at {plan.layout.site} runs past midnight ({draft.at.isoformat()}): "
-                "a stay must fit in one local day"
+                "a stay must end by the last day planned (plan the next day too)"
             )
         by_agent[draft.agent].append(draft)
     seqs: dict[int, int] = {}
-    events: dict[str, tuple[PlannedEvent, ...]] = {}
+    built: dict[str, list[tuple[datetime, PlannedEvent]]] = {}
     for agent in plan.layout.agents:
         drafts = sorted(by_agent.get(agent, []), key=lambda d: d.at)
         first = first_seqs.get(agent, 1)
         if first < 1:
             raise ValueError(f"first seq of {agent} must be 1 or more, not {first}")
-        # The agent booted some hours before the day; `mono` counts from then.
+        # The agent booted some hours before the first day; `mono` counts from then.
         booted = start - timedelta(seconds=plan.rng.uniform(3600, 3 * 86400))
-        built = []
+        built[agent] = []
         for i, draft in enumerate(drafts):
             seq = first + i
             seqs[draft.key] = seq
             mono = round((draft.at - booted).total_seconds(), 3)
-            built.append(PlannedEvent(draft.topic, draft.build(seq, _offset(draft.at, tz), mono)))
-        events[agent] = tuple(built)
+            event = PlannedEvent(draft.topic, draft.build(seq, _offset(draft.at, tz), mono))
+            built[agent].append((draft.at, event))
+    return tuple(
+        _day_plan(plan, spec, seed=seed, roles=roles, bookings=bookings, built=built, seqs=seqs)
+        for spec, (roles, bookings) in zip(days, planned, strict=True)
+    )
 
+
+def _day_plan(
+    plan: _Day,
+    spec: DaySpec,
+    *,
+    seed: int,
+    roles: dict[str, Role],
+    bookings: list[PlannedBooking],
+    built: Mapping[str, list[tuple[datetime, PlannedEvent]]],
+    seqs: Mapping[int, int],
+) -> DayPlan:
+    """One day's cut of the stream: its events, and the expectations of who came."""
+    tz = plan.layout.tz
+    start, end = _midnight(spec.day, tz), _midnight(spec.day + _DAY, tz)
+    events = {
+        agent: tuple(event for at, event in stream if start <= at < end)
+        for agent, stream in built.items()
+    }
     sessions = sorted(
         (
             ExpectedSession(
@@ -731,6 +912,7 @@ def _finish(
                 booking=s.booking,
             )
             for s in plan.sittings
+            if s.day == spec.day
         ),
         key=lambda s: (s.start, s.desk),
     )
@@ -738,6 +920,7 @@ def _finish(
         (
             ExpectedVisit(t.member.key, t.entry.at, t.exit.at, t.entry.agent, seqs[t.entry.key])
             for t in plan.trips
+            if t.day == spec.day
         ),
         key=lambda v: (v.start, v.member),
     )
@@ -745,6 +928,7 @@ def _finish(
         (
             PlannedTap(d.agent, seqs[d.key], door.door, m.key, exit=leaving, granted=granted)
             for d, door, m, leaving, granted in plan.taps
+            if start <= d.at < end
         ),
         key=lambda t: (t.agent, t.seq),
     )
@@ -753,7 +937,7 @@ def _finish(
     )
     return DayPlan(
         site=plan.layout.site,
-        day=plan.day,
+        day=spec.day,
         seed=seed,
         timezone=plan.layout.timezone,
         start=_offset(start, tz),

@@ -18,13 +18,17 @@ from ruche.sim import day as day_module
 from ruche.sim.day import (
     AgentTiming,
     DayPlan,
+    DaySpec,
     DeskSpot,
     DoorSpot,
     Member,
+    PlannedEvent,
     SiteLayout,
+    Stay,
     entry_reader,
     exit_reader,
     plan_day,
+    plan_days,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -322,3 +326,154 @@ def test_doctest():
     result = doctest.testmod(day_module)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# --- several days (`plan_days`) ----------------------------------------------------------
+
+WEEKEND = [date(2026, 10, 24), date(2026, 10, 25), date(2026, 10, 26)]
+"""Saturday, the 25-hour Sunday, Monday."""
+FIVE = MEMBERS[:5]
+
+
+def weekend(seed: int = 3, **stays: Stay) -> tuple[DayPlan, ...]:
+    specs = [
+        DaySpec(WEEKEND[0], FIVE[:3], stays={k: v for k, v in stays.items() if k in ("m0",)}),
+        DaySpec(WEEKEND[1], FIVE[1:4], stays={k: v for k, v in stays.items() if k == "m3"}),
+        DaySpec(WEEKEND[2], MEMBERS, no_shows=1, walk_ins=2),
+    ]
+    return plan_days(LAYOUT, specs, seed=seed, timing=AgentTiming(heartbeat_s=600))
+
+
+def stream(plans: tuple[DayPlan, ...], agent: str) -> list[PlannedEvent]:
+    return [e for p in plans for e in p.events[agent]]
+
+
+class TestSeveralDays:
+    """Consecutive days as one stream: seqs and heartbeats run on across midnight."""
+
+    def test_one_stream_cut_at_local_midnights(self):
+        plans = weekend(m0="late", m3="short")
+        assert [p.day for p in plans] == WEEKEND
+        assert [p.end - p.start for p in plans] == [timedelta(hours=h) for h in (24, 25, 24)]
+        for before, after in itertools.pairwise(plans):
+            assert before.end == after.start
+        for agent in ("doors", "desks-a", "desks-b"):
+            payloads = [e.payload for e in stream(plans, agent)]
+            assert [p.seq for p in payloads] == list(range(1, len(payloads) + 1))
+            for before, after in itertools.pairwise(payloads):
+                assert before.ts < after.ts
+                elapsed = (after.ts - before.ts).total_seconds()
+                assert after.mono - before.mono == pytest.approx(elapsed, abs=0.002)
+        for p in plans:
+            assert all(p.start <= e.payload.ts < p.end for _, e in p.timeline())
+            assert {(t.agent, t.seq) for t in p.taps} == {
+                (a, e.payload.seq) for a, e in p.timeline() if isinstance(e.payload, Tap)
+            }
+            assert sum(p.points.values()) == p.total
+
+    def test_a_late_stay_ends_after_midnight(self):
+        saturday, sunday, _ = weekend(m0="late")
+        late = [s for s in saturday.sessions if s.member == "m0"]
+        assert late[-1].start < saturday.end <= late[-1].end < sunday.end
+        visit = [v for v in saturday.visits if v.member == "m0"][-1]
+        assert visit.start < saturday.end <= visit.end
+        assert not [v for v in sunday.visits if v.member == "m0"], "the stay is Saturday's"
+        # Its exit tap and the desk's vacant event are Sunday's events.
+        exits = [t for t in sunday.taps if t.member == "m0"]
+        assert [t.exit for t in exits] == [True]
+        assert (late[-1].agent, late[-1].desk) in {
+            (a, e.topic.device) for a, e in sunday.timeline() if isinstance(e.payload, Presence)
+        }
+        local = visit.end.astimezone(PARIS)
+        assert local.date() == WEEKEND[1]
+        assert local.hour < 4
+
+    def test_heartbeats_keep_their_rhythm_across_midnight(self):
+        plans = weekend(m0="late")
+        every = timedelta(seconds=600)
+        desks: dict[str, list[Presence]] = defaultdict(list)
+        for p in plans:
+            for _, e in p.timeline():
+                if isinstance(e.payload, Presence):
+                    desks[e.topic.device or ""].append(e.payload)
+        late = [s for s in plans[0].sessions if s.member == "m0"][-1]
+        for desk, events in desks.items():
+            state = PresenceState.VACANT
+            for before, after in itertools.pairwise(events):
+                if after.heartbeat:
+                    assert after.state is state, f"{desk} at {after.ts}"
+                    assert abs(after.ts - before.ts - every) <= 3 * MS, f"{desk} at {after.ts}"
+                else:
+                    state = after.state
+            if desk == late.desk:
+                night = [e for e in events if late.start < e.ts < late.end]
+                assert night
+                assert all(e.state is PresenceState.OCCUPIED for e in night)
+
+    def test_a_day_without_late_stays_is_plan_day(self):
+        plans = weekend(m3="short")
+        for p, spec_members, kwargs in (
+            (plans[0], FIVE[:3], {"no_shows": 0, "walk_ins": 0}),
+            (plans[2], MEMBERS, {"no_shows": 1, "walk_ins": 2}),
+        ):
+            alone = plan_day(LAYOUT, spec_members, p.day, seed=3,
+                             timing=AgentTiming(heartbeat_s=600), **kwargs)  # fmt: skip
+            assert p.roles == alone.roles
+            assert p.bookings == alone.bookings
+            assert [(v.member, v.start, v.end) for v in p.visits] == [
+                (v.member, v.start, v.end) for v in alone.visits
+            ]
+            assert [(s.desk, s.start, s.end, s.member) for s in p.sessions] == [
+                (s.desk, s.start, s.end, s.member) for s in alone.sessions
+            ]
+
+    def test_a_short_stay_is_one_sitting(self):
+        sunday = weekend(m3="short")[1]
+        sittings = [s for s in sunday.sessions if s.member == "m3"]
+        visits = [v for v in sunday.visits if v.member == "m3"]
+        assert len(sittings) == len(visits) == 1
+        assert timedelta(minutes=20) < sittings[0].end - sittings[0].start < timedelta(minutes=102)
+        assert visits[0].start < sittings[0].start < sittings[0].end < visits[0].end
+        assert visits[0].end.astimezone(PARIS).hour < 18
+
+    def test_stays_are_never_no_shows(self):
+        for seed in range(12):
+            p = plan_day(LAYOUT, FIVE, TUESDAY, seed=seed, no_shows=3, walk_ins=0,
+                         stays={"m0": "short", "m1": "short"})  # fmt: skip
+            assert p.roles["m0"] != "no_show"
+            assert p.roles["m1"] != "no_show"
+
+    def test_only_some_agents(self):
+        p = weekend()[2]
+        doors = p.only(["doors"])
+        assert set(doors.events) == {"doors"}
+        assert doors.events["doors"] == p.events["doors"]
+        assert doors.taps == p.taps
+        assert doors.total == len(p.events["doors"]) == sum(doors.points.values())
+        assert doors.points["presence"] == 0
+        assert (doors.sessions, doors.visits) == (p.sessions, p.visits)
+        desks = p.only(["desks-a", "desks-b"])
+        assert desks.taps == ()
+        assert desks.total + doors.total == p.total
+        with pytest.raises(ValueError, match=r"no agents \['nope'\]"):
+            p.only(["nope"])
+
+    def test_refused(self):
+        day = WEEKEND[0]
+        with pytest.raises(ValueError, match="plan the next day too"):
+            plan_day(LAYOUT, FIVE, day, seed=1, stays={"m0": "late"})
+        with pytest.raises(ValueError, match="does not follow"):
+            plan_days(LAYOUT, [DaySpec(day, FIVE), DaySpec(day + timedelta(days=2), FIVE)], seed=1)
+        with pytest.raises(ValueError, match="at least one day"):
+            plan_days(LAYOUT, [], seed=1)
+        other = [Member("m0", b"\x07\x07")]
+        with pytest.raises(ValueError, match="m0 has one badge"):
+            plan_days(LAYOUT, [DaySpec(day, FIVE), DaySpec(day + timedelta(days=1), other)],
+                      seed=1)  # fmt: skip
+        with pytest.raises(ValueError, match="not among the day's members"):
+            plan_day(LAYOUT, FIVE, day, seed=1, stays={"zed": "short"})
+        with pytest.raises(ValueError, match="use one of"):
+            plan_day(LAYOUT, FIVE, day, seed=1, stays={"m0": "forever"})  # type: ignore[dict-item]
+        with pytest.raises(ValueError, match="stay short or late comes"):
+            plan_day(LAYOUT, FIVE[:2], day, seed=1, no_shows=1, walk_ins=0,
+                     stays={"m0": "short", "m1": "late"})  # fmt: skip
