@@ -63,10 +63,11 @@ from ruche.server.models import (
     Zone,
 )
 from ruche.server.ports import CommandSender, RegistryListener
-from ruche.server.schemas import MAX_ID, MAX_PAGE, ErrorPublic, FieldError, HealthPublic
+from ruche.server.schemas import MAX_ID, MAX_PAGE, ErrorPublic, FieldError
 
 if TYPE_CHECKING:
     from ruche.server.live import LiveHub
+    from ruche.server.routes_health import HealthChecks
 
 T = TypeVar("T")
 P = TypeVar("P", bound=BaseModel)
@@ -466,15 +467,19 @@ def create_app(
     commands: CommandSender,
     listener: RegistryListener,
     live: LiveHub | None = None,
+    health: HealthChecks | None = None,
 ) -> FastAPI:
     """The REST API over `sessions` (a migrated database), sending through `commands` and
-    telling `listener` which sites changed; with `live`, the floor page streams from it."""
+    telling `listener` which sites changed; with `live`, the floor page streams from it.
+    `health`: what `/readyz` probes and `/metrics` shows (by default: the database, and
+    a registry of the app's own)."""
     # The route modules import this module's dependencies: imported here, not at the top.
     from ruche.server import (  # noqa: PLC0415
         routes_audit,
         routes_billing,
         routes_bookings,
         routes_doors,
+        routes_health,
         routes_keys,
         routes_live,
         routes_members,
@@ -489,13 +494,11 @@ def create_app(
     )
     app.state.ruche = Services(sessions=sessions, commands=commands, listener=listener)
     app.state.live = live
+    app.state.health = health or routes_health.HealthChecks(sessions)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-
-    @app.get("/healthz", tags=["health"], response_model=HealthPublic)
-    def healthz() -> HealthPublic:
-        """Whether the server answers; no key needed."""
-        return HealthPublic()
+    # No key on these: bind the server to the private network (docs/operations.md).
+    app.include_router(routes_health.router)
 
     for module in (
         routes_sites,

@@ -36,6 +36,10 @@ tap never waits on a disk write.
 - Every allow-list this worker sees on the broker invalidates that site's cached facts:
   that is how a change made in another process reaches this one within a second.
 
+Every decision is one canonical log line (`door decision`, INFO) whose fields say where,
+who (the badge token's first 8 hex characters only, and the member id), what and why,
+and how long it took; `on_decision` hands the same `DecisionRecord` to the metrics.
+
 What is not durable: an online decision's audit row is written a few milliseconds after
 the answer; if the process dies in between, that row is lost (the tap event itself is
 kept by the agent's outbox until the event store acknowledges it).
@@ -46,6 +50,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +86,7 @@ from ruche.server.models import AuditKind, AuditSource
 
 __all__ = [
     "DEFAULT_UNLOCK_MS",
+    "DecisionRecord",
     "DoorStats",
     "DoorWorker",
     "MqttOptions",
@@ -92,6 +98,57 @@ log = logging.getLogger(__name__)
 DEFAULT_UNLOCK_MS = 3000
 UNKNOWN_DOOR = "unknown_door"
 AUDIT_BATCH = 500
+TOKEN_PREFIX = 8
+"""Hex characters of a badge token a log line may carry: enough to follow one badge
+through the logs, far too few to stand for it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecisionRecord:
+    """One door decision as logs and metrics see it."""
+
+    site: str
+    agent: str
+    door: str
+    token: str
+    member_id: int | None
+    allowed: bool
+    reason: str
+    latency_s: float
+    """From the tap reaching this worker to its answer being handed to the broker."""
+    source: str = AuditSource.ONLINE.value
+    """`online` (decided here) or `offline` (the agent decided from its allow-list)."""
+
+    @property
+    def result(self) -> str:
+        return "allowed" if self.allowed else "denied"
+
+    def log_fields(self) -> dict[str, object]:
+        """The canonical log line's fields; never the whole badge token."""
+        return {
+            "site": self.site,
+            "agent": self.agent,
+            "door": self.door,
+            "badge": self.token[:TOKEN_PREFIX],
+            "member_id": self.member_id,
+            "result": self.result,
+            "reason": self.reason,
+            "latency_ms": round(self.latency_s * 1000, 3),
+            "source": self.source,
+        }
+
+
+def log_decision(record: DecisionRecord) -> None:
+    """Write the decision's canonical log line."""
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "door decision: %s (%s) at %s/%s",
+            record.result,
+            record.reason,
+            record.site,
+            record.door,
+            extra=record.log_fields(),
+        )
 
 
 @dataclass
@@ -127,6 +184,8 @@ class DoorWorker:
     - `cache`: the facts cache (a new one over `sessions` by default); started and
       stopped with the worker.
     - `clock`: the server's wall clock, timezone-aware.
+    - `on_decision`: told every decision after its answer is sent (the metrics); it
+      runs on paho's thread, so it must be quick, and what it raises is logged.
     """
 
     def __init__(
@@ -141,9 +200,11 @@ class DoorWorker:
         command_expiry_s: int = 10,
         cache: FactsCache | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_decision: Callable[[DecisionRecord], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.stats = DoorStats()
+        self.on_decision = on_decision
         self.cache = cache if cache is not None else FactsCache(sessions, clock=clock)
         self._clock = clock
         self._unlock_ms = unlock_ms
@@ -215,6 +276,7 @@ class DoorWorker:
         self.stats.bad[reason] = self.stats.bad.get(reason, 0) + 1
 
     def _on_tap(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        started = time.perf_counter()
         try:
             message = decode(msg.topic, msg.payload)
         except ContractError as exc:
@@ -252,12 +314,34 @@ class DoorWorker:
             qos=1,
             properties=expiring(self._expiry, correlation=correlation),
         )
+        latency_s = time.perf_counter() - started
         self.stats.answered += 1
         if isinstance(answer, Unlock):
             self.stats.unlocked += 1
         else:
             self.stats.denied += 1
         self._audit.put(row)
+        self._tell(
+            DecisionRecord(
+                site=topic.site,
+                agent=topic.agent,
+                door=topic.device,
+                token=tap.token,
+                member_id=row.member_id,
+                allowed=isinstance(answer, Unlock),
+                reason=row.reason or "",
+                latency_s=latency_s,
+            )
+        )
+
+    def _tell(self, record: DecisionRecord) -> None:
+        log_decision(record)
+        if self.on_decision is None:
+            return
+        try:
+            self.on_decision(record)
+        except Exception:
+            log.exception("the decision hook failed (the tap was answered)")
 
     def _decide(
         self, site: str, agent: str, door: str, tap: Tap, now: datetime

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,7 +43,7 @@ from ruche.broker import (
     topic_filter,
 )
 from ruche.server.connection import MqttOptions, ServerConnection
-from ruche.server.models import AgentProgress, StoredEvent
+from ruche.server.models import AgentProgress, OccupancyDirty, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,7 @@ class IngestWorker:
             self._before_commit([a.message for a in good if a.message is not None])
         with self.sessions.begin() as session:
             inserted = _insert_new(session, rows)
+            _mark_dirty(session, rows)
             agents = {(str(r["site"]), str(r["agent"])) for r in rows}
             progress = _advance_all(session, agents, self._clock())
         self.stats.received += len(batch)
@@ -260,6 +261,34 @@ def _insert_new(session: Session, rows: list[dict[str, object]]) -> int:
     result = session.connection().exec_driver_sql(_INSERT_SQL[dialect], params)
     # executemany's rowcount is the sum of rows inserted, conflicts excluded.
     return int(result.rowcount)
+
+
+_DIRTY = cast(Table, OccupancyDirty.__table__)
+
+
+def _mark_dirty(session: Session, rows: list[dict[str, object]]) -> None:
+    """Lower each site's occupancy mark to the earliest event time of the batch (see
+    `OccupancyDirty`), in the batch's transaction."""
+    earliest: dict[str, datetime] = {}
+    for row in rows:
+        site, ts = str(row["site"]), row["ts"]
+        if isinstance(ts, datetime) and (site not in earliest or ts < earliest[site]):
+            earliest[site] = ts
+    if not earliest:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(_DIRTY)
+    statement = statement.on_conflict_do_update(
+        index_elements=[_DIRTY.c.site],
+        set_={
+            "since": case(
+                (statement.excluded.since < _DIRTY.c.since, statement.excluded.since),
+                else_=_DIRTY.c.since,
+            )
+        },
+    )
+    for site, since in sorted(earliest.items()):
+        session.execute(statement, {"site": site, "since": since})
 
 
 def _advance_all(

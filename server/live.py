@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -236,11 +236,14 @@ class LiveHub:
         *,
         site: str = "+",
         follow_presence: bool = True,
+        on_status: Callable[[Message], None] | None = None,
     ) -> None:
         """`site`: follow only that site's topics (`+`: all). `follow_presence=False`:
         presence comes from this process's ingestion through `take` instead, which
-        spares a second decode of the busiest channel when one process ingests all."""
+        spares a second decode of the busiest channel when one process ingests all.
+        `on_status` is told every agent status (the health metrics and points)."""
         self._sessions = sessions
+        self.on_status = on_status
         self._lock = threading.Lock()
         self._floors: dict[str, SiteFloor] = {}
         self._subscribers: set[_Subscriber] = set()
@@ -256,6 +259,10 @@ class LiveHub:
             ],
             handler=self._on_message,
         )
+
+    @property
+    def connected(self) -> bool:
+        return self._connection.connected
 
     def start(self, timeout: float = 10.0) -> None:
         """Seed every site from SQL, then follow MQTT (TimeoutError if the broker is away)."""
@@ -314,6 +321,11 @@ class LiveHub:
             self.bad += 1
             log.warning("live: dropped a bad message on %s: %s", msg.topic, exc)
             return
+        if self.on_status is not None and isinstance(message.payload, Status):
+            try:
+                self.on_status(message)
+            except Exception:
+                log.exception("live: the status hook failed on %s", msg.topic)
         self.publish(message)
 
     def take(self, messages: Iterable[Message]) -> None:

@@ -491,6 +491,21 @@ class AgentProgress(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class OccupancyDirty(Base):
+    """Per site, the earliest event time stored since occupancy was last refreshed.
+
+    Ingestion lowers it in the same transaction that stores the events, and the refresh
+    takes it (and deletes it) in its own: so the refresh recomputes sessions and visits
+    from there on instead of from the site's whole history, and no committed event is
+    ever missed.
+    """
+
+    __tablename__ = "occupancy_dirty"
+
+    site: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class DeskSessionRow(Base):
     """A desk's occupied interval, derived from its events (`ruche.server.sessions`) and
     attributed to a member; recomputed whole, so rows are never edited by hand."""

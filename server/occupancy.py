@@ -24,18 +24,22 @@ too, as the pure modules' values: `unused_bookings`, `unbooked_sessions` and
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy import delete, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import Channel, DeskBadge, OfflineDecision, Presence, Tap, decode_payload
+from ruche.server.db import make_engine, make_sessions
 from ruche.server.facts import direction_of, schedule_of
 from ruche.server.models import (
     Agent,
@@ -47,13 +51,16 @@ from ruche.server.models import (
     BookingStatus,
     Desk,
     DeskSessionRow,
+    OccupancyDirty,
     Site,
     StoredEvent,
     VisitRow,
     Zone,
 )
+from ruche.server.points import ChartedBooking, PointWriter, booking_point
 from ruche.server.ports import RegistryListener
 from ruche.server.sessions import (
+    AttributedBy,
     AttributedSession,
     BookingSpan,
     DeskEvent,
@@ -80,22 +87,83 @@ STUCK_AFTER = timedelta(hours=12)
 """A desk occupied longer than this without a break is suspect (a sensor stuck)."""
 MAX_VISIT = timedelta(hours=12)
 """A visit with no exit tap and no desk evidence ends this long after its entry."""
+BADGE_WINDOW = timedelta(minutes=10)
+"""How long before a session a desk badge check-in still attributes it (`attribute`)."""
+VISIT_MERGE = timedelta(minutes=5)
+"""Entry taps this close together make one visit (`derive_visits`)."""
+DECISION_LATENCY = timedelta(minutes=10)
+"""How long after its tap an online decision may reach the audit log (it is queued)."""
+DECISION_SLACK = timedelta(hours=1)
+"""A tap's decision is looked for this far before the tap (clocks of agent and server)."""
+FULL_REFRESH_EVERY = timedelta(hours=1)
+"""The worker recomputes a site whole this often, and incrementally in between: a
+booking made after the fact (which attribution reads) is taken in within the hour."""
+BOOKING_LOOKBACK = timedelta(days=7)
+"""How far back a refresh charts started bookings (`booking` points): a server stopped
+for longer leaves the bookings of the gap out of the dashboards; SQL keeps them all."""
 
 
-def load_desk_events(session: Session, site: str) -> list[DeskEvent]:
-    """The site's stored presence and desk-badge events, as the rules' values."""
-    rows = session.execute(
+@dataclass(frozen=True)
+class DeskWindow:
+    """Which desks a refresh recomputes, each from when: `base` for every desk (None:
+    none by default), earlier for a desk whose stored session reaches back further."""
+
+    base: datetime | None
+    anchors: dict[tuple[str, str], datetime]
+    """(agent, desk) -> the start of its stored session that is open or reaches `base`."""
+
+    def cut(self, agent: str, desk: str) -> datetime | None:
+        anchor = self.anchors.get((agent, desk))
+        if anchor is None:
+            return self.base
+        return anchor if self.base is None else min(anchor, self.base)
+
+    @property
+    def lowest(self) -> datetime | None:
+        cuts = [*self.anchors.values(), *([self.base] if self.base is not None else [])]
+        return min(cuts) if cuts else None
+
+
+def load_desk_events(
+    session: Session, site: str, window: DeskWindow | None = None
+) -> list[DeskEvent]:
+    """The site's stored presence and desk-badge events, as the rules' values; with a
+    window, only the presence each desk's cut lets in, and the badges that may attribute
+    it (`badge_window` earlier)."""
+    query = (
         select(StoredEvent.agent, StoredEvent.device, StoredEvent.channel, StoredEvent.payload)
         .where(StoredEvent.site == site)
         .where(StoredEvent.channel.in_([Channel.PRESENCE.value, Channel.DESK_BADGE.value]))
-    ).all()
+    )
+    if window is None:
+        rows = list(session.execute(query).all())
+    else:
+        # Badges attribute sessions at their own desk only, so each desk's events from its
+        # cut less the badge window are all it needs.
+        rows = []
+        if window.base is not None:
+            rows += session.execute(query.where(StoredEvent.ts >= window.base - BADGE_WINDOW)).all()
+        for (agent, desk), anchor in sorted(window.anchors.items()):
+            if window.base is not None and anchor >= window.base:
+                continue
+            earlier = query.where(StoredEvent.agent == agent, StoredEvent.device == desk)
+            earlier = earlier.where(StoredEvent.ts >= anchor - BADGE_WINDOW)
+            if window.base is not None:
+                earlier = earlier.where(StoredEvent.ts < window.base - BADGE_WINDOW)
+            rows += session.execute(earlier).all()
     events: list[DeskEvent] = []
     for agent, desk, channel, raw in rows:
         payload = decode_payload(Channel(channel), raw.encode())
         if isinstance(payload, Presence):
-            events.append(DeskEvent.from_presence(site, agent, desk, payload))
+            cut = None if window is None else window.cut(agent, desk)
+            if window is not None and (cut is None or payload.ts < cut):
+                continue
+            event = DeskEvent.from_presence(site, agent, desk, payload)
         elif isinstance(payload, DeskBadge):
-            events.append(DeskEvent.from_badge(site, agent, desk, payload))
+            event = DeskEvent.from_badge(site, agent, desk, payload)
+        else:
+            continue
+        events.append(event)
     return events
 
 
@@ -119,26 +187,34 @@ def load_desk_bookings(
     ]
 
 
-def load_tap_decisions(session: Session, site: str) -> dict[tuple[str, int], bool]:
-    """Whether each decided tap of the site was granted, keyed by the tap's `(agent, seq)`."""
-    online = session.execute(
+def load_tap_decisions(
+    session: Session, site: str, *, since: datetime | None = None
+) -> dict[tuple[str, int], bool]:
+    """Whether each decided tap of the site was granted, keyed by the tap's `(agent, seq)`
+    (with `since`: the taps from then on, with an hour's slack for clocks)."""
+    query = (
         select(AuditRow.agent, AuditRow.agent_seq, AuditRow.allowed)
         .where(AuditRow.site == site)
         .where(AuditRow.kind == AuditKind.DECISION)
         .where(AuditRow.source == AuditSource.ONLINE)
         .where(AuditRow.agent_seq.is_not(None))
-    ).all()
+    )
+    offline_query = (
+        select(StoredEvent.agent, StoredEvent.payload)
+        .where(StoredEvent.site == site)
+        .where(StoredEvent.channel == Channel.DOOR_EVENT.value)
+        .where(StoredEvent.kind == "offline_decision")
+    )
+    if since is not None:
+        query = query.where(AuditRow.decided_at >= since - DECISION_SLACK)
+        offline_query = offline_query.where(StoredEvent.ts >= since - DECISION_SLACK)
+    online = session.execute(query).all()
     decided = {
         (agent, seq): bool(allowed)
         for agent, seq, allowed in online
         if agent is not None and seq is not None
     }
-    offline = session.execute(
-        select(StoredEvent.agent, StoredEvent.payload)
-        .where(StoredEvent.site == site)
-        .where(StoredEvent.channel == Channel.DOOR_EVENT.value)
-        .where(StoredEvent.kind == "offline_decision")
-    ).all()
+    offline = session.execute(offline_query).all()
     for agent, raw in offline:
         payload = decode_payload(Channel.DOOR_EVENT, raw.encode())
         if isinstance(payload, OfflineDecision):
@@ -147,17 +223,22 @@ def load_tap_decisions(session: Session, site: str) -> dict[tuple[str, int], boo
     return decided
 
 
-def load_door_taps(session: Session, site: str, members: dict[str, int]) -> list[DoorTap]:
+def load_door_taps(
+    session: Session, site: str, members: dict[str, int], *, since: datetime | None = None
+) -> list[DoorTap]:
     """The site's stored taps by known badges, each with its member, direction and decision.
 
     Taps by a token no badge holds are left out: there is nobody to give the visit to.
     """
-    decided = load_tap_decisions(session, site)
-    rows = session.execute(
+    decided = load_tap_decisions(session, site, since=since)
+    query = (
         select(StoredEvent.agent, StoredEvent.payload)
         .where(StoredEvent.site == site)
         .where(StoredEvent.channel == Channel.TAP.value)
-    ).all()
+    )
+    if since is not None:
+        query = query.where(StoredEvent.ts >= since)
+    rows = session.execute(query).all()
     taps: list[DoorTap] = []
     for agent, raw in rows:
         payload = decode_payload(Channel.TAP, raw.encode())
@@ -186,9 +267,11 @@ def _replace_visits(
     *,
     now: datetime,
     max_visit: timedelta,
+    since: datetime | None = None,
 ) -> int:
     visits = derive_visits(taps, max_visit=max_visit, now=now, sessions=attributed)
-    session.execute(delete(VisitRow).where(VisitRow.site == site))
+    stale = delete(VisitRow).where(VisitRow.site == site)
+    session.execute(stale if since is None else stale.where(VisitRow.start >= since))
     session.add_all(
         VisitRow(
             site=v.site,
@@ -223,10 +306,22 @@ def refresh_site(
     stale_after: timedelta = STALE_AFTER,
     stuck_after: timedelta = STUCK_AFTER,
     max_visit: timedelta = MAX_VISIT,
+    full: bool = True,
 ) -> SiteRefresh:
     """Recompute the site's desk sessions and door visits and release its no-shows, in the
-    caller's transaction."""
-    events = load_desk_events(session, site)
+    caller's transaction.
+
+    `full=False` recomputes only what events stored since the last refresh can change
+    (from their earliest time, less the margins the rules look back over, extended to
+    the start of any stored session or visit reaching that far) and what time alone
+    changes (open sessions and visits). The rows are the same as a full refresh's.
+    """
+    # One refresh of a site at a time (the worker's and a manual one would both replace
+    # the same rows); SQLite's BEGIN IMMEDIATE already serialises writers.
+    session.execute(select(Site.id).where(Site.slug == site).with_for_update())
+    dirty = _claim_dirty(session, site)
+    desks = None if full else _desk_window(session, site, dirty, stale_after)
+    events = load_desk_events(session, site, desks)
     sessions = derive_desk_sessions(
         [e for e in events if e.token is None],
         now=now,
@@ -241,7 +336,92 @@ def refresh_site(
         members=members,
         now=now,
     )
-    session.execute(delete(DeskSessionRow).where(DeskSessionRow.site == site))
+    _replace_sessions(session, site, desks, attributed)
+    session.flush()
+    visit_cut = (
+        None
+        if full or desks is None
+        else _visit_cut(session, site, dirty, now, sessions_from=desks.lowest, max_visit=max_visit)
+    )
+    reaching = attributed if visit_cut is None else _stored_sessions(session, site, visit_cut)
+    visits = _replace_visits(
+        session,
+        site,
+        load_door_taps(session, site, members, since=visit_cut),
+        reaching,
+        now=now,
+        max_visit=max_visit,
+        since=visit_cut,
+    )
+    grace = session.scalar(select(Site.no_show_minutes).where(Site.slug == site)) or 0
+    booked = load_desk_bookings(session, site, only=BookingStatus.BOOKED)
+    if not full and booked:
+        sessions = [
+            a.session for a in _stored_sessions(session, site, min(b.start for b in booked))
+        ]
+    released = tuple(no_shows(booked, sessions, grace_minutes=grace, now=now))
+    if released:
+        session.execute(
+            update(Booking).where(Booking.id.in_(released)).values(status=BookingStatus.NO_SHOW)
+        )
+    session.flush()
+    return SiteRefresh(sessions=len(attributed), released=released, visits=visits)
+
+
+def _claim_dirty(session: Session, site: str) -> datetime | None:
+    """Take the site's mark (see `OccupancyDirty`): the earliest event stored since."""
+    mark = session.get(OccupancyDirty, site, with_for_update=True)
+    if mark is None:
+        return None
+    since = mark.since
+    session.delete(mark)
+    return since
+
+
+def _desk_window(
+    session: Session, site: str, dirty: datetime | None, stale_after: timedelta
+) -> DeskWindow:
+    """From where each desk's sessions must be recomputed.
+
+    New events from `dirty` on can extend a session that ended up to `stale_after`
+    before them; a session reaching that far, or still open (time alone may close it),
+    is recomputed from its start, so no session is ever cut in two.
+    """
+    base = None if dirty is None else dirty - stale_after
+    reaching: sa.ColumnElement[bool] = DeskSessionRow.end.is_(None)
+    if base is not None:
+        reaching = sa.or_(reaching, DeskSessionRow.end >= base)
+    anchors: dict[tuple[str, str], datetime] = {}
+    for agent, desk, start in session.execute(
+        select(DeskSessionRow.agent, DeskSessionRow.desk, DeskSessionRow.start)
+        .where(DeskSessionRow.site == site)
+        .where(reaching)
+    ):
+        key = (agent, desk)
+        anchors[key] = min(start, anchors.get(key, start))
+    return DeskWindow(base=base, anchors=anchors)
+
+
+def _replace_sessions(
+    session: Session, site: str, window: DeskWindow | None, attributed: list[AttributedSession]
+) -> None:
+    if window is None:
+        session.execute(delete(DeskSessionRow).where(DeskSessionRow.site == site))
+    else:
+        if window.base is not None:
+            session.execute(
+                delete(DeskSessionRow)
+                .where(DeskSessionRow.site == site)
+                .where(DeskSessionRow.start >= window.base)
+            )
+        for (agent, desk), anchor in sorted(window.anchors.items()):
+            if window.base is None or anchor < window.base:
+                session.execute(
+                    delete(DeskSessionRow)
+                    .where(DeskSessionRow.site == site)
+                    .where(DeskSessionRow.agent == agent, DeskSessionRow.desk == desk)
+                    .where(DeskSessionRow.start >= anchor)
+                )
     session.add_all(
         DeskSessionRow(
             site=a.session.desk[0],
@@ -259,23 +439,64 @@ def refresh_site(
         )
         for a in attributed
     )
-    visits = _replace_visits(
-        session,
-        site,
-        load_door_taps(session, site, members),
-        attributed,
-        now=now,
-        max_visit=max_visit,
+
+
+def _visit_cut(
+    session: Session,
+    site: str,
+    dirty: datetime | None,
+    now: datetime,
+    *,
+    sessions_from: datetime | None,
+    max_visit: timedelta,
+) -> datetime:
+    """From where visits must be recomputed.
+
+    Changes start at the earliest of: new taps (less `VISIT_MERGE`, as close entries
+    merge), recomputed desk sessions (a visit with no exit ends with its member's desk
+    evidence), and the last `DECISION_LATENCY` (a tap's online decision reaches the
+    audit log a little after the tap, with no new event). A visit is shaped by what
+    happens up to `max_visit` after its start, so visits from that much earlier are
+    redone, and any visit reaching the cut or still open is redone from its start.
+    """
+    changes = [now - DECISION_LATENCY]
+    if dirty is not None:
+        changes.append(dirty - VISIT_MERGE)
+    if sessions_from is not None:
+        changes.append(sessions_from)
+    base = min(changes) - max_visit
+    earliest = session.scalar(
+        select(sa.func.min(VisitRow.start))
+        .where(VisitRow.site == site)
+        .where(sa.or_(VisitRow.end.is_(None), VisitRow.end >= base))
     )
-    grace = session.scalar(select(Site.no_show_minutes).where(Site.slug == site)) or 0
-    booked = load_desk_bookings(session, site, only=BookingStatus.BOOKED)
-    released = tuple(no_shows(booked, sessions, grace_minutes=grace, now=now))
-    if released:
-        session.execute(
-            update(Booking).where(Booking.id.in_(released)).values(status=BookingStatus.NO_SHOW)
+    return base if earliest is None else min(base, earliest)
+
+
+def _stored_sessions(session: Session, site: str, since: datetime) -> list[AttributedSession]:
+    """The site's stored sessions reaching `since` or later, as the rules' values."""
+    rows = session.scalars(
+        select(DeskSessionRow)
+        .where(DeskSessionRow.site == site)
+        .where(sa.or_(DeskSessionRow.end.is_(None), DeskSessionRow.end >= since))
+    )
+    return [
+        AttributedSession(
+            DeskSession(
+                desk=(site, row.agent, row.desk),
+                start=row.start,
+                end=row.end,
+                opened_seq=row.opened_seq,
+                closed_by=cast("SessionClose", row.closed_by),
+                suspect=row.suspect,
+                reason=row.reason,
+            ),
+            row.member_id,
+            cast("AttributedBy", row.attributed_by),
+            booking_id=row.booking_id,
         )
-    session.flush()
-    return SiteRefresh(sessions=len(attributed), released=released, visits=visits)
+        for row in rows
+    ]
 
 
 # --- the read side: bookings against reality, utilisation --------------------------------
@@ -433,11 +654,31 @@ def utilisation_inputs(
     )
 
 
+def started_bookings(
+    session: Session, site: str, *, since: datetime, now: datetime
+) -> list[ChartedBooking]:
+    """The site's desk bookings (not cancelled) that started in `[since, now]`, to chart."""
+    rows = session.execute(
+        select(Booking.id, Booking.starts_at, Booking.ends_at, Booking.status, Desk.slug)
+        .join(Desk, Desk.id == Booking.desk_id)
+        .join(Site, Site.id == Booking.site_id)
+        .where(Site.slug == site)
+        .where(Booking.status != BookingStatus.CANCELLED)
+        .where(Booking.starts_at >= since, Booking.starts_at <= now)
+    ).all()
+    return [
+        ChartedBooking(id=i, site=site, desk=desk, start=start, end=end, status=status.value)
+        for i, start, end, status, desk in rows
+    ]
+
+
 class OccupancyWorker:
     """Refreshes every site's sessions and no-shows every `interval` seconds.
 
     Released bookings change who may open the doors, so the listener (the allow-list
-    publisher and the decision cache) hears about the site.
+    publisher and the decision cache) hears about the site. With `points` (the InfluxDB
+    writer), each started desk booking is charted as a `booking` point, again whenever
+    its status changes.
     """
 
     def __init__(
@@ -445,15 +686,29 @@ class OccupancyWorker:
         sessions: sessionmaker[Session],
         *,
         listener: RegistryListener | None = None,
+        points: PointWriter | None = None,
         interval: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        apart: str | None = None,
     ) -> None:
+        """`apart`: a database URL; recompute in a process of its own connected to it
+        (spawned on first use), so a long refresh never holds this process's GIL while
+        ingestion and the API wait."""
         self.sessions = sessions
+        self.points = points
+        self._charted: dict[int, ChartedBooking] = {}
         self.refreshes = 0
         self.failures = 0
         self.listener = listener
         self._interval = interval
         self._clock = clock
+        self._full_at: dict[str, datetime] = {}
+        """When each site was last recomputed whole."""
+        self.busy_s = 0.0
+        """Seconds spent refreshing, in all."""
+        # An in-memory SQLite database lives in this process only.
+        self._url = None if apart is None or ":memory:" in apart or apart == "sqlite://" else apart
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -467,24 +722,91 @@ class OccupancyWorker:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def refresh_all(self) -> None:
         with self.sessions() as session:
             sites = list(session.scalars(select(Site.slug)))
         for site in sites:
+            now = self._clock()
+            last_full = self._full_at.get(site)
+            full = last_full is None or now - last_full >= FULL_REFRESH_EVERY
+            started_at = time.monotonic()
             try:
+                result = self._refresh(site, now=now, full=full)
                 with self.sessions.begin() as session:
-                    result = refresh_site(session, site, now=self._clock())
+                    started = (
+                        []
+                        if self.points is None
+                        else started_bookings(session, site, since=now - BOOKING_LOOKBACK, now=now)
+                    )
             except Exception:
                 self.failures += 1
                 log.exception("refreshing occupancy at %s failed; retrying next round", site)
+                self._reset_pool()
                 continue
+            finally:
+                self.busy_s += time.monotonic() - started_at
             self.refreshes += 1
+            if full:
+                self._full_at[site] = now
+            self._chart(started, now)
             if result.released:
                 log.info("site %s: bookings %s released as no-shows", site, list(result.released))
                 if self.listener is not None:
                     self.listener.site_changed(site)
 
+    def _chart(self, bookings: list[ChartedBooking], now: datetime) -> None:
+        """Write the `booking` points that changed since they were last written (all of
+        them after a restart: rewriting a point changes nothing)."""
+        if self.points is None:
+            return
+        fresh = [b for b in bookings if self._charted.get(b.id) != b]
+        if fresh:
+            try:
+                self.points.write([booking_point(b) for b in fresh])
+            except Exception:
+                self.failures += 1
+                log.exception("charting %d bookings failed; retrying next round", len(fresh))
+                return
+            self._charted.update((b.id, b) for b in fresh)
+        horizon = now - BOOKING_LOOKBACK
+        self._charted = {i: b for i, b in self._charted.items() if b.start >= horizon}
+
+    def _refresh(self, site: str, *, now: datetime, full: bool) -> SiteRefresh:
+        if self._url is None:
+            with self.sessions.begin() as session:
+                return refresh_site(session, site, now=now, full=full)
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool.submit(_refresh_apart, self._url, site, now, full).result()
+
+    def _reset_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
+        wait = self._interval
+        while not self._stop.wait(wait):
+            before = self.busy_s
             self.refresh_all()
+            # Under heavy load a round can take seconds: wait long enough that refreshing
+            # keeps to about a fifth of the time, and ingestion to the rest.
+            wait = max(self._interval, 4 * (self.busy_s - before))
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _refresh_apart(url: str, site: str, now: datetime, full: bool) -> SiteRefresh:  # noqa: FBT001
+    """`refresh_site` in the occupancy process (see `OccupancyWorker`'s `apart`)."""
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = make_engine(url)
+    with make_sessions(engine).begin() as session:
+        return refresh_site(session, site, now=now, full=full)

@@ -1,7 +1,8 @@
 """Agent events as InfluxDB points: pure, one function, the measurement schema in one place.
 
 Measurements `presence`, `desk_badge`, `door_tap` and `door_event`; their tags and
-fields are documented in docs/occupancy.md. Every point's time is the agent's event
+fields are documented in docs/occupancy.md. `booking` charts desk bookings from SQL for
+the dashboards (`booking_point`, docs/dashboards.md). Every point's time is the agent's event
 time (`ts`, in nanoseconds), so a replayed or redelivered event rewrites the same
 point instead of adding one. Badge tokens are not written to InfluxDB: it is for
 counting and charting; who it was stays in SQL.
@@ -10,6 +11,7 @@ counting and charting; who it was stays in SQL.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -69,6 +71,33 @@ def points_of(message: Message) -> list[Point]:
         fields["reason"] = payload.reason
     tags = {**base, "door": device, "kind": kind}
     return [Point("door_event", tags, fields, time_ns(ts))]
+
+
+@dataclass(frozen=True, slots=True)
+class ChartedBooking:
+    """A desk booking that has started, as the dashboards chart it; who booked stays in SQL."""
+
+    id: int
+    site: str
+    desk: str
+    start: datetime
+    end: datetime
+    status: str
+    """`booked`, `no_show` or `released`; cancelled bookings are not charted."""
+
+
+def booking_point(booking: ChartedBooking) -> Point:
+    """The booking's point at its start: tags site and desk, fields booking_id, minutes
+    (its length), status and no_show (1 or 0). A desk holds one booking at a time, so a
+    later status rewrites the same point (same series and time) instead of adding one."""
+    fields: dict[str, FieldValue] = {
+        "booking_id": booking.id,
+        "minutes": (booking.end - booking.start).total_seconds() / 60,
+        "status": booking.status,
+        "no_show": 1 if booking.status == "no_show" else 0,
+    }
+    tags = {"site": booking.site, "desk": booking.desk}
+    return Point("booking", tags, fields, time_ns(booking.start))
 
 
 class PointWriter(Protocol):

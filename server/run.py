@@ -15,8 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from ruche.broker import Message
 from ruche.server.allowlists import AllowlistPublisher
 from ruche.server.connection import MqttOptions
 from ruche.server.door_events import DoorEventWorker
@@ -31,6 +32,7 @@ from ruche.server.doors import DoorWorker
 from ruche.server.influx import InfluxError, InfluxWriter
 from ruche.server.ingest import IngestWorker
 from ruche.server.live import LiveHub
+from ruche.server.metrics import STATS_INTERVAL_S, ProcessMetrics, StatsReporter, StatusRecorder
 from ruche.server.occupancy import OccupancyWorker
 from ruche.server.points import write_events
 from ruche.server.ports import RegistryListener
@@ -38,6 +40,8 @@ from ruche.server.settings import ServerSettings
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from ruche.server.routes_health import HealthChecks
 
 log = logging.getLogger(__name__)
 
@@ -69,33 +73,59 @@ class ServerWorkers:
     occupancy: OccupancyWorker
     live: LiveHub
     influx: InfluxWriter | None = None
+    metrics: ProcessMetrics = field(default_factory=ProcessMetrics)
+    reporter: StatsReporter | None = None
 
     @classmethod
     def build(
-        cls, settings: ServerSettings, sessions: sessionmaker[Session], *, processes: int = 1
+        cls,
+        settings: ServerSettings,
+        sessions: sessionmaker[Session],
+        *,
+        processes: int = 1,
+        stats_interval: float = STATS_INTERVAL_S,
     ) -> ServerWorkers:
         """`processes`: how many processes ingest (this one and `processes - 1`
         `ruche server ingest` children); with one, the live floor takes presence from
-        this process's ingestion instead of decoding every event a second time."""
+        this process's ingestion instead of decoding every event a second time.
+        `stats_interval`: seconds between `server_stats` points (with InfluxDB)."""
         options = mqtt_options(settings)
         influx = _influx_writer(settings)
+        metrics = ProcessMetrics(process="main")
         sink = None if influx is None else functools.partial(write_events, influx)
-        live = LiveHub(sessions, options, follow_presence=processes > 1)
+        live = LiveHub(
+            sessions,
+            options,
+            follow_presence=processes > 1,
+            on_status=StatusRecorder(metrics, influx),
+        )
+        doors = DoorWorker(
+            sessions, options, unlock_ms=settings.unlock_ms, on_decision=metrics.observe_decision
+        )
+        ingest = IngestWorker(
+            sessions,
+            options,
+            before_commit=sink,
+            after_commit=_then(metrics.observe_stored, None if processes > 1 else live.take),
+        )
+        metrics.watch_ingest(ingest.stats)
+        metrics.watch_doors(doors.stats)
+        reporter = None
+        if influx is not None:
+            metrics.watch_influx(influx)
+            reporter = StatsReporter(metrics, influx, interval=stats_interval)
         return cls(
             influx=influx,
-            doors=DoorWorker(sessions, options, unlock_ms=settings.unlock_ms),
+            doors=doors,
             allowlists=AllowlistPublisher(
                 sessions, options, horizon=timedelta(hours=settings.allowlist_hours)
             ),
             door_events=DoorEventWorker(sessions, options),
-            ingest=IngestWorker(
-                sessions,
-                options,
-                before_commit=sink,
-                after_commit=None if processes > 1 else live.take,
-            ),
-            occupancy=OccupancyWorker(sessions),
+            ingest=ingest,
+            occupancy=OccupancyWorker(sessions, points=influx, apart=settings.database_url),
             live=live,
+            metrics=metrics,
+            reporter=reporter,
         )
 
     @property
@@ -117,6 +147,8 @@ class ServerWorkers:
             for worker in reversed(started):
                 worker.stop()
             raise
+        if self.reporter is not None:
+            self.reporter.start()
 
     def stop(self) -> None:
         stopping: tuple[Worker, ...] = (
@@ -124,8 +156,42 @@ class ServerWorkers:
         )  # fmt: skip
         for worker in stopping:
             worker.stop()
+        if self.reporter is not None:
+            self.reporter.stop()  # its last point, before the writer closes
         if self.influx is not None:
             self.influx.close()
+
+    def connections(self) -> dict[str, Callable[[], bool]]:
+        """Each MQTT worker's name and whether it is connected, for `/readyz`."""
+        return {
+            "ingest": lambda: self.ingest.connection.connected,
+            "doors": lambda: self.doors.connection.connected,
+            "allowlists": lambda: self.allowlists.connection.connected,
+            "door_events": lambda: self.door_events.connection.connected,
+            "live": lambda: self.live.connected,
+        }
+
+    def health_checks(self, sessions: sessionmaker[Session]) -> HealthChecks:
+        """What `/readyz` and `/metrics` of this process read."""
+        from ruche.server.routes_health import HealthChecks  # noqa: PLC0415 - the web stack
+
+        return HealthChecks(
+            sessions, metrics=self.metrics, mqtt=self.connections(), influx=self.influx
+        )
+
+
+def _then(
+    first: Callable[[list[Message]], None], second: Callable[[list[Message]], None] | None
+) -> Callable[[list[Message]], None]:
+    """One `after_commit` hook calling two."""
+    if second is None:
+        return first
+
+    def both(messages: list[Message]) -> None:
+        first(messages)
+        second(messages)
+
+    return both
 
 
 def mqtt_options(settings: ServerSettings) -> MqttOptions:
@@ -186,6 +252,8 @@ def run_server(
     mqtt_workers = ServerWorkers.build(settings, sessions, processes=workers)
     mqtt_workers.start()
     children = IngestChildren(workers - 1, config=config, log_level=log_level)
+    if workers > 1:
+        mqtt_workers.metrics.watch_children(children)
     try:
         children.start()
         app = create_app(
@@ -193,6 +261,7 @@ def run_server(
             commands=mqtt_workers.doors,
             listener=mqtt_workers.listener,
             live=mqtt_workers.live,
+            health=mqtt_workers.health_checks(sessions),
         )
         http = uvicorn.Config(
             app,
@@ -218,17 +287,28 @@ def run_ingest(settings: ServerSettings, *, name: str) -> int:
     engine = make_engine(settings.database_url)
     influx = _influx_writer(settings, spool=name)
     sink = None if influx is None else functools.partial(write_events, influx)
-    worker = IngestWorker(make_sessions(engine), mqtt_options(settings), before_commit=sink)
+    metrics = ProcessMetrics(process=name)
+    worker = IngestWorker(make_sessions(engine), mqtt_options(settings), before_commit=sink,
+                          after_commit=metrics.observe_stored)  # fmt: skip
+    metrics.watch_ingest(worker.stats)
+    reporter = None
+    if influx is not None:
+        metrics.watch_influx(influx)
+        reporter = StatsReporter(metrics, influx)
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         worker.start(30.0)
+        if reporter is not None:
+            reporter.start()
         log.info("ingest process %s is taking events", name)
         stop.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         worker.stop()
+        if reporter is not None:
+            reporter.stop()
         if influx is not None:
             influx.close()
         engine.dispose()
@@ -255,6 +335,10 @@ class IngestChildren:
 
     def pids(self) -> list[int]:
         return [child.pid for child in self._children.values()]
+
+    def running(self) -> dict[str, bool]:
+        """Each child's name and whether its process is alive now."""
+        return {name: child.poll() is None for name, child in list(self._children.items())}
 
     def start(self) -> None:
         if self._count < 1:
