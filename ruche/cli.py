@@ -524,6 +524,72 @@ def _add_billing(commands: Subparsers) -> None:
         sub.set_defaults(handler=run)
 
 
+def _add_dashboards(commands: Subparsers) -> None:
+    dashboards = commands.add_parser("dashboards", help="Grafana dashboards: export or push them")
+    actions = dashboards.add_subparsers(dest="dashboards_command", required=True, metavar="ACTION")
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument("--influx-url", default="http://127.0.0.1:8086",
+                        help="InfluxDB as Grafana reaches it (http://127.0.0.1:8086)")  # fmt: skip
+    source.add_argument("--database", default="ruche", help="the InfluxDB database (ruche)")
+    source.add_argument(
+        "--influx-token-env", metavar="NAME",
+        help="environment variable holding an InfluxDB 2.x/3.x token (none: no auth)",
+    )  # fmt: skip
+    export = actions.add_parser(
+        "export", parents=[source], help="write Grafana provisioning files and dashboard JSON"
+    )
+    export.add_argument("--out", type=Path, required=True, help="directory to write into")
+    export.add_argument(
+        "--dashboards-path", type=Path, metavar="PATH",
+        help="where Grafana will read the JSON files (default: OUT/dashboards here)",
+    )  # fmt: skip
+    push = actions.add_parser(
+        "push", parents=[source], help="create or update them in a running Grafana"
+    )
+    push.add_argument("--url", required=True, help="Grafana's URL, e.g. http://127.0.0.1:3000")
+    push.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN"),
+                      help="a service account token (default: $GRAFANA_TOKEN)")  # fmt: skip
+
+    def run(args: argparse.Namespace) -> int:
+        from ruche.dashboards.datasource import Datasource  # noqa: PLC0415
+
+        env = args.influx_token_env
+        try:
+            datasource = Datasource(url=args.influx_url, database=args.database, token_env=env)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        if args.dashboards_command == "export":
+            from ruche.dashboards.export import export as write  # noqa: PLC0415
+
+            try:
+                paths = write(args.out, datasource, dashboards_path=args.dashboards_path)
+            except OSError as exc:
+                raise CliError(f"{exc.filename or args.out}: {exc.strerror}") from exc
+            for path in paths:
+                print(f"wrote {path}")
+            return 0
+        from ruche.dashboards.push import PushError, push  # noqa: PLC0415
+
+        if not args.token:
+            raise CliError("give --token (a Grafana service account token) or set GRAFANA_TOKEN")
+        influx_token = None
+        if env is not None:
+            influx_token = os.environ.get(env)
+            if not influx_token:
+                raise CliError(f"--influx-token-env {env}: that variable is not set")
+        try:
+            report = push(args.url, args.token, datasource, influx_token=influx_token)
+        except PushError as exc:
+            raise CliError(str(exc)) from exc
+        print(f"data source {datasource.uid}: {report.datasource}; folder: {report.folder}")
+        for uid, version in report.dashboards:
+            print(f"dashboard {uid}: version {version}")
+        return 0
+
+    for sub in (export, push):
+        sub.set_defaults(handler=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ruche", description="Desk occupancy and door access control for coworking spaces."
@@ -532,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         _add_broker, _add_edge, _add_server, _add_admin, _add_audit, _add_sim, _add_bench,
-        _add_demo, _add_billing,
+        _add_demo, _add_billing, _add_dashboards,
     ):  # fmt: skip
         add(commands)
     version = commands.add_parser("version", help="print the version")
