@@ -66,8 +66,14 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Connection
         cursor.close()
 
 
+READ_ONLY = {"ruche_read_only": True}
+"""Execution options for a read-only transaction: on SQLite it takes no write lock, so
+a long read (the occupancy refresh's) never holds up writers; WAL lets both run."""
+
+
 def _sqlite_on_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get("ruche_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

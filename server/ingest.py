@@ -284,11 +284,12 @@ def _mark_dirty(session: Session, rows: list[dict[str, object]]) -> None:
             "since": case(
                 (statement.excluded.since < _DIRTY.c.since, statement.excluded.since),
                 else_=_DIRTY.c.since,
-            )
+            ),
+            "version": _DIRTY.c.version + 1,
         },
     )
     for site, since in sorted(earliest.items()):
-        session.execute(statement, {"site": site, "since": since})
+        session.execute(statement, {"site": site, "since": since, "version": 1})
 
 
 def _advance_all(

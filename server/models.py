@@ -495,15 +495,17 @@ class OccupancyDirty(Base):
     """Per site, the earliest event time stored since occupancy was last refreshed.
 
     Ingestion lowers it in the same transaction that stores the events, and the refresh
-    takes it (and deletes it) in its own: so the refresh recomputes sessions and visits
-    from there on instead of from the site's whole history, and no committed event is
-    ever missed.
+    clears it once it has written what it read: so the refresh recomputes sessions and
+    visits from there on instead of from the site's whole history, and no committed
+    event is ever missed.
     """
 
     __tablename__ = "occupancy_dirty"
 
     site: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
     since: Mapped[datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(sa.BigInteger, default=1)
+    """Moves on every batch: a refresh clears the mark only if no batch came since it read it."""
 
 
 class DeskSessionRow(Base):

@@ -39,7 +39,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import Channel, DeskBadge, OfflineDecision, Presence, Tap, decode_payload
-from ruche.server.db import make_engine, make_sessions
+from ruche.server.db import READ_ONLY, make_engine, make_sessions
 from ruche.server.facts import direction_of, schedule_of
 from ruche.server.models import (
     Agent,
@@ -69,6 +69,7 @@ from ruche.server.sessions import (
     Direction,
     DoorTap,
     SessionClose,
+    Visit,
     attribute,
     booked_unused,
     derive_desk_sessions,
@@ -259,35 +260,6 @@ def load_door_taps(
     return taps
 
 
-def _replace_visits(
-    session: Session,
-    site: str,
-    taps: list[DoorTap],
-    attributed: list[AttributedSession],
-    *,
-    now: datetime,
-    max_visit: timedelta,
-    since: datetime | None = None,
-) -> int:
-    visits = derive_visits(taps, max_visit=max_visit, now=now, sessions=attributed)
-    stale = delete(VisitRow).where(VisitRow.site == site)
-    session.execute(stale if since is None else stale.where(VisitRow.start >= since))
-    session.add_all(
-        VisitRow(
-            site=v.site,
-            member_id=v.member,
-            entry_agent=v.entry_seqs[0][0],
-            entry_seq=v.entry_seqs[0][1],
-            entries=len(v.entry_seqs),
-            start=v.start,
-            end=v.end,
-            closed_by=v.closed_by,
-        )
-        for v in visits
-    )
-    return len(visits)
-
-
 @dataclass(frozen=True)
 class SiteRefresh:
     """What one refresh did."""
@@ -309,17 +281,50 @@ def refresh_site(
     full: bool = True,
 ) -> SiteRefresh:
     """Recompute the site's desk sessions and door visits and release its no-shows, in the
-    caller's transaction.
+    caller's transaction: `plan_refresh` then `apply_refresh`.
 
     `full=False` recomputes only what events stored since the last refresh can change
     (from their earliest time, less the margins the rules look back over, extended to
     the start of any stored session or visit reaching that far) and what time alone
     changes (open sessions and visits). The rows are the same as a full refresh's.
     """
-    # One refresh of a site at a time (the worker's and a manual one would both replace
-    # the same rows); SQLite's BEGIN IMMEDIATE already serialises writers.
-    session.execute(select(Site.id).where(Site.slug == site).with_for_update())
-    dirty = _claim_dirty(session, site)
+    plan = plan_refresh(
+        session, site, now=now, stale_after=stale_after, stuck_after=stuck_after,
+        max_visit=max_visit, full=full,
+    )  # fmt: skip
+    return apply_refresh(session, plan)
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    """What a refresh will write, worked out from a read of the site (`plan_refresh`)."""
+
+    site: str
+    mark: tuple[datetime, int] | None
+    """The site's dirty mark (since, version) as the plan read it."""
+    desks: DeskWindow | None
+    """None: every desk, whole."""
+    sessions: list[AttributedSession]
+    visit_cut: datetime | None
+    """None: every visit."""
+    visits: list[Visit]
+    released: tuple[int, ...]
+
+
+def plan_refresh(
+    session: Session,
+    site: str,
+    *,
+    now: datetime,
+    stale_after: timedelta = STALE_AFTER,
+    stuck_after: timedelta = STUCK_AFTER,
+    max_visit: timedelta = MAX_VISIT,
+    full: bool = True,
+) -> RefreshPlan:
+    """Read what the refresh needs and apply the rules; writes nothing, so the worker runs
+    it outside the write transaction (on SQLite, with no write lock held)."""
+    mark = _read_mark(session, site)
+    dirty = None if mark is None else mark[0]
     desks = None if full else _desk_window(session, site, dirty, stale_after)
     events = load_desk_events(session, site, desks)
     sessions = derive_desk_sessions(
@@ -336,46 +341,110 @@ def refresh_site(
         members=members,
         now=now,
     )
-    _replace_sessions(session, site, desks, attributed)
-    session.flush()
     visit_cut = (
         None
-        if full or desks is None
+        if desks is None
         else _visit_cut(session, site, dirty, now, sessions_from=desks.lowest, max_visit=max_visit)
     )
-    reaching = attributed if visit_cut is None else _stored_sessions(session, site, visit_cut)
-    visits = _replace_visits(
-        session,
-        site,
+    reaching = (
+        attributed
+        if visit_cut is None or desks is None
+        else _sessions_after(session, site, desks, attributed, visit_cut)
+    )
+    visits = derive_visits(
         load_door_taps(session, site, members, since=visit_cut),
-        reaching,
-        now=now,
         max_visit=max_visit,
-        since=visit_cut,
+        now=now,
+        sessions=reaching,
     )
     grace = session.scalar(select(Site.no_show_minutes).where(Site.slug == site)) or 0
     booked = load_desk_bookings(session, site, only=BookingStatus.BOOKED)
-    if not full and booked:
-        sessions = [
-            a.session for a in _stored_sessions(session, site, min(b.start for b in booked))
-        ]
+    if desks is not None and booked:
+        earliest = min(b.start for b in booked)
+        sessions = [a.session for a in _sessions_after(session, site, desks, attributed, earliest)]
     released = tuple(no_shows(booked, sessions, grace_minutes=grace, now=now))
-    if released:
-        session.execute(
-            update(Booking).where(Booking.id.in_(released)).values(status=BookingStatus.NO_SHOW)
+    return RefreshPlan(site, mark, desks, attributed, visit_cut, visits, released)
+
+
+def apply_refresh(session: Session, plan: RefreshPlan) -> SiteRefresh:
+    """Write a plan in the caller's (short) transaction."""
+    site = plan.site
+    # One write of a site at a time (the worker's and a manual refresh would both replace
+    # the same rows); SQLite's BEGIN IMMEDIATE already serialises writers.
+    session.execute(select(Site.id).where(Site.slug == site).with_for_update())
+    _settle_mark(session, site, plan.mark)
+    _replace_sessions(session, site, plan.desks, plan.sessions)
+    stale = delete(VisitRow).where(VisitRow.site == site)
+    if plan.visit_cut is not None:
+        stale = stale.where(VisitRow.start >= plan.visit_cut)
+    session.execute(stale)
+    session.add_all(
+        VisitRow(
+            site=v.site,
+            member_id=v.member,
+            entry_agent=v.entry_seqs[0][0],
+            entry_seq=v.entry_seqs[0][1],
+            entries=len(v.entry_seqs),
+            start=v.start,
+            end=v.end,
+            closed_by=v.closed_by,
+        )
+        for v in plan.visits
+    )
+    released: tuple[int, ...] = ()
+    if plan.released:
+        # Only bookings still held: another refresh, or a person, may have moved them.
+        released = tuple(
+            session.scalars(
+                update(Booking)
+                .where(Booking.id.in_(plan.released), Booking.status == BookingStatus.BOOKED)
+                .values(status=BookingStatus.NO_SHOW)
+                .returning(Booking.id)
+            ).all()
         )
     session.flush()
-    return SiteRefresh(sessions=len(attributed), released=released, visits=visits)
+    return SiteRefresh(
+        sessions=len(plan.sessions), released=tuple(sorted(released)), visits=len(plan.visits)
+    )
 
 
-def _claim_dirty(session: Session, site: str) -> datetime | None:
-    """Take the site's mark (see `OccupancyDirty`): the earliest event stored since."""
-    mark = session.get(OccupancyDirty, site, with_for_update=True)
-    if mark is None:
-        return None
-    since = mark.since
-    session.delete(mark)
-    return since
+def _read_mark(session: Session, site: str) -> tuple[datetime, int] | None:
+    row = session.execute(
+        select(OccupancyDirty.since, OccupancyDirty.version).where(OccupancyDirty.site == site)
+    ).one_or_none()
+    return None if row is None else (row[0], int(row[1]))
+
+
+def _settle_mark(session: Session, site: str, seen: tuple[datetime, int] | None) -> None:
+    """Clear the site's mark if it is still the one the plan read; if events were stored
+    since (the version moved), keep it, lowered to what the plan read, for the next round."""
+    current = session.get(OccupancyDirty, site, with_for_update=True)
+    if current is None:
+        if seen is not None:  # another refresh took it meanwhile: ours may be older
+            session.add(OccupancyDirty(site=site, since=seen[0], version=seen[1]))
+        return
+    if seen is not None and current.version == seen[1]:
+        session.delete(current)
+    elif seen is not None and seen[0] < current.since:
+        current.since = seen[0]
+
+
+def _sessions_after(
+    session: Session,
+    site: str,
+    desks: DeskWindow,
+    recomputed: list[AttributedSession],
+    since: datetime,
+) -> list[AttributedSession]:
+    """The site's sessions reaching `since`, as they will be once the plan is written:
+    the stored ones the plan keeps, and the recomputed ones."""
+    kept = []
+    for stored in _stored_sessions(session, site, since):
+        _, agent, desk = stored.session.desk
+        cut = desks.cut(agent, desk)
+        if cut is None or stored.session.start < cut:
+            kept.append(stored)
+    return kept + [a for a in recomputed if a.session.end is None or a.session.end >= since]
 
 
 def _desk_window(
@@ -777,8 +846,7 @@ class OccupancyWorker:
 
     def _refresh(self, site: str, *, now: datetime, full: bool) -> SiteRefresh:
         if self._url is None:
-            with self.sessions.begin() as session:
-                return refresh_site(session, site, now=now, full=full)
+            return refresh_in_two(self.sessions, site, now=now, full=full)
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn")
@@ -808,5 +876,16 @@ def _refresh_apart(url: str, site: str, now: datetime, full: bool) -> SiteRefres
     engine = _ENGINES.get(url)
     if engine is None:
         engine = _ENGINES[url] = make_engine(url)
-    with make_sessions(engine).begin() as session:
-        return refresh_site(session, site, now=now, full=full)
+    return refresh_in_two(make_sessions(engine), site, now=now, full=full)
+
+
+def refresh_in_two(
+    sessions: sessionmaker[Session], site: str, *, now: datetime, full: bool
+) -> SiteRefresh:
+    """Plan in a read-only transaction, then write in a short one: ingestion (and the API)
+    can write all through the planning, which is where the time goes."""
+    with sessions() as session:
+        session.connection(execution_options=READ_ONLY)
+        plan = plan_refresh(session, site, now=now, full=full)
+    with sessions.begin() as session:
+        return apply_refresh(session, plan)

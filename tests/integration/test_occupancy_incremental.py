@@ -291,3 +291,35 @@ class TestWorkerApart:
         assert len(apart_db.state()[0]) > 10
         for database in (apart_db, here_db):
             database.engine.dispose()
+
+
+class TestPlanThenApply:
+    """Events stored between a refresh's read and its write are not forgotten."""
+
+    def test_a_batch_during_planning_keeps_the_mark(self, tmp_path: Any) -> None:
+        from ruche.server.db import READ_ONLY  # noqa: PLC0415
+        from ruche.server.occupancy import apply_refresh, plan_refresh  # noqa: PLC0415
+
+        urls = [f"sqlite:///{tmp_path / 'two.db'}", f"sqlite:///{tmp_path / 'full.db'}"]
+        two, full = Database(urls[0]), Database(urls[1])
+        deliveries = [d for d in plan(3) if d.messages]
+        first, late = deliveries[: len(deliveries) // 2], deliveries[len(deliveries) // 2 :]
+        for database in (two, full):
+            for delivery in first:
+                database.deliver(delivery.messages, delivery.at)
+        at = first[-1].at
+        with two.sessions() as session:
+            session.connection(execution_options=READ_ONLY)
+            planned = plan_refresh(session, SITE, now=at, full=False)
+        # A batch commits while the plan is being worked out (on SQLite: no lock held).
+        two.deliver(late[0].messages, late[0].at)
+        with transaction(two.sessions) as session:
+            apply_refresh(session, planned)
+        assert two.dirty() == 1  # the new batch's mark survived the write
+        full.deliver(late[0].messages, late[0].at)
+        two.refresh(late[0].at, full=False)
+        full.refresh(late[0].at, full=True)
+        assert two.dirty() == 0
+        assert two.state() == full.state()
+        for database in (two, full):
+            database.engine.dispose()

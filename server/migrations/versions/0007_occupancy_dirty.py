@@ -23,6 +23,7 @@ def upgrade() -> None:
         "occupancy_dirty",
         sa.Column("site", sa.String(length=64), nullable=False),
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("site", name=op.f("pk_occupancy_dirty")),
     )
 
