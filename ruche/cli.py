@@ -277,7 +277,14 @@ def _bench_access(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ruche.demo import run_demo  # noqa: PLC0415
 
-    return run_demo(duration=args.duration, directory=args.dir, port=args.port)
+    return run_demo(
+        speed=args.speed,
+        duration=args.duration,
+        directory=args.dir,
+        port=args.port,
+        desks=args.desks,
+        json_summary=args.json,
+    )
 
 
 def _version(_: argparse.Namespace) -> int:
@@ -472,11 +479,29 @@ def _add_bench(commands: Subparsers) -> None:
 
 
 def _add_demo(commands: Subparsers) -> None:
-    demo = commands.add_parser("demo", help="run Ruche on this machine and show it working")
+    def speed(text: str) -> float:
+        value = _positive(text)
+        if not 1 <= value <= 86_400:
+            raise argparse.ArgumentTypeError(f"must be 1 to 86400, not {text}")
+        return value
+
+    demo = commands.add_parser("demo", help="play a whole coworking day on this machine")
     demo.add_argument(
-        "--duration", type=_positive, help="stop after this many seconds (default: until Ctrl-C)"
+        "--speed", type=speed, default=120.0, metavar="X",
+        help="simulated seconds per real second (default 120: the day in about 7 minutes)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--duration", type=_positive, metavar="S",
+        help="stop after S seconds of the day (default: at closing time, or Ctrl-C)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--desks", type=_at_least_one, default=40,
+        help="desks at the site, 8 to 200 (default 40)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--json", action="store_true", help="print only the summary, one JSON object, on stdout"
     )
-    demo.add_argument("--dir", type=Path, help="working directory (default: a temporary one)")
+    demo.add_argument("--dir", type=Path, help="working directory, kept (default: a temporary one)")
     demo.add_argument("--port", type=int, help="broker port (default: a free one)")
     demo.set_defaults(handler=_demo)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import signal
 import subprocess
 import sys
@@ -78,17 +79,23 @@ class TestBrokerConfigCommand:
 
 
 class TestDemoCommand:
-    """`ruche demo` starts the broker, says how to connect, and stops cleanly."""
+    """`ruche demo` starts everything, says how to look at it, sums up and stops cleanly."""
 
     def test_duration(self):
         started = time.monotonic()
-        done = _run("demo", "--duration", "2")
+        done = _run("demo", "--duration", "2", timeout=90)
         assert done.returncode == 0, done.stderr
-        assert time.monotonic() - started < 30
+        assert time.monotonic() - started < 60
+        assert "Mosquitto on 127.0.0.1:" in done.stdout, "which broker"
         assert "mosquitto_sub" in done.stdout
-        assert "events stored" in done.stdout
-        assert "door decisions:" in done.stdout
-        assert "Authorization: Bearer ruche_" in done.stdout, "an admin key to try the API"
+        assert "live page: http://127.0.0.1:" in done.stdout
+        assert "/readyz" in done.stdout
+        assert "/metrics" in done.stdout
+        assert "Authorization: Bearer ruche_" in done.stdout, "a manager key to try the API"
+        assert "summary: " in done.stdout
+        assert re.search(r"events: +[0-9,]+ stored \(", done.stdout)
+        assert "doors:" in done.stdout
+        assert "invoices for " in done.stdout
         assert done.stdout.rstrip().endswith("bye")
 
     def test_ctrl_c_stops_cleanly(self):
@@ -99,12 +106,25 @@ class TestDemoCommand:
             # As soon as the broker is up: the rest is still starting.
             assert wait_for_port("127.0.0.1", port, timeout=20)
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=20)
+            out, err = proc.communicate(timeout=30)
         finally:
             proc.kill()
         assert proc.returncode == 0, err
         assert out.rstrip().endswith("bye")
         assert not wait_for_port("127.0.0.1", port, timeout=0.5), "broker is gone"
+
+    def test_bad_arguments_are_refused(self, tmp_path):
+        few = _run("demo", "--desks", "3")
+        assert few.returncode == 2
+        assert "--desks must be 8 to 200, not 3" in few.stderr
+        slow = _run("demo", "--speed", "0.5")
+        assert slow.returncode == 2
+        assert "must be 1 to 86400" in slow.stderr
+        (tmp_path / "ruche.db").write_bytes(b"")
+        again = _run("demo", "--dir", str(tmp_path))
+        assert again.returncode == 2
+        assert "already holds a demo's data" in again.stderr
+        assert "Traceback" not in few.stderr + slow.stderr + again.stderr
 
 
 class TestBenchEdgeCommand:
