@@ -1,6 +1,6 @@
 """A whole agent on a laptop: broker, stand-in server, simulated radars and badges, and
-`ruche edge run` as its own process. Used by the end-to-end tests, `ruche bench edge`
-and the demo.
+`ruche edge run` as its own process. Used by the end-to-end tests and `ruche bench edge`
+(the demo plays whole agents' days with `ruche.sim.day_player` instead).
 
 ```python
 with AgentHarness(workdir, radars=4) as harness:
