@@ -113,11 +113,20 @@ class LoadConnection:
 
     def poll(self) -> None:
         """Write what is queued, read what arrived, answer and dispatch it; never blocks."""
+        self.flush()
+        self.receive()
+
+    def flush(self) -> None:
+        """Write what is queued (and a ping when one is due); never blocks."""
         now = time.monotonic()
         if now - self._last_ping > KEEPALIVE_S / 2:
             self._out += b"\xc0\x00"
             self._last_ping = now
-        self._write()
+        if self._out:
+            self._write()
+
+    def receive(self) -> None:
+        """Read what arrived, answer and dispatch it; call when the socket is readable."""
         self._read()
 
     def close(self) -> None:

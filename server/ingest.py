@@ -241,7 +241,7 @@ def _sqlite_time(moment: object) -> object:
     """A datetime as `UTCDateTime` stores it on SQLite: naive UTC text, microseconds always."""
     if not isinstance(moment, datetime):
         return moment
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _insert_new(session: Session, rows: list[dict[str, object]]) -> int:
