@@ -19,17 +19,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ruche.demo import SEED, Console, Demo, Played
+from ruche.dashboards.health import DASHBOARD as HEALTH
+from ruche.dashboards.macros import expand
+from ruche.demo import INFLUX_DATABASE, SEED, Console, Demo, Played
 from ruche.server.db import make_engine
 from ruche.server.influxd import InfluxdProcess
 from ruche.server.models import (
@@ -193,9 +196,10 @@ class TestDemoCommand:
 
 
 class TestInfluxDown:
-    """The demo's InfluxDB stopped mid-day: `/readyz` says so, and nothing is lost."""
+    """The demo's InfluxDB stopped mid-day: `/readyz` names it, `/metrics` counts the failed
+    writes and the spool, the health dashboard shows the outage afterwards, nothing is lost."""
 
-    def test_readyz_red_while_influxdb_is_down(self, tmp_path: Path):
+    def test_readyz_red_while_influxdb_is_down(self, tmp_path: Path):  # noqa: PLR0915 - one story
         chatter = io.StringIO()
         (tmp_path / "demo").mkdir()
         demo = Demo(tmp_path / "demo", speed=600, console=Console(chatter))
@@ -229,21 +233,35 @@ class TestInfluxDown:
             finally:
                 engine.dispose()
 
+            outage_start = datetime.now(UTC)
             demo.influxd.stop()
             red = eventually(lambda: (r := readyz()).status_code == 503 and r.json(),
                              what="/readyz red")  # fmt: skip
             assert red["ready"] is False
             assert red["checks"]["influxdb"].startswith("down"), red
             assert red["checks"]["database"] == red["checks"]["mqtt"] == "ok"
-            time.sleep(3)  # the day goes on: events stored and acked, points spooled
+            # The day goes on: events stored and acked, points spooled, and /metrics
+            # counts the failed writes and the spool's depth.
+            down = eventually(
+                lambda: (m := scrape(demo.api))["errors"] > 0 and m["spool"] > 0 and m,
+                what="/metrics counting failed writes and the spool",
+            )
+            assert down["up"] == 0
+            time.sleep(12)  # at least one server_stats point (every 10 s) while down
             demo.influxd.start()
             eventually(lambda: readyz().status_code == 200, what="/readyz green again")
+            outage_end = datetime.now(UTC)
 
             player.join(120)
             assert not player.is_alive()
             played = outcome.get("played")
             assert isinstance(played, Played), outcome
             summary = demo.finish(played)
+            # Afterwards the health dashboard shows the outage: its spool and write-error
+            # panels, run as Grafana would over the demo's own InfluxDB.
+            shown = health_panels(demo.influxd.url, outage_start, outage_end)
+            assert shown["spooled"] > 0, shown
+            assert shown["errors"] > 0, shown
         finally:
             stop.set()
             if player.ident is not None:
@@ -253,3 +271,41 @@ class TestInfluxDown:
         assert played.acked == played.planned == sum(summary["events"].values())
         points = summary["points"]
         assert {c: points[m] for m, c in EVENT_MEASUREMENTS.items()} == summary["events"]
+
+
+def scrape(api: str) -> dict[str, float]:
+    """The InfluxDB figures of the server's /metrics."""
+    text = httpx.get(f"{api}/metrics", timeout=5).text
+    found = {"errors": 0.0, "spool": 0.0, "up": -1.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ruche_influx_write_errors_total":
+                found["errors"] += sample.value
+            elif sample.name == "ruche_influx_spool_points":
+                found["spool"] = sample.value
+            elif sample.name == "ruche_influx_up":
+                found["up"] = sample.value
+    return found
+
+
+def health_panels(url: str, start: datetime, end: datetime) -> dict[str, float]:
+    """The largest spool and error count the health dashboard's panels show over the
+    outage (give or take a minute), from the dashboard's own queries."""
+    panels = {p.title: p for p in HEALTH.panels}
+    spool_query = next(q for q in panels["InfluxDB writes"].queries if "spool_points" in q.influxql)
+    errors_query = panels["InfluxDB write errors"].queries[0]
+    shown = {}
+    for name, query in (("spooled", spool_query), ("errors", errors_query)):
+        text = expand(query.influxql, start=start - timedelta(minutes=1),
+                      end=end + timedelta(minutes=1), interval=timedelta(seconds=10),
+                      variables={"site": "demo", "desk": ".*", "tz": "Europe/Paris"})  # fmt: skip
+        answer = httpx.get(f"{url}/query", params={"db": INFLUX_DATABASE, "q": text}, timeout=10)
+        answer.raise_for_status()
+        values = [
+            row[1]
+            for series in answer.json()["results"][0].get("series", [])
+            for row in series["values"]
+            if row[1] is not None
+        ]
+        shown[name] = max(values, default=0.0)
+    return shown
