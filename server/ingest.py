@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from sqlalchemy import Table, case, func, select, update
@@ -266,6 +266,11 @@ def _insert_new(session: Session, rows: list[dict[str, object]]) -> int:
 _DIRTY = cast(Table, OccupancyDirty.__table__)
 
 
+def _upsert_for(session: Session) -> Callable[[Table], Any]:
+    """The dialect's INSERT, the one with ON CONFLICT clauses."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
 def _mark_dirty(session: Session, rows: list[dict[str, object]]) -> None:
     """Lower each site's occupancy mark to the earliest event time of the batch (see
     `OccupancyDirty`), in the batch's transaction."""
@@ -276,7 +281,7 @@ def _mark_dirty(session: Session, rows: list[dict[str, object]]) -> None:
             earliest[site] = ts
     if not earliest:
         return
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = _upsert_for(session)
     statement = insert(_DIRTY)
     statement = statement.on_conflict_do_update(
         index_elements=[_DIRTY.c.site],
@@ -313,7 +318,7 @@ def _advance_all(
 def _advance_site(
     session: Session, site: str, agents: list[str], now: datetime
 ) -> dict[tuple[str, str], int]:
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = _upsert_for(session)
     session.execute(
         insert(_PROGRESS).on_conflict_do_nothing(),
         [{"site": site, "agent": a, "acked_seq": 0, "updated_at": now} for a in agents],

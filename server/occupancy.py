@@ -551,15 +551,7 @@ def _stored_sessions(session: Session, site: str, since: datetime) -> list[Attri
     )
     return [
         AttributedSession(
-            DeskSession(
-                desk=(site, row.agent, row.desk),
-                start=row.start,
-                end=row.end,
-                opened_seq=row.opened_seq,
-                closed_by=cast("SessionClose", row.closed_by),
-                suspect=row.suspect,
-                reason=row.reason,
-            ),
+            _session_value(site, row, (site, row.agent, row.desk)),
             row.member_id,
             cast("AttributedBy", row.attributed_by),
             booking_id=row.booking_id,
@@ -576,9 +568,10 @@ def _desk_key(site: str, desk: str) -> DeskKey:
     return (site, "", desk)
 
 
-def _session_value(site: str, row: DeskSessionRow) -> DeskSession:
+def _session_value(site: str, row: DeskSessionRow, desk: DeskKey | None = None) -> DeskSession:
+    """A stored session as the rules' value; keyed by `desk`, else by the desk's id alone."""
     return DeskSession(
-        desk=_desk_key(site, row.desk),
+        desk=_desk_key(site, row.desk) if desk is None else desk,
         start=row.start,
         end=row.end,
         opened_seq=row.opened_seq,
