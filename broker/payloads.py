@@ -7,6 +7,7 @@ ignored so a newer sender can add fields; wrong types are rejected, never coerce
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -23,6 +24,11 @@ BadgeToken = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 """HMAC-SHA256 of a badge UID under the site key, lowercase hex: never the raw UID."""
 ReasonCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
+EARLIEST_TS = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST_TS = datetime(2262, 1, 1, tzinfo=UTC)
+"""Event times outside these are refused: InfluxDB stores nanoseconds in an int64
+(1677-09-21 to 2262-04-11), and a point it cannot hold would never leave the spool.
+A Pi without a clock starts in 1970, well inside."""
 
 
 class _Payload(BaseModel):
@@ -50,6 +56,13 @@ class _Event(_Payload):
     """The agent's wall clock when the event happened (a Pi has no RTC: may be skewed)."""
     mono: float = Field(ge=0)
     """The agent's monotonic clock in seconds, to order events when the wall clock jumps."""
+
+    @field_validator("ts")
+    @classmethod
+    def _storable_time(cls, value: datetime) -> datetime:
+        if not EARLIEST_TS <= value < LATEST_TS:
+            raise ValueError(f"must be from {EARLIEST_TS.year} to {LATEST_TS.year - 1}")
+        return value
 
 
 # --- agent -> all -----------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import typing
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import given, settings
@@ -148,7 +148,14 @@ tokens = st.binary(min_size=1, max_size=10).map(lambda uid: badge_token(SITE_KEY
 offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
     lambda minutes: timezone(timedelta(minutes=minutes))
 )
-aware_datetimes = st.datetimes(timezones=st.just(UTC) | offsets)
+any_datetimes = st.datetimes(timezones=st.just(UTC) | offsets)
+# Event times InfluxDB can hold (EARLIEST_TS..LATEST_TS), a day in from each end so
+# that no offset takes them out; hypothesis takes naive bounds.
+event_datetimes = st.datetimes(
+    min_value=datetime(1678, 1, 2),  # noqa: DTZ001
+    max_value=datetime(2261, 12, 30),  # noqa: DTZ001
+    timezones=st.just(UTC) | offsets,
+)
 seqs = st.integers(min_value=1, max_value=MAX_SEQ)
 monos = st.floats(min_value=0, allow_nan=False, allow_infinity=False)
 request_ids = st.text(min_size=1, max_size=64)
@@ -161,7 +168,7 @@ raw_summaries = st.builds(
 presences = st.builds(
     Presence,
     seq=seqs,
-    ts=aware_datetimes,
+    ts=event_datetimes,
     mono=monos,
     state=st.sampled_from(PresenceState),
     confidence=st.floats(min_value=0, max_value=1),
@@ -172,7 +179,7 @@ presences = st.builds(
 taps = st.builds(
     Tap,
     seq=seqs,
-    ts=aware_datetimes,
+    ts=event_datetimes,
     mono=monos,
     token=tokens,
     reader=ids,

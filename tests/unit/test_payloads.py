@@ -469,6 +469,8 @@ class TestBadValue:
             pytest.param(Channel.STATUS, {"uptime_s": -0.5}, id="negative-uptime"),
             pytest.param(Channel.STATUS, {"version": "x" * 65}, id="long-version"),
             pytest.param(Channel.PRESENCE, {"ts": "2024-05-06T09:30:15"}, id="event-naive"),
+            pytest.param(Channel.PRESENCE, {"ts": "2262-01-01T00:00:00Z"}, id="ts-after-influx"),
+            pytest.param(Channel.PRESENCE, {"ts": "1677-12-31T23:59:59Z"}, id="ts-before-influx"),
             pytest.param(Channel.PRESENCE, {"seq": -5}, id="negative-seq"),
             pytest.param(Channel.PRESENCE, {"seq": 0}, id="zero-seq"),
             pytest.param(Channel.PRESENCE, {"seq": MAX_SEQ + 1}, id="seq-overflow"),
