@@ -218,14 +218,18 @@ class InfluxWriter:
         Raises `LineProtocolError` (nothing spooled) for a point that cannot be encoded,
         `SpoolError` when the disk refuses the append.
         """
-        lines = [f"{encode_point(point)}\n".encode() for point in points]
-        if not lines:
+        self.write_lines([encode_point(point) for point in points])
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """`write` for points already encoded (`lineprotocol.encode_point`), one per line."""
+        encoded = [f"{line}\n".encode() for line in lines]
+        if not encoded:
             return
         with self._lock:
             if self._closed:
                 raise SpoolError("the writer is closed")
             try:
-                self._append(lines)
+                self._append(encoded)
             except OSError as exc:
                 raise SpoolError(f"cannot append to the spool in {self.spool_dir}: {exc}") from exc
             self._lock.notify_all()

@@ -146,24 +146,35 @@ def _tag(key: str, value: str) -> str:
     return f",{key.translate(_KEY)}={value.translate(_KEY)}"
 
 
-def encode_point(point: Point) -> str:
-    """One point as one line of line protocol, without the trailing newline."""
-    parts = [_measurement(point.measurement)]
-    for key in sorted(point.tags):
-        value = point.tags[key]
+def series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """The line's start, measurement and tags (sorted, escaped, empty ones left out)."""
+    parts = [_measurement(measurement)]
+    for key in sorted(tags):
+        value = tags[key]
         if not isinstance(value, str):
             raise LineProtocolError(f"tag {key!r}: tag values are strings, not {type(value)}")
         parts.append(_tag(key, value))
+    return "".join(parts)
+
+
+def check_time(time_ns: int) -> int:
+    """`time_ns` if InfluxDB can store it; LineProtocolError otherwise."""
+    if isinstance(time_ns, bool) or not isinstance(time_ns, int):
+        raise LineProtocolError(f"time_ns must be an int of nanoseconds, not {time_ns!r}")
+    if not TIME_MIN_NS <= time_ns <= TIME_MAX_NS:
+        raise LineProtocolError(
+            f"timestamp {time_ns} ns is outside InfluxDB's range {TIME_MIN_NS}..{TIME_MAX_NS}"
+        )
+    return time_ns
+
+
+def encode_point(point: Point) -> str:
+    """One point as one line of line protocol, without the trailing newline."""
+    series = series_key(point.measurement, point.tags)
     if not point.fields:
         raise LineProtocolError(f"point in {point.measurement!r} has no field: it needs one")
     fields = ",".join(_encode_field(key, value) for key, value in point.fields.items())
-    if isinstance(point.time_ns, bool) or not isinstance(point.time_ns, int):
-        raise LineProtocolError(f"time_ns must be an int of nanoseconds, not {point.time_ns!r}")
-    if not TIME_MIN_NS <= point.time_ns <= TIME_MAX_NS:
-        raise LineProtocolError(
-            f"timestamp {point.time_ns} ns is outside InfluxDB's range {TIME_MIN_NS}..{TIME_MAX_NS}"
-        )
-    return f"{''.join(parts)} {fields} {point.time_ns}"
+    return f"{series} {fields} {check_time(point.time_ns)}"
 
 
 def encode_points(points: Iterable[Point]) -> bytes:

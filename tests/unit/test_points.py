@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from ruche.broker import (
     DoorHeldOpen,
     OfflineDecision,
@@ -15,8 +18,8 @@ from ruche.broker import (
     decode,
     encode,
 )
-from ruche.server.lineprotocol import encode_points
-from ruche.server.points import points_of, time_ns
+from ruche.server.lineprotocol import encode_point, encode_points
+from ruche.server.points import event_lines, points_of, time_ns
 
 TS = datetime(2026, 11, 23, 9, 30, 0, 123456, tzinfo=UTC)
 NS = 1795426200123456000
@@ -59,3 +62,37 @@ class TestPoints:
             "door_event,agent=a1,door=front,kind=offline_decision,site=lyon "
             f'seq=10i,allowed=false,reason="revoked" {NS}'
         )
+
+
+class TestEventLines:
+    """`event_lines`, the ingestion's path, writes exactly what `encode_point` would."""
+
+    @given(
+        agent=st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,20}\Z"),
+        desk=st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,20}\Z"),
+        seq=st.integers(min_value=1, max_value=2**63 - 1),
+        ts=st.datetimes(
+            # hypothesis takes naive bounds and applies `timezones`
+            min_value=datetime(1678, 1, 1),  # noqa: DTZ001
+            max_value=datetime(2261, 12, 31),  # noqa: DTZ001
+            timezones=st.just(UTC),
+        ),
+        state=st.sampled_from(PresenceState),
+        confidence=st.floats(min_value=0, max_value=1),
+        heartbeat=st.booleans(),
+        sensor=st.sampled_from(["radar", "pir"]),
+    )
+    def test_presence_matches_the_generic_encoder(  # noqa: PLR0917 - one per field
+        self, agent, desk, seq, ts, state, confidence, heartbeat, sensor
+    ):
+        payload = Presence(seq=seq, ts=ts, mono=1.0, state=state, confidence=confidence,
+                           heartbeat=heartbeat, sensor=sensor)  # fmt: skip
+        message = decode(str(Topic.presence("lyon", agent, desk)), encode(payload))
+        assert event_lines(message) == [encode_point(p) for p in points_of(message)]
+
+    def test_other_events_go_through_the_generic_encoder(self):
+        payload = DoorHeldOpen(seq=3, ts=TS, mono=1.0, open_s=42.5)
+        message = decode(str(Topic.door_event("lyon", "a1", "front")), encode(payload))
+        assert event_lines(message) == [
+            f"door_event,agent=a1,door=front,kind=held_open,site=lyon seq=3i,open_s=42.5 {NS}"
+        ]
