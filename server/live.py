@@ -330,9 +330,17 @@ class LiveHub:
 
     def take(self, messages: Iterable[Message]) -> None:
         """Apply the presence events ingestion has just stored (see `follow_presence`)."""
-        for message in messages:
-            if message.topic.channel is Channel.PRESENCE:
-                self.publish(message)
+        changes: list[Change] = []
+        with self._lock:
+            for message in messages:
+                if message.topic.channel is Channel.PRESENCE:
+                    floor = self._floors.get(message.topic.site)
+                    if floor is not None:
+                        changes += floor.apply(message)
+            subscribers = list(self._subscribers) if changes else []
+        for subscriber in subscribers:
+            for change in changes:
+                _hand_over(subscriber, change)
 
     def publish(self, message: Message) -> None:
         """Apply a decoded message and hand its changes to every subscriber."""

@@ -22,11 +22,13 @@ Metric names and meanings are listed in docs/operations.md.
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -205,6 +207,26 @@ class _ChildrenCollector(Collector):
                        "after dying.", self._children.restarts)  # fmt: skip
 
 
+def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """`histogram.observe` each amount, at the cost of one: a bucket count per bucket.
+
+    prometheus_client observes one value at a time (a lock and a walk over the buckets
+    each), a tenth of ingestion's time per event at 10,000 a second. This adds to the
+    same private counters `observe` does; `test_metrics` pins it to `observe` on the
+    installed version.
+    """
+    if not amounts:
+        return
+    bounds: Sequence[float] = histogram._upper_bounds  # private: see the docstring
+    counts = [0] * len(bounds)
+    for amount in amounts:
+        counts[bisect.bisect_left(bounds, amount)] += 1  # the first bound >= amount
+    histogram._sum.inc(math.fsum(amounts))
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
+
+
 class ProcessMetrics:
     """One process's registry, its collectors, and the observations nothing else counts.
 
@@ -281,8 +303,7 @@ class ProcessMetrics:
             for message in messages
             if isinstance(ts := getattr(message.payload, "ts", None), datetime)
         ]
-        for lag in lags:
-            self._lag_seconds.observe(lag)
+        observe_many(self._lag_seconds, lags)
         with self._lock:
             self._lags_ms.extend(lag * 1000 for lag in lags)
 

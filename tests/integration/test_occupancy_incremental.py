@@ -34,7 +34,7 @@ from ruche.broker import (
 )
 from ruche.server import registry
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.ingest import _insert_new, _mark_dirty, event_row
+from ruche.server.ingest import EventBatch, store_events
 from ruche.server.models import Booking, DeskSessionRow, OccupancyDirty, VisitRow
 from ruche.server.occupancy import refresh_site
 
@@ -176,10 +176,8 @@ class Database:
                 )  # fmt: skip
 
     def deliver(self, messages: tuple[tuple[Message, bytes], ...], at: datetime) -> None:
-        rows = [event_row(m, at, raw) for m, raw in messages]
         with transaction(self.sessions) as session:
-            _insert_new(session, rows)
-            _mark_dirty(session, rows)
+            store_events(session, EventBatch.of((m, at, raw) for m, raw in messages))
 
     def refresh(self, at: datetime, *, full: bool) -> None:
         with transaction(self.sessions) as session:

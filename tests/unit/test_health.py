@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 
 from ruche.broker import Status
 from ruche.server.health import (
@@ -21,6 +22,7 @@ from ruche.server.health import (
     server_stats_point,
 )
 from ruche.server.lineprotocol import encode_points
+from ruche.server.metrics import observe_many
 
 TS = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 NS = 1_795_424_400_000_000_000
@@ -136,3 +138,27 @@ class TestPercentile:
         assert p50 is not None
         assert p99 is not None
         assert min(values) <= p50 <= p99 <= max(values)
+
+
+class TestObserveMany:
+    """`observe_many` counts what `Histogram.observe` would, one by one."""
+
+    @given(st.lists(st.floats(min_value=0, max_value=1e6), max_size=200))
+    def test_same_exposition_as_observe(self, amounts):
+        one, many = CollectorRegistry(), CollectorRegistry()
+        buckets = (0.1, 0.5, 1.0, 5.0, 30.0)
+        by_one = Histogram("lag", "lag", buckets=buckets, registry=one)
+        by_many = Histogram("lag", "lag", buckets=buckets, registry=many)
+        for amount in amounts:
+            by_one.observe(amount)
+        observe_many(by_many, amounts)
+        assert _samples(many) == pytest.approx(_samples(one))
+
+
+def _samples(registry: CollectorRegistry) -> dict[str, float]:
+    return {
+        f"{s.name}{sorted(s.labels.items())}": s.value
+        for metric in registry.collect()
+        for s in metric.samples
+        if not s.name.endswith("_created")
+    }
