@@ -57,6 +57,11 @@ DRAIN_TIMEOUT_S = 300.0
 RESEND_CHECK_S = 0.1
 RESEND_AFTER_S = 5.0
 """Acks stalled this long with events waiting: resend them, as the edge agent would."""
+TICK_S = 0.005
+"""How often a publisher writes what is due: a system call per agent per tick rather
+than per event, as a busy agent's MQTT client coalesces writes. At 10,000 events a
+second each of the two publishers took about 31 % of a core with a 1 ms tick, 20 %
+with this one: CPU the broker and the server under test need."""
 HEARTBEATS_PER_CHANGE = 4
 """Presence traffic is mostly heartbeats: a desk repeats its state between changes."""
 
@@ -229,9 +234,9 @@ class _AgentStream:
 
 
 class _Pump:
-    """One turn of a publisher's connections: resend where acks stalled, write what is
-    queued, and read only the connections with something to read (trying forty idle
-    sockets every millisecond cost the publisher more than publishing)."""
+    """A publisher's connections: resend where acks stalled, write what is queued, and
+    read only the connections with something to read (trying forty idle sockets every
+    millisecond cost the publisher more than publishing)."""
 
     def __init__(self, streams: list[_AgentStream]) -> None:
         self.streams = streams
@@ -241,6 +246,10 @@ class _Pump:
         self.checked = time.monotonic()
 
     def run(self, wait: float) -> None:
+        self.flush()
+        self.read(wait)
+
+    def flush(self) -> None:
         now = time.monotonic()
         if now - self.checked >= RESEND_CHECK_S:
             for stream in self.streams:
@@ -248,7 +257,9 @@ class _Pump:
             self.checked = now
         for stream in self.streams:
             stream.connection.flush()
-        for key, _ in self.selector.select(timeout=wait):
+
+    def read(self, wait: float) -> None:
+        for key, _ in self.selector.select(timeout=max(0.0, wait)):
             key.data.connection.receive()
 
 
@@ -264,16 +275,20 @@ def _publish_share(share: _Share, go: float, out: Connection) -> None:
         while time.time() < go:
             time.sleep(0.001)
         pump = _Pump(streams)
-        start = time.perf_counter()
+        start = next_tick = time.perf_counter()
         sent = turn = 0
         while sent < share.events:
-            due = min(share.events, int((time.perf_counter() - start) * share.rate) + 1)
-            while sent < due:
-                if not streams[turn % len(streams)].publish():
-                    break  # that agent's window is full: let the broker catch up
-                sent += 1
-                turn += 1
-            pump.run(0.001)
+            now = time.perf_counter()
+            if now >= next_tick:
+                due = min(share.events, int((now - start) * share.rate) + 1)
+                while sent < due:
+                    if not streams[turn % len(streams)].publish():
+                        break  # that agent's window is full: let the broker catch up
+                    sent += 1
+                    turn += 1
+                pump.flush()
+                next_tick = now + TICK_S
+            pump.read(next_tick - time.perf_counter())
         elapsed = time.perf_counter() - start
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while any(s.acked < s.seq for s in streams) and time.monotonic() < deadline:
