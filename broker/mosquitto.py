@@ -5,14 +5,13 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import signal
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 
 from ruche.broker.accounts import Accounts
 from ruche.broker.mosquitto_config import BrokerFiles, BrokerOptions, write_config
+from ruche.child_process import ChildProcess
 from ruche.ports import free_port, wait_for_port
 
 _SEARCH = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -33,7 +32,7 @@ def find_mosquitto() -> str:
     return found
 
 
-class MosquittoProcess:
+class MosquittoProcess(ChildProcess):
     """One Mosquitto process on a generated configuration, stoppable and restartable.
 
     Stopping with SIGTERM lets it save its persistence snapshot; `kill()` sends
@@ -41,12 +40,11 @@ class MosquittoProcess:
     """
 
     def __init__(self, files: BrokerFiles, *, host: str, port: int) -> None:
+        super().__init__(files.directory / "mosquitto.log")
         self.files = files
         self.host = host
         self.port = port
-        self.log_path = files.directory / "mosquitto.log"
         self._binary = find_mosquitto()
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def generate(
@@ -58,14 +56,6 @@ class MosquittoProcess:
             opts = replace(opts, run_as=getpass.getuser())
         files = write_config(directory, accounts, opts)
         return cls(files, host=opts.bind, port=opts.port)
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
 
     def start(self, *, timeout: float = 10.0) -> None:
         """Start and wait until the listener accepts connections."""
@@ -87,45 +77,3 @@ class MosquittoProcess:
                 f"mosquitto did not start on {self.host}:{self.port}; its log says:\n"
                 + self.log_tail()
             )
-
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """SIGTERM and wait: Mosquitto writes its persistence snapshot on the way out."""
-        self._signal(signal.SIGTERM, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: the broker forgets whatever it held since its last snapshot."""
-        self._signal(signal.SIGKILL, 10.0)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def _signal(self, sig: signal.Signals, timeout: float) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def __enter__(self) -> MosquittoProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -4,17 +4,16 @@ broker when Mosquitto is not installed. `BrokerProcess` is what the demo holds o
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 from ruche.broker.accounts import Accounts
 from ruche.broker.embedded import READY_LINE
 from ruche.broker.mosquitto_config import BrokerFiles, BrokerOptions, write_config
+from ruche.child_process import ChildProcess
 from ruche.ports import free_port, wait_for_port
 
 __all__ = ["BrokerProcess", "EmbeddedBrokerError", "EmbeddedBrokerProcess"]
@@ -50,17 +49,19 @@ class EmbeddedBrokerError(RuntimeError):
     """The embedded broker would not start or died; the message holds its log's tail."""
 
 
-class EmbeddedBrokerProcess:
+class EmbeddedBrokerProcess(ChildProcess):
     """`python -m ruche.broker.embedded` on a generated configuration, in a child process
     (its CPU then does not compete with the caller's GIL). Same surface as
-    `MosquittoProcess`; it keeps nothing across a restart (no persistence)."""
+    `MosquittoProcess`; it keeps nothing across a restart (no persistence).
+
+    On `stop()` (SIGTERM) clients are told the server is shutting down; on `kill()`
+    (SIGKILL) they see their connections drop."""
 
     def __init__(self, files: BrokerFiles, *, host: str, port: int) -> None:
+        super().__init__(files.directory / "embedded-broker.log")
         self.files = files
         self.host = host
         self.port = port
-        self.log_path = files.directory / "embedded-broker.log"
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def generate(
@@ -71,14 +72,6 @@ class EmbeddedBrokerProcess:
         opts = options or BrokerOptions(port=free_port())
         files = write_config(directory, accounts, opts)
         return cls(files, host=opts.bind, port=opts.port)
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
 
     def start(self, *, timeout: float = 10.0) -> None:
         """Start and wait until the listener accepts connections."""
@@ -112,45 +105,3 @@ class EmbeddedBrokerProcess:
         with self.log_path.open("rb") as log:
             log.seek(offset)
             return log.read()
-
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """SIGTERM and wait: clients are told the server is shutting down."""
-        self._signal(signal.SIGTERM, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: clients see their connections drop."""
-        self._signal(signal.SIGKILL, 10.0)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def _signal(self, sig: signal.Signals, timeout: float) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def __enter__(self) -> EmbeddedBrokerProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

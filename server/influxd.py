@@ -6,14 +6,13 @@ Production points Ruche at an InfluxDB it does not run; this is for a laptop.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
+from ruche.child_process import ChildProcess
 from ruche.ports import free_port
 
 
@@ -68,29 +67,24 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
-class InfluxdProcess:
+class InfluxdProcess(ChildProcess):
     """One influxd with its data in `directory`; stop and start keep the data."""
 
     def __init__(self, directory: Path, *, http_port: int | None = None) -> None:
         self.directory = directory.resolve()
+        super().__init__(self.directory / "influxd.log")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.http_port = http_port or free_port()
         self.conf_path = self.directory / "influxd.conf"
-        self.log_path = self.directory / "influxd.log"
         self.conf_path.write_text(
             render_influxd_conf(self.directory, http_port=self.http_port, rpc_port=free_port()),
             encoding="utf-8",
         )
         self._binary = find_influxd()
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self, *, timeout: float = 30.0) -> None:
         """Start and wait until `/ping` answers."""
@@ -124,31 +118,5 @@ class InfluxdProcess:
             return False
 
     def stop(self, *, timeout: float = 15.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> InfluxdProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        # Longer than a broker's wait: influxd closes every shard and WAL file before it exits.
+        super().stop(timeout=timeout)
