@@ -233,19 +233,10 @@ def matches(pattern: tuple[str, ...], topic: tuple[str, ...]) -> bool:
     """Whether a topic name (as levels) matches a topic filter (as levels).
 
     As the spec says, `#` also matches the parent level (`a/#` matches `a`), and a filter
-    starting with a wildcard does not match a topic starting with `$`.
+    starting with a wildcard does not match a topic starting with `$`. A topic name is a
+    filter matching only itself, so this is `covers`.
     """
-    if topic[0][:1] == "$" and pattern[0] in ("+", "#"):
-        return False
-    n = len(topic)
-    for i, level in enumerate(pattern):
-        if level == "#":
-            return True
-        if i >= n:
-            return False
-        if level != "+" and level != topic[i]:
-            return False
-    return len(pattern) == n
+    return covers(pattern, topic)
 
 
 def covers(pattern: tuple[str, ...], sub: tuple[str, ...]) -> bool:

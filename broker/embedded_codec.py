@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from ruche.mqtt_wire import MalformedLengthError, packet, read_varint, utf8, varint
+
 
 class PacketType(IntEnum):
     CONNECT = 1
@@ -110,18 +112,6 @@ class UnsupportedProtocolError(PacketError):
 # --- frames -----------------------------------------------------------------------------
 
 
-def varint(value: int) -> bytes:
-    """MQTT's Variable Byte Integer: 7 bits a byte, least significant first."""
-    if value < 128:
-        return bytes((value,))
-    out = bytearray()
-    while True:
-        value, digit = divmod(value, 128)
-        out.append(digit | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 class FrameReader:
     """Cuts a byte stream into packets: `feed` bytes, then take `(first byte, body)` pairs.
 
@@ -148,18 +138,13 @@ class FrameReader:
             end = len(buf)
             if end - at < 2:
                 return
-            length, shift, i = 0, 0, at + 1
-            while True:
-                if i >= end:
-                    return
-                byte = buf[i]
-                length |= (byte & 0x7F) << shift
-                i += 1
-                if not byte & 0x80:
-                    break
-                shift += 7
-                if shift > 21:
-                    raise PacketError("remaining length longer than four bytes")
+            try:
+                header = read_varint(buf, at + 1)
+            except MalformedLengthError as exc:
+                raise PacketError("remaining length longer than four bytes") from exc
+            if header is None:
+                return
+            length, i = header
             if length + (i - at) > self.max_packet:
                 raise PacketError(
                     f"a packet of {length} bytes, over the maximum packet size {self.max_packet}",
@@ -238,15 +223,14 @@ class _Reader:
         return int(value)
 
     def varint(self) -> int:
-        value, shift = 0, 0
-        while True:
-            byte = self.u8()
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-            shift += 7
-            if shift > 21:
-                raise PacketError(f"{self.what}: variable byte integer longer than 4 bytes")
+        try:
+            read = read_varint(self.data, self.at)
+        except MalformedLengthError as exc:
+            raise PacketError(f"{self.what}: variable byte integer longer than 4 bytes") from exc
+        if read is None:
+            raise PacketError(f"{self.what} ends early")
+        value, self.at = read
+        return value
 
     def binary(self) -> bytes:
         n = self.u16()
@@ -598,16 +582,11 @@ def prop_varint(ident: Prop, value: int) -> bytes:
 
 
 def prop_str(ident: Prop, value: str) -> bytes:
-    data = value.encode()
-    return bytes((ident,)) + _U16.pack(len(data)) + data
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes((first,)) + varint(len(body)) + body
+    return bytes((ident,)) + utf8(value)
 
 
 def encode_connack(*, session_present: bool, reason: int, properties: bytes = b"") -> bytes:
-    return _packet(0x20, bytes((int(session_present), reason)) + varint(len(properties))
+    return packet(0x20, bytes((int(session_present), reason)) + varint(len(properties))
                    + properties)  # fmt: skip
 
 
@@ -620,7 +599,7 @@ def encode_publish(
     head = _U16.pack(len(topic)) + topic
     if qos:
         head += _U16.pack(packet_id)
-    return _packet(first, head + varint(len(properties)) + properties + payload)
+    return packet(first, head + varint(len(properties)) + properties + payload)
 
 
 def encode_ack(kind: PacketType, packet_id: int, reason: int = 0) -> bytes:
@@ -632,13 +611,13 @@ def encode_ack(kind: PacketType, packet_id: int, reason: int = 0) -> bytes:
 
 
 def encode_suback(packet_id: int, reasons: Sequence[int]) -> bytes:
-    return _packet(0x90, _U16.pack(packet_id) + b"\x00" + bytes(reasons))
+    return packet(0x90, _U16.pack(packet_id) + b"\x00" + bytes(reasons))
 
 
 def encode_unsuback(packet_id: int, reasons: Sequence[int]) -> bytes:
-    return _packet(0xB0, _U16.pack(packet_id) + b"\x00" + bytes(reasons))
+    return packet(0xB0, _U16.pack(packet_id) + b"\x00" + bytes(reasons))
 
 
 def encode_disconnect(reason: int, text: str | None = None) -> bytes:
     props = b"" if text is None else prop_str(Prop.REASON_STRING, text[:200])
-    return _packet(0xE0, bytes((reason,)) + varint(len(props)) + props)
+    return packet(0xE0, bytes((reason,)) + varint(len(props)) + props)

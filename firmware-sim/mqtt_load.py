@@ -16,6 +16,8 @@ import struct
 import time
 from collections.abc import Callable
 
+from ruche.mqtt_wire import MalformedLengthError, packet, read_varint, utf8
+
 CONNACK, PUBLISH, PUBACK, SUBACK, PINGRESP = 0x20, 0x30, 0x40, 0x90, 0xD0
 KEEPALIVE_S = 60
 
@@ -24,35 +26,11 @@ class LoadMqttError(ConnectionError):
     """The broker refused or dropped a load connection; the message says which and why."""
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value % 128, value // 128
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _string(text: str | bytes) -> bytes:
-    data = text.encode() if isinstance(text, str) else text
-    return struct.pack("!H", len(data)) + data
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
-
-
 def _read_varint(data: bytes | bytearray, at: int) -> tuple[int, int] | None:
-    """(value, next offset), or None if `data` ends inside it."""
-    value, shift = 0, 0
-    for i in range(at, min(at + 4, len(data))):
-        value |= (data[i] & 0x7F) << shift
-        if not data[i] & 0x80:
-            return value, i + 1
-        shift += 7
-    if len(data) - at >= 4:
-        raise LoadMqttError("malformed remaining length from the broker")
-    return None
+    try:
+        return read_varint(data, at)
+    except MalformedLengthError as exc:
+        raise LoadMqttError(f"malformed length from the broker: {exc}") from exc
 
 
 class LoadConnection:
@@ -85,18 +63,18 @@ class LoadConnection:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connect = (
-            _string("MQTT") + bytes([5, 0x80 | 0x40 | 0x02]) + struct.pack("!H", KEEPALIVE_S)
-            + b"\x00" + _string(client_id) + _string(username) + _string(password)
+            utf8("MQTT") + bytes([5, 0x80 | 0x40 | 0x02]) + struct.pack("!H", KEEPALIVE_S)
+            + b"\x00" + utf8(client_id) + utf8(username) + utf8(password)
         )  # fmt: skip
-        self.sock.sendall(_packet(0x10, connect))
+        self.sock.sendall(packet(0x10, connect))
         first, body = self._read_blocking()
         if first != CONNACK or len(body) < 2 or body[1] != 0:
             code = body[1] if len(body) > 1 else None
             raise LoadMqttError(f"the broker refused {username} (reason code {code})")
         self._read_connack_properties(body)
         if subscription is not None:
-            subscribe = struct.pack("!H", self._packet_id()) + b"\x00" + _string(subscription)
-            self.sock.sendall(_packet(0x82, subscribe + b"\x01"))
+            subscribe = struct.pack("!H", self._packet_id()) + b"\x00" + utf8(subscription)
+            self.sock.sendall(packet(0x82, subscribe + b"\x01"))
             first, body = self._read_blocking()
             if first != SUBACK or body[-1] >= 0x80:
                 raise LoadMqttError(f"the broker refused {username}'s subscription")
@@ -107,8 +85,8 @@ class LoadConnection:
         if self.inflight >= self.receive_maximum:
             return False
         self.inflight += 1
-        body = _string(topic) + struct.pack("!H", self._packet_id()) + b"\x00" + payload
-        self._out += _packet(0x32, body)
+        body = utf8(topic) + struct.pack("!H", self._packet_id()) + b"\x00" + payload
+        self._out += packet(0x32, body)
         return True
 
     def poll(self) -> None:

@@ -13,6 +13,8 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ruche.mqtt_wire import MalformedLengthError, read_varint
+
 
 def publish_properties(
     *, response_topic: str | None = None, correlation: bytes | None = None
@@ -42,18 +44,16 @@ _PUBLISH = 0x30
 
 
 def _whole_packet(buf: bytes, pos: int) -> tuple[int, int] | None:
-    """(start, end) of the body of the packet at `pos` if all of it is in `buf`."""
-    length, shift, at = 0, 0, pos + 1
-    while True:
-        if at >= len(buf) or shift > 21:  # past four bytes: malformed, paho says so
-            return None
-        byte = buf[at]
-        length |= (byte & 0x7F) << shift
-        at += 1
-        if not byte & 0x80:
-            break
-        shift += 7
-    return (at, at + length) if at + length <= len(buf) else None
+    """(start, end) of the body of the packet at `pos` if all of it is in `buf`; None
+    otherwise, a malformed length included (paho's own reading then reports it)."""
+    try:
+        header = read_varint(buf, pos + 1)
+    except MalformedLengthError:
+        return None
+    if header is None:
+        return None
+    length, start = header
+    return (start, start + length) if start + length <= len(buf) else None
 
 
 _NO_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]

@@ -10,29 +10,12 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from ruche.broker import MAX_ALLOWLIST_BYTES, Topic
+from ruche.mqtt_wire import packet, utf8
 
 pytestmark = pytest.mark.integration
 
 PUBACK = 0x40
 PACKET_TOO_LARGE = 0x95
-
-
-def _utf8(text: str) -> bytes:
-    data = text.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _packet(kind: int, body: bytes) -> bytes:
-    return bytes([kind]) + _varint(len(body)) + body
 
 
 class TestMessageSizeLimit:
@@ -49,19 +32,19 @@ class TestMessageSizeLimit:
         topic = str(Topic.status(site.site, "agent-a"))
         with socket.create_connection((site.broker.host, site.broker.port), timeout=10) as sock:
             connect = (
-                _utf8("MQTT") + bytes([5, 0xC2]) + struct.pack("!H", 30) + b"\x00"
-                + _utf8("raw-v5") + _utf8(account.username)
-                + _utf8(account.password.get_secret_value())
+                utf8("MQTT") + bytes([5, 0xC2]) + struct.pack("!H", 30) + b"\x00"
+                + utf8("raw-v5") + utf8(account.username)
+                + utf8(account.password.get_secret_value())
             )  # fmt: skip
-            sock.sendall(_packet(0x10, connect))
+            sock.sendall(packet(0x10, connect))
             connack = sock.recv(64)
             assert connack[0] == 0x20
             assert connack[3] == 0, "CONNACK success"
-            big = _utf8(topic) + struct.pack("!H", 7) + b"\x00" + b"x" * (MAX_ALLOWLIST_BYTES + 1)
-            sock.sendall(_packet(0x32, big))
+            big = utf8(topic) + struct.pack("!H", 7) + b"\x00" + b"x" * (MAX_ALLOWLIST_BYTES + 1)
+            sock.sendall(packet(0x32, big))
             assert sock.recv(16) == bytes([PUBACK, 3, 0, 7, PACKET_TOO_LARGE])
-            small = _utf8(topic) + struct.pack("!H", 8) + b"\x00" + b"small"
-            sock.sendall(_packet(0x32, small))
+            small = utf8(topic) + struct.pack("!H", 8) + b"\x00" + b"small"
+            sock.sendall(packet(0x32, small))
             assert sock.recv(16)[:4] == bytes([PUBACK, 2, 0, 8]), "same connection carries on"
         (got,) = server.take(1)
         assert got.payload == b"small"

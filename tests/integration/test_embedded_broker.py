@@ -37,6 +37,7 @@ from ruche.broker.passwords import generate_password
 from ruche.broker.process import EmbeddedBrokerProcess
 from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.outbox import Outbox
+from ruche.mqtt_wire import packet, utf8, varint
 from ruche.server.connection import MqttOptions
 from ruche.server.db import make_engine, make_sessions, run_migrations
 from ruche.server.ingest import IngestWorker
@@ -49,24 +50,6 @@ NOT_AUTHORIZED, MALFORMED = 0x87, 0x81
 
 
 # --- a hand-written MQTT v5 client --------------------------------------------------
-
-
-def _utf8(text: str | bytes) -> bytes:
-    data = text.encode() if isinstance(text, str) else text
-    return struct.pack("!H", len(data)) + data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
 
 
 @dataclass(frozen=True)
@@ -100,22 +83,22 @@ class RawClient:
         self._buf = b""
         self._next_id = 0
         flags = 0x02 if clean_start else 0
-        payload = _utf8(client_id or f"raw-{os.getpid()}-{time.monotonic_ns()}")
+        payload = utf8(client_id or f"raw-{os.getpid()}-{time.monotonic_ns()}")
         if will is not None:
             flags |= 0x04 | 0x08 | 0x20  # will, QoS 1, retained
             will_props = b"\x18" + struct.pack("!I", will_delay) if will_delay else b""
-            payload += _varint(len(will_props)) + will_props + _utf8(will[0]) + _utf8(will[1])
+            payload += varint(len(will_props)) + will_props + utf8(will[0]) + utf8(will[1])
         if username is not None:
             flags |= 0x80
-            payload += _utf8(username)
+            payload += utf8(username)
         if password is not None:
             flags |= 0x40
-            payload += _utf8(password)
+            payload += utf8(password)
         props = b"" if receive_maximum is None else b"\x21" + struct.pack("!H", receive_maximum)
         if session_expiry:
             props += b"\x11" + struct.pack("!I", session_expiry)
-        variable = _utf8("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive)
-        self.sock.sendall(_packet(0x10, variable + _varint(len(props)) + props + payload))
+        variable = utf8("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive)
+        self.sock.sendall(packet(0x10, variable + varint(len(props)) + props + payload))
         first, body = self.read()
         assert first == CONNACK, f"expected CONNACK, got {first:#x}"
         self.connack_reason = body[1]
@@ -145,15 +128,15 @@ class RawClient:
     def subscribe(self, topic_filter: str, qos: int = 1) -> int:
         """Subscribe; the SUBACK's reason code."""
         self._next_id += 1
-        body = struct.pack("!H", self._next_id) + b"\x00" + _utf8(topic_filter) + bytes([qos])
-        self.sock.sendall(_packet(0x82, body))
+        body = struct.pack("!H", self._next_id) + b"\x00" + utf8(topic_filter) + bytes([qos])
+        self.sock.sendall(packet(0x82, body))
         first, answer = self.read()
         assert first == SUBACK
         return answer[-1]
 
     def publish(self, topic: str, payload: bytes, packet_id: int) -> int:
         """A QoS 1 publish; the PUBACK's reason code."""
-        self.sock.sendall(_packet(0x32, _utf8(topic) + struct.pack("!H", packet_id) + b"\x00"
+        self.sock.sendall(packet(0x32, utf8(topic) + struct.pack("!H", packet_id) + b"\x00"
                                   + payload))  # fmt: skip
         first, body = self.read()
         assert first == PUBACK, f"expected PUBACK, got {first:#x}"
