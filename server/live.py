@@ -330,23 +330,20 @@ class LiveHub:
 
     def take(self, messages: Iterable[Message]) -> None:
         """Apply the presence events ingestion has just stored (see `follow_presence`)."""
-        changes: list[Change] = []
-        with self._lock:
-            for message in messages:
-                if message.topic.channel is Channel.PRESENCE:
-                    floor = self._floors.get(message.topic.site)
-                    if floor is not None:
-                        changes += floor.apply(message)
-            subscribers = list(self._subscribers) if changes else []
-        for subscriber in subscribers:
-            for change in changes:
-                _hand_over(subscriber, change)
+        self.publish_all(m for m in messages if m.topic.channel is Channel.PRESENCE)
 
     def publish(self, message: Message) -> None:
         """Apply a decoded message and hand its changes to every subscriber."""
+        self.publish_all((message,))
+
+    def publish_all(self, messages: Iterable[Message]) -> None:
+        """`publish` each message, under one hold of the lock (ingestion's batches)."""
+        changes: list[Change] = []
         with self._lock:
-            floor = self._floors.get(message.topic.site)
-            changes = [] if floor is None else floor.apply(message)
+            for message in messages:
+                floor = self._floors.get(message.topic.site)
+                if floor is not None:
+                    changes += floor.apply(message)
             subscribers = list(self._subscribers) if changes else []
         for subscriber in subscribers:
             for change in changes:
