@@ -8,7 +8,7 @@ lines, and access decided as Mosquitto's default ACL check decides it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,16 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_packet_size": ("max_packet_size", lambda v: int(v) or _UNLIMITED_PACKET),
 }
 """mosquitto.conf setting -> (EmbeddedConfig field, how to read its value)."""
+
+
+def _directives(text: str) -> Iterator[tuple[int, str, str, str]]:
+    """(line number, line, keyword, the rest) of a Mosquitto-style file's lines, blank
+    lines and comments left out."""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, rest = line.partition(" ")
+            yield number, line, key, rest.strip()
 
 
 class ConfigError(ValueError):
@@ -74,12 +84,7 @@ class EmbeddedConfig:
         config = cls()
         listeners: list[tuple[int, str, bool]] = []
         ignored: list[str] = []
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            key, _, rest = line.partition(" ")
-            rest = rest.strip()
+        for number, line, key, rest in _directives(text):
             try:
                 if key == "listener":
                     port, _, bind = rest.partition(" ")
@@ -163,12 +168,7 @@ class Acl:
         anonymous: list[_Rule] = []
         patterns: list[_Rule] = []
         current = anonymous
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            key, _, rest = line.partition(" ")
-            rest = rest.strip()
+        for number, line, key, rest in _directives(text):
             if key == "user":
                 current = users.setdefault(rest, [])
                 continue

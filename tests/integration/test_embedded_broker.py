@@ -37,7 +37,7 @@ from ruche.broker.passwords import generate_password
 from ruche.broker.process import EmbeddedBrokerProcess
 from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.outbox import Outbox
-from ruche.mqtt_wire import packet, utf8, varint
+from ruche.mqtt_wire import packet, read_varint, utf8, varint
 from ruche.server.connection import MqttOptions
 from ruche.server.db import make_engine, make_sessions, run_migrations
 from ruche.server.ingest import IngestWorker
@@ -107,19 +107,12 @@ class RawClient:
         """The next packet; (0, b"") once the broker has closed the connection."""
         self.sock.settimeout(timeout)
         while True:
-            if len(self._buf) >= 2:
-                length, shift, at = 0, 0, 1
-                while at < len(self._buf):
-                    byte = self._buf[at]
-                    length |= (byte & 0x7F) << shift
-                    at += 1
-                    if not byte & 0x80:
-                        break
-                    shift += 7
-                if len(self._buf) >= at + length and not self._buf[at - 1] & 0x80:
-                    first, body = self._buf[0], self._buf[at : at + length]
-                    self._buf = self._buf[at + length :]
-                    return first, body
+            header = read_varint(self._buf, 1)
+            if header is not None and len(self._buf) >= header[1] + header[0]:
+                length, at = header
+                first, body = self._buf[0], self._buf[at : at + length]
+                self._buf = self._buf[at + length :]
+                return first, body
             chunk = self.sock.recv(65_536)
             if not chunk:
                 return 0, b""
@@ -175,15 +168,9 @@ class RawClient:
         if qos:
             (packet_id,) = struct.unpack_from("!H", body, at)
             at += 2
-        props, shift = 0, 0
-        while True:
-            byte = body[at]
-            at += 1
-            props |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        return Received(topic, body[at + props :], packet_id, qos)
+        props = read_varint(body, at)
+        assert props is not None, "PUBLISH without its properties' length"
+        return Received(topic, body[props[1] + props[0] :], packet_id, qos)
 
 
 # --- the rig ------------------------------------------------------------------------
