@@ -51,7 +51,7 @@ class BrokerOptions:
     port: int = 1883
     bind: str = "127.0.0.1"
     tls: TlsOptions | None = None
-    max_inflight_messages: int = 1000
+    max_inflight_messages: int = 4000
     max_queued_messages: int = 1_000_000
     message_size_limit: int = MAX_ALLOWLIST_BYTES
     autosave_interval: int = 10
@@ -111,6 +111,7 @@ def render_conf(options: BrokerOptions, *, passwd: Path, acl: Path, data: Path) 
         "",
         "# Default 20. Each in-flight QoS 1 message waits a PUBACK round trip; a wider",
         "# window keeps the connection busy. MQTT v5 clients get it as Receive Maximum.",
+        "# The server acks a batch only once it is committed: the window holds several.",
         f"max_inflight_messages {options.max_inflight_messages}",
         "",
         "# Default 1000, beyond which Mosquitto silently drops messages for a slow or",

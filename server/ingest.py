@@ -47,9 +47,11 @@ from ruche.server.models import AgentProgress, OccupancyDirty, StoredEvent
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 500
-"""Messages per commit; kept under Mosquitto's max_inflight_messages (1000) because
-messages awaiting our manual ack count against it."""
+BATCH_MAX = 1000
+"""Messages per commit: a quarter of Mosquitto's max_inflight_messages (4000), because
+messages awaiting our manual ack count against it, so the next batches keep arriving
+while one commits. With a window of two batches (1000 and 500) the broker stalled on
+every slow commit: 10,000 events/s for 30 s had a lag p99 of 2.3 s, against 0.9-1.5 s."""
 BATCH_WAIT_S = 0.02
 """How long a batch waits for more messages before it is committed."""
 

@@ -79,7 +79,7 @@ class TestConf:
         [
             "allow_anonymous false",
             "set_tcp_nodelay true",
-            "max_inflight_messages 1000",
+            "max_inflight_messages 4000",
             "max_queued_messages 1000000",
             "message_size_limit 4194304",
             "persistence true",
