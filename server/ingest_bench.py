@@ -62,6 +62,8 @@ TICK_S = 0.005
 than per event, as a busy agent's MQTT client coalesces writes. At 10,000 events a
 second each of the two publishers took about 31 % of a core with a 1 ms tick, 20 %
 with this one: CPU the broker and the server under test need."""
+LAG_WINDOW_S = 10.0
+"""The span of each `lag_p99_ms_by_10s` figure."""
 HEARTBEATS_PER_CHANGE = 4
 """Presence traffic is mostly heartbeats: a desk repeats its state between changes."""
 
@@ -85,6 +87,9 @@ class IngestBenchResult:
     lag_p50_ms: float
     lag_p99_ms: float
     lag_max_ms: float
+    lag_p99_ms_by_10s: list[float]
+    """The lag p99 of the events sent in each 10 s of the run: where the pipeline fell
+    behind, and whether it caught up."""
     drain_s: float
     """From the last publish to the last point counted in InfluxDB."""
     stored_sql: int
@@ -294,10 +299,14 @@ def _publish_share(share: _Share, go: float, out: Connection) -> None:
         while any(s.acked < s.seq for s in streams) and time.monotonic() < deadline:
             pump.run(0.005)
         lags = array("f")
+        offsets = array("f")
         for stream in streams:
             lags.extend(stream.lags)
+            # Acks arrive in seq order: the i-th lag is of seq i + 1.
+            offsets.extend(t - start for t in stream.sent_at[1 : len(stream.lags) + 1])
         resent = sum(s.resent for s in streams)
-        out.send((sent, sum(s.acked for s in streams), elapsed, lags.tobytes(), resent))
+        acked = sum(s.acked for s in streams)
+        out.send((sent, acked, elapsed, lags.tobytes(), resent, offsets.tobytes()))
     finally:
         for stream in streams:
             stream.connection.close()
@@ -446,8 +455,10 @@ def _measure(plan: BenchPlan, rig: _Rig, *, progress: bool) -> IngestBenchResult
     resent = sum(r[4] for r in results)
     elapsed = max(r[2] for r in results)
     lags = array("f")
+    offsets = array("f")
     for r in results:
         lags.frombytes(r[3])
+        offsets.frombytes(r[5])
     if progress:
         _say(f"sent {sent}, acked {acked}; waiting for InfluxDB to hold every point")
     stored, distinct = _drain(rig.influxd, sent, progress=progress)
@@ -467,6 +478,7 @@ def _measure(plan: BenchPlan, rig: _Rig, *, progress: bool) -> IngestBenchResult
         lag_p50_ms=_percentile(ms, 0.50),
         lag_p99_ms=_percentile(ms, 0.99),
         lag_max_ms=round(ms[-1], 1) if ms else 0.0,
+        lag_p99_ms_by_10s=_p99_by_window(offsets, lags, LAG_WINDOW_S),
         drain_s=round(drain_s, 2),
         stored_sql=_sql_count(rig.url),
         server_rss_mb=rss,
@@ -634,6 +646,15 @@ def _children(pid: int) -> list[int]:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
         return [int(p) for p in text.split()]
     return []
+
+
+def _p99_by_window(offsets: array[float], lags: array[float], window: float) -> list[float]:
+    """The p99 lag in ms of the events sent in each `window` seconds from the start."""
+    windows: dict[int, list[float]] = {}
+    for offset, lag in zip(offsets, lags, strict=True):
+        windows.setdefault(max(0, int(offset // window)), []).append(lag * 1000)
+    last = max(windows, default=-1)
+    return [_percentile(sorted(windows.get(i, [])), 0.99) for i in range(last + 1)]
 
 
 def _percentile(sorted_ms: list[float], q: float) -> float:
