@@ -41,14 +41,27 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
-    """An engine for `url`; SQLite ones get WAL, foreign keys, a busy timeout, BEGIN IMMEDIATE."""
+def make_engine(
+    url: str = DEFAULT_URL, *, echo: bool = False, autocheckpoint: bool = True
+) -> Engine:
+    """An engine for `url`; SQLite ones get WAL, foreign keys, a busy timeout, BEGIN IMMEDIATE.
+
+    `autocheckpoint=False`: its SQLite commits never checkpoint the WAL; something else
+    must (`ruche.server.wal.WalCheckpointer`), or the log grows without end."""
     if not is_sqlite(url):
         return create_engine(url, echo=echo, pool_pre_ping=True)
     engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _sqlite_on_connect)
+    if not autocheckpoint:
+        event.listen(engine, "connect", _sqlite_no_autocheckpoint)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _sqlite_no_autocheckpoint(
+    dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry
+) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:

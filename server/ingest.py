@@ -271,16 +271,17 @@ SCAN_WINDOW = 10_000
 """Seqs above an agent's mark looked at per query: bounds the work an agent's long gap costs."""
 
 
-_INSERT_SQL = {
+_SQLITE_INSERT = (
+    "INSERT OR IGNORE INTO events"
+    " (site, agent, seq, channel, device, kind, ts, received_at, payload) VALUES "
+)
+_SQLITE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PG_INSERT = (
     # Straight to the driver: at thousands of events a second SQLAlchemy's per-row
     # parameter processing cost as much as the insert itself.
-    "sqlite": "INSERT OR IGNORE INTO events"
-    " (site, agent, seq, channel, device, kind, ts, received_at, payload)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "postgresql": "INSERT INTO events"
-    " (site, agent, seq, channel, device, kind, ts, received_at, payload)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-}
+    "INSERT INTO events (site, agent, seq, channel, device, kind, ts, received_at, payload)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
 
 
 def _sqlite_time(moment: datetime) -> str:
@@ -295,13 +296,31 @@ def _insert_new(session: Session, rows: list[_Row]) -> int:
     """Insert the rows not already stored; return how many were new."""
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    params: list[tuple[object, ...]] = list(rows)
-    if dialect == "sqlite":
-        params = [(*r[:6], _sqlite_time(r[6]), _sqlite_time(r[7]), r[8]) for r in rows]
-    result = session.connection().exec_driver_sql(_INSERT_SQL[dialect], params)
+    if session.get_bind().dialect.name == "sqlite":
+        return _insert_sqlite(session, rows)
+    result = session.connection().exec_driver_sql(_PG_INSERT, list(rows))
     # executemany's rowcount is the sum of rows inserted, conflicts excluded.
     return int(result.rowcount)
+
+
+SQLITE_ROWS_PER_INSERT = 100
+"""Rows per multi-row INSERT on SQLite (900 parameters, under SQLite's old limit of 999)."""
+
+
+def _insert_sqlite(session: Session, rows: list[_Row]) -> int:
+    """Insert in statements of many rows: the sqlite3 module releases the GIL around each
+    statement step, and executemany steps once a row. With the network thread busy
+    decoding, each row then waited for the GIL (up to the 5 ms switch interval) and
+    ingestion fell behind for good once it was behind at all; a hundred rows a step
+    costs the same alone and waits a hundred times less."""
+    connection = session.connection()
+    inserted = 0
+    for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+        chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
+        params = [x for r in chunk for x in (*r[:6], _sqlite_time(r[6]), _sqlite_time(r[7]), r[8])]
+        sql = _SQLITE_INSERT + ", ".join([_SQLITE_ROW] * len(chunk))
+        inserted += int(connection.exec_driver_sql(sql, tuple(params)).rowcount)
+    return inserted
 
 
 _DIRTY = cast(Table, OccupancyDirty.__table__)

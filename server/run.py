@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import Message
@@ -37,6 +38,7 @@ from ruche.server.occupancy import OccupancyWorker
 from ruche.server.points import write_events
 from ruche.server.ports import RegistryListener
 from ruche.server.settings import ServerSettings
+from ruche.server.wal import WalCheckpointer
 
 if TYPE_CHECKING:
     import uvicorn
@@ -47,7 +49,13 @@ log = logging.getLogger(__name__)
 
 
 Worker = (
-    DoorWorker | AllowlistPublisher | DoorEventWorker | IngestWorker | OccupancyWorker | LiveHub
+    DoorWorker
+    | AllowlistPublisher
+    | DoorEventWorker
+    | IngestWorker
+    | OccupancyWorker
+    | LiveHub
+    | WalCheckpointer
 )
 
 
@@ -75,6 +83,7 @@ class ServerWorkers:
     influx: InfluxWriter | None = None
     metrics: ProcessMetrics = field(default_factory=ProcessMetrics)
     reporter: StatsReporter | None = None
+    checkpointer: WalCheckpointer | None = None
 
     @classmethod
     def build(
@@ -84,11 +93,15 @@ class ServerWorkers:
         *,
         processes: int = 1,
         stats_interval: float = STATS_INTERVAL_S,
+        ingest_sessions: sessionmaker[Session] | None = None,
+        checkpointer: WalCheckpointer | None = None,
     ) -> ServerWorkers:
         """`processes`: how many processes ingest (this one and `processes - 1`
         `ruche server ingest` children); with one, the live floor takes presence from
         this process's ingestion instead of decoding every event a second time.
-        `stats_interval`: seconds between `server_stats` points (with InfluxDB)."""
+        `stats_interval`: seconds between `server_stats` points (with InfluxDB).
+        `ingest_sessions`, `checkpointer`: ingestion's own engine and the thread that
+        checkpoints its WAL (`ingest_database`)."""
         options = mqtt_options(settings)
         influx = _influx_writer(settings)
         metrics = ProcessMetrics(process="main")
@@ -103,7 +116,7 @@ class ServerWorkers:
             sessions, options, unlock_ms=settings.unlock_ms, on_decision=metrics.observe_decision
         )
         ingest = IngestWorker(
-            sessions,
+            ingest_sessions or sessions,
             options,
             before_commit=sink,
             after_commit=_then(metrics.observe_stored, None if processes > 1 else live.take),
@@ -126,6 +139,7 @@ class ServerWorkers:
             live=live,
             metrics=metrics,
             reporter=reporter,
+            checkpointer=checkpointer,
         )
 
     @property
@@ -136,10 +150,11 @@ class ServerWorkers:
         """Connect every worker (TimeoutError says the broker is unreachable)."""
         self.occupancy.listener = self.listener
         started: list[Worker] = []
+        first: tuple[Worker, ...] = () if self.checkpointer is None else (self.checkpointer,)
         try:
             for worker in (
-                self.ingest, self.doors, self.allowlists, self.door_events, self.occupancy,
-                self.live,
+                *first, self.ingest, self.doors, self.allowlists, self.door_events,
+                self.occupancy, self.live,
             ):  # fmt: skip
                 worker.start(timeout)
                 started.append(worker)
@@ -156,6 +171,8 @@ class ServerWorkers:
         )  # fmt: skip
         for worker in stopping:
             worker.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         if self.reporter is not None:
             self.reporter.stop()  # its last point, before the writer closes
         if self.influx is not None:
@@ -249,7 +266,14 @@ def run_server(
     run_migrations(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
-    mqtt_workers = ServerWorkers.build(settings, sessions, processes=workers)
+    ingest_engine, checkpointer = ingest_database(settings.database_url)
+    mqtt_workers = ServerWorkers.build(
+        settings,
+        sessions,
+        processes=workers,
+        ingest_sessions=make_sessions(ingest_engine),
+        checkpointer=checkpointer,
+    )
     mqtt_workers.start()
     children = IngestChildren(workers - 1, config=config, log_level=log_level)
     if workers > 1:
@@ -275,16 +299,28 @@ def run_server(
     finally:
         children.stop()
         mqtt_workers.stop()
+        ingest_engine.dispose()
         engine.dispose()
     return 0
+
+
+def ingest_database(url: str) -> tuple[Engine, WalCheckpointer | None]:
+    """Ingestion's own engine; on SQLite, one whose commits leave checkpointing the WAL to
+    the returned checkpointer (started and stopped with the workers)."""
+    from ruche.server.db import is_sqlite, make_engine  # noqa: PLC0415
+
+    if not is_sqlite(url):
+        return make_engine(url), None
+    engine = make_engine(url, autocheckpoint=False)
+    return engine, WalCheckpointer(engine)
 
 
 def run_ingest(settings: ServerSettings, *, name: str) -> int:
     """`ruche server ingest`: one more ingestion process on the shared subscription, its
     InfluxDB spool in `spool_dir/name`; until SIGINT or SIGTERM."""
-    from ruche.server.db import make_engine, make_sessions  # noqa: PLC0415
+    from ruche.server.db import make_sessions  # noqa: PLC0415
 
-    engine = make_engine(settings.database_url)
+    engine, checkpointer = ingest_database(settings.database_url)
     influx = _influx_writer(settings, spool=name)
     sink = None if influx is None else functools.partial(write_events, influx)
     metrics = ProcessMetrics(process=name)
@@ -298,6 +334,8 @@ def run_ingest(settings: ServerSettings, *, name: str) -> int:
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if checkpointer is not None:
+            checkpointer.start()
         worker.start(30.0)
         if reporter is not None:
             reporter.start()
@@ -307,6 +345,8 @@ def run_ingest(settings: ServerSettings, *, name: str) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         worker.stop()
+        if checkpointer is not None:
+            checkpointer.stop()
         if reporter is not None:
             reporter.stop()
         if influx is not None:
