@@ -284,6 +284,7 @@ class TestWorkerApart:
             here.refresh_all()
             assert apart._pool is not None
             apart_niceness = apart._pool.submit(os.nice, 0).result()
+            apart_policy = apart._pool.submit(os.sched_getscheduler, 0).result()
         finally:
             apart.stop()
             here.stop()
@@ -291,6 +292,7 @@ class TestWorkerApart:
         assert apart_db.state() == here_db.state()
         # It recomputes at a lower CPU priority than the server's ingestion.
         assert apart_niceness == min(os.nice(0) + REFRESH_NICENESS, 19)
+        assert apart_policy == os.SCHED_IDLE
         assert len(apart_db.state()[0]) > 10
         for database in (apart_db, here_db):
             database.engine.dispose()
