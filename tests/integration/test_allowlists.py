@@ -179,6 +179,9 @@ class TestPublication:
             AllowlistPublisher(sessions, server_options(site), clock=lambda: TUESDAY_10)
         )
         wait_until(lambda: publisher.stats.published == 2)
+        # Sent is not yet at the broker: a first reader's two copies say it has both.
+        first = Lists(site)
+        assert {first.next()[0] for _ in range(2)} == {"agent-a", "agent-b"}
         # Retained: a client that comes later gets both lists at once.
         late = Lists(site)
         lists = {
