@@ -51,6 +51,7 @@ from ruche.server.influx import SEGMENT_SUFFIX, InfluxWriter, InfluxWriterStats
 from ruche.server.ingest import IngestStats
 from ruche.server.lineprotocol import Point
 from ruche.server.points import time_ns
+from ruche.stoppable import StoppableThread
 
 log = logging.getLogger(__name__)
 
@@ -384,21 +385,14 @@ class StatsReporter:
         self.host = host or socket.gethostname()
         self.interval = interval
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = StoppableThread(self._run, name="stats-reporter")
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="stats-reporter", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Write the last point and stop (before the writer closes)."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join(timeout=30)
-        self._thread = None
+        self._thread.stop()
 
     def report(self) -> Point:
         """Write one `server_stats` point now; return it."""
@@ -411,9 +405,9 @@ class StatsReporter:
         self._writer.write([point])
         return point
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         self._report_logged()
-        while not self._stop.wait(self.interval):
+        while not stopping.wait(self.interval):
             self._report_logged()
         self._report_logged()
 

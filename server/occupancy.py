@@ -83,6 +83,7 @@ from ruche.server.sessions import (
     used_unbooked,
 )
 from ruche.server.utilisation import DeskBooking, DeskPlace, DeskTime, Opening, VisitTime
+from ruche.stoppable import StoppableThread
 
 log = logging.getLogger(__name__)
 
@@ -813,19 +814,13 @@ class OccupancyWorker:
         # An in-memory SQLite database lives in this process only.
         self._url = None if apart is None or ":memory:" in apart or apart == "sqlite://" else apart
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = StoppableThread(self._loop, name="occupancy")
 
     def start(self, timeout: float = 10.0) -> None:  # noqa: ARG002 - same shape as the others
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="occupancy", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._thread.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -895,9 +890,9 @@ class OccupancyWorker:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    def _loop(self) -> None:
+    def _loop(self, stopping: threading.Event) -> None:
         wait = self._interval
-        while not self._stop.wait(wait):
+        while not stopping.wait(wait):
             before = self.busy_s
             self.refresh_all()
             # Under heavy load a round can take seconds: wait long enough that refreshing

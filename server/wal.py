@@ -22,6 +22,8 @@ from typing import cast
 
 from sqlalchemy import Engine
 
+from ruche.stoppable import StoppableThread
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_S = 1.0
@@ -36,20 +38,14 @@ class WalCheckpointer:
         self.checkpoints = 0
         self.failures = 0
         self.pages_copied = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = StoppableThread(self._loop, name="wal-checkpoint")
 
     def start(self, timeout: float = 10.0) -> None:  # noqa: ARG002 - the workers' shape
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="wal-checkpoint", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop, after one last checkpoint of what the writers left."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._thread.stop()
 
     def checkpoint(self, connection: sqlite3.Connection) -> None:
         """One PASSIVE checkpoint; failures are counted and logged, never raised."""
@@ -65,11 +61,11 @@ class WalCheckpointer:
         if busy:
             log.debug("WAL checkpoint: %d of %d pages, a reader holds the rest", copied, logged)
 
-    def _loop(self) -> None:
+    def _loop(self, stopping: threading.Event) -> None:
         raw = self.engine.raw_connection()
         try:
             connection = cast(sqlite3.Connection, raw.driver_connection)
-            while not self._stop.wait(self.interval):
+            while not stopping.wait(self.interval):
                 self.checkpoint(connection)
             self.checkpoint(connection)
         finally:
