@@ -1,4 +1,4 @@
-"""What every child process Ruche starts for itself (Mosquitto, the embedded broker, influxd)
+"""What every child process Ruche starts for itself (Mosquitto, influxd)
 has in common: one `Popen`, a log file, and the way it is stopped. Each subclass starts its
 own binary in `start()` and sets `_proc`.
 """

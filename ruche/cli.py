@@ -284,7 +284,6 @@ def _demo(args: argparse.Namespace) -> int:
         port=args.port,
         desks=args.desks,
         json_summary=args.json,
-        broker=args.broker,
     )
 
 
@@ -504,10 +503,6 @@ def _add_demo(commands: Subparsers) -> None:
     )
     demo.add_argument("--dir", type=Path, help="working directory, kept (default: a temporary one)")
     demo.add_argument("--port", type=int, help="broker port (default: a free one)")
-    demo.add_argument(
-        "--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
-        help="auto (default): Mosquitto when installed, else the embedded Python broker",
-    )  # fmt: skip
     demo.set_defaults(handler=_demo)
 
 

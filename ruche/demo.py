@@ -3,11 +3,7 @@
 What runs, each in `--dir` (or a temporary directory):
 
 - **The broker**, on Ruche's generated configuration, with an account per simulated agent
-  and one for the server: Mosquitto when it is installed, else Ruche's embedded MQTT v5
-  broker (`ruche.broker.embedded`, in a child process), which serves the same files (the
-  password hashes, the per-agent ACL) and what Ruche uses of MQTT v5 (a tap is a request
-  with a response topic and correlation data; the server's workers share subscriptions).
-  `--broker mosquitto` or `embedded` forces one; the start-up lines say which runs.
+  and one for the server: Mosquitto (`make demo` installs it), as on a site.
 - **InfluxDB** (`influxd` 1.x), private, when installed; the demo runs without it.
 - **The server**, `ruche server run` on SQLite, its registry seeded with the site of
   `ruche.sim.demo_plan` (`ruche.sim.demo_site`): 40 desks in three zones, two doors,
@@ -54,7 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import httpx
 from sqlalchemy import Engine
@@ -63,10 +59,9 @@ from sqlalchemy.orm import Session
 from ruche import __version__
 from ruche.broker import Channel, everything
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
-from ruche.broker.mosquitto import MosquittoError, MosquittoProcess, find_mosquitto
+from ruche.broker.mosquitto import MosquittoError, MosquittoProcess
 from ruche.broker.mosquitto_config import BrokerOptions
 from ruche.broker.passwords import generate_password
-from ruche.broker.process import BrokerProcess, EmbeddedBrokerError, EmbeddedBrokerProcess
 from ruche.demo_report import (
     decisions,
     events,
@@ -98,13 +93,11 @@ from ruche.sim.demo_site import SeededSite, add_bookings, seed_demo_site
 
 __all__ = [
     "SEED",
-    "BrokerChoice",
     "Console",
     "Demo",
     "DemoError",
     "DemoUsageError",
     "Played",
-    "choose_broker",
     "run_demo",
 ]
 
@@ -120,27 +113,6 @@ class DemoError(RuntimeError):
 
 class DemoUsageError(DemoError):
     """The demo cannot run as asked (exit status 2): the message says what to change."""
-
-
-BrokerChoice = Literal["auto", "mosquitto", "embedded"]
-MOSQUITTO_HINT = "apt-get install mosquitto"
-
-
-def choose_broker(choice: BrokerChoice) -> Literal["mosquitto", "embedded"]:
-    """Mosquitto when asked for or (auto) installed, else the embedded broker;
-    DemoUsageError when Mosquitto is asked for and missing."""
-    if choice == "embedded":
-        return "embedded"
-    try:
-        find_mosquitto()
-    except MosquittoError as exc:
-        if choice == "mosquitto":
-            raise DemoUsageError(
-                f"--broker mosquitto, but Mosquitto is not installed: {MOSQUITTO_HINT} "
-                "(or leave --broker out for the embedded broker)"
-            ) from exc
-        return "embedded"
-    return "mosquitto"
 
 
 class _Stopped(Exception):  # noqa: N818 - a signal, not an error
@@ -208,10 +180,8 @@ class Demo:
         desks: int = 40,
         port: int | None = None,
         day: date | None = None,
-        broker: BrokerChoice = "auto",
     ) -> None:
-        """`day`: the local date to play (default: today at the site when started);
-        `broker`: see `choose_broker`."""
+        """`day`: the local date to play (default: today at the site when started)."""
         self.workdir = workdir
         self.speed = speed
         self.console = console
@@ -222,11 +192,7 @@ class Demo:
         )
         self.accounts = Accounts(server=ServerAccount(password=generate_password()), agents=agents)
         options = BrokerOptions(port=port or free_port())
-        self.broker_kind = choose_broker(broker)
-        self.broker_chosen = broker == self.broker_kind
-        """Asked for by name, rather than the embedded one for want of Mosquitto."""
-        kind = MosquittoProcess if self.broker_kind == "mosquitto" else EmbeddedBrokerProcess
-        self.broker: BrokerProcess = kind.generate(workdir / "broker", self.accounts, options)
+        self.broker = MosquittoProcess.generate(workdir / "broker", self.accounts, options)
         self.influxd: InfluxdProcess | None
         try:
             self.influxd = InfluxdProcess(workdir / "influxd")
@@ -329,14 +295,7 @@ class Demo:
         say(f"ruche {__version__} demo: a day at {site.name!r} ({SITE}), {local}, "
             f"{site.layout.timezone}")  # fmt: skip
         where = f"{broker.host}:{broker.port}"
-        if self.broker_kind == "mosquitto":
-            what = f"Mosquitto on {where}"
-        elif self.broker_chosen:
-            what = f"embedded Python broker on {where} (--broker embedded)"
-        else:
-            what = f"embedded Python broker on {where} (Mosquitto is not installed: " \
-                   f"{MOSQUITTO_HINT} for the real one)"  # fmt: skip
-        line = f"broker:    {what}, config in {broker.files.directory}"
+        line = f"broker:    Mosquitto on {where}, config in {broker.files.directory}"
         if shutil.which("mosquitto_sub") is not None:
             line += f"; watch the traffic:\n  {watch}"
         say(line)
@@ -467,7 +426,7 @@ class Demo:
             "bookings": counts.bookings,
             "points": self._points(),
             "invoices": invoices,
-            "broker": self.broker_kind,
+            "broker": "mosquitto",
             "database_url": self.database_url,
             "influxdb": None if self.influxd is None else self.influxd.url,
             "api": self.api,
@@ -591,15 +550,10 @@ def run_demo(
     port: int | None = None,
     desks: int = 40,
     json_summary: bool = False,
-    broker: BrokerChoice = "auto",
 ) -> int:
     """Run the demo; return the exit status (2: it cannot run here as asked)."""
     if not MIN_DESKS <= desks <= MAX_DESKS:
         return _refuse(f"--desks must be {MIN_DESKS} to {MAX_DESKS}, not {desks}")
-    try:
-        choose_broker(broker)
-    except DemoUsageError as exc:
-        return _refuse(str(exc))
     console = Console(sys.stderr if json_summary else sys.stdout)
     stop = threading.Event()
 
@@ -612,7 +566,7 @@ def run_demo(
     try:
         with _workdir(directory) as workdir:
             summary = _run(console, stop, workdir, speed=speed, duration=duration, port=port,
-                           desks=desks, broker=broker)  # fmt: skip
+                           desks=desks)  # fmt: skip
             if summary is not None and json_summary:
                 print(json.dumps(summary))  # noqa: T201 - the command's output
             if directory is not None:
@@ -621,7 +575,7 @@ def run_demo(
             return 0
     except DemoUsageError as exc:
         return _refuse(str(exc))
-    except (MosquittoError, EmbeddedBrokerError, InfluxdError, DemoError) as exc:
+    except (MosquittoError, InfluxdError, DemoError) as exc:
         print(f"ruche demo: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     except KeyboardInterrupt:
@@ -646,9 +600,8 @@ def _run(
     duration: float | None,
     port: int | None,
     desks: int,
-    broker: BrokerChoice,
 ) -> dict[str, Any] | None:
-    demo = Demo(workdir, speed=speed, console=console, desks=desks, port=port, broker=broker)
+    demo = Demo(workdir, speed=speed, console=console, desks=desks, port=port)
     try:
         if not demo.start(stop):
             return None

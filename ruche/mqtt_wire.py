@@ -1,5 +1,5 @@
 """MQTT's wire primitives, written once: the Variable Byte Integer, the length-prefixed
-string and the fixed header. Standard library only: the embedded broker, the load
+string and the fixed header. Standard library only: the load
 generator's lean client, `ruche.mqtt.BufferedClient` and the tests that speak raw MQTT
 share them."""
 
