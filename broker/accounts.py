@@ -27,6 +27,12 @@ from ruche.config import describe, is_placeholder, read_toml
 MIN_PASSWORD_LENGTH = 16
 
 
+def agent_username(site: str, agent: str) -> str:
+    """An agent's broker account, `{site}/{agent}`: unique across sites, never a valid
+    server username. It is also the only client id that account may connect with."""
+    return f"{site}/{agent}"
+
+
 class AccountsError(ValueError):
     """The accounts file is missing, unreadable or invalid; the message says where."""
 
@@ -61,8 +67,12 @@ class AgentAccount(BaseModel):
 
     @property
     def username(self) -> str:
-        """`{site}/{agent}`: unique across sites, and never a valid server username."""
-        return f"{self.site}/{self.id}"
+        return agent_username(self.site, self.id)
+
+    @property
+    def client_id(self) -> str:
+        """The one client id the broker accepts from this account."""
+        return self.username
 
 
 class Accounts(BaseModel):
@@ -101,12 +111,16 @@ class AgentUser:
 
     @property
     def username(self) -> str:
-        return f"{self.site}/{self.id}"
+        return agent_username(self.site, self.id)
+
+    @property
+    def client_id(self) -> str:
+        return self.username
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerUsers:
-    """Who may connect, with hashed passwords only: what the password file and ACL need.
+    """Who may connect, with hashed passwords only: what the broker's accounts file needs.
 
     Built from an accounts file (`from_accounts`, hashing its clear passwords) or from
     the server's registry, which stores only the agents' hashes.

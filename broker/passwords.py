@@ -1,4 +1,5 @@
-"""Mosquitto's password-file hash, computed here so no `mosquitto_passwd` run is needed."""
+"""Mosquitto's `$7$` password hash (PBKDF2-SHA512), computed here so no `mosquitto_passwd`
+run is needed; the dynamic security plugin stores the same three parts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import secrets
 from functools import lru_cache
 
 PBKDF2_ITERATIONS = 20_000
-"""Mosquitto 2.0 defaults to 101 iterations; more makes a stolen password file costly to
+"""Mosquitto 2.0 defaults to 101 iterations; more makes a stolen accounts file costly to
 crack, at about 10 ms of broker CPU per connection, which agents pay once per connect."""
 
 _SALT_BYTES = 12
@@ -28,7 +29,7 @@ def hash_password(
 def hash_password_cached(password: str) -> str:
     """`hash_password`, hashed once per password per process.
 
-    Regenerating the password file for every registry change would otherwise
+    Regenerating the accounts file for every registry change would otherwise
     re-run PBKDF2 for every account; the clear password is in memory already.
     """
     return hash_password(password)

@@ -11,7 +11,6 @@ import logging
 import ssl
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from ruche.broker import (
     decode,
     encode,
 )
+from ruche.broker.accounts import agent_username
 from ruche.edge.delivery import DeliveryWindow
 from ruche.edge.outbox import Outbox
 from ruche.mqtt import no_delay, publish_properties, stop_client
@@ -177,7 +177,7 @@ class AgentLink:
         opts = self.options
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"agent-{opts.site}-{opts.agent}-{uuid.uuid4().hex[:6]}",
+            client_id=agent_username(opts.site, opts.agent),
             protocol=mqtt.MQTTv5,
         )
         client.username_pw_set(opts.username, opts.password)

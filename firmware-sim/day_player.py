@@ -36,7 +36,6 @@ import logging
 import math
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -162,7 +161,7 @@ class _AgentStream:
         self._status_topic = str(Topic.status(self.site, self.agent))
         self.client = BufferedClient(
             CallbackAPIVersion.VERSION2,
-            client_id=f"day-{self.site}-{self.agent}-{uuid.uuid4().hex[:6]}",
+            client_id=account.client_id,
             protocol=mqtt.MQTTv5,
         )
         self.client.username_pw_set(account.username, account.password.get_secret_value())

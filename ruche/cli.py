@@ -48,6 +48,7 @@ def _broker_users(args: argparse.Namespace) -> Accounts | BrokerUsers:
 
 def _broker_config(args: argparse.Namespace) -> int:
     from ruche.broker.mosquitto_config import (  # noqa: PLC0415
+        BrokerConfigError,
         BrokerOptions,
         TlsOptions,
         write_config,
@@ -67,10 +68,19 @@ def _broker_config(args: argparse.Namespace) -> int:
             cafile=args.tls_ca.resolve() if args.tls_ca else None,
             port=args.tls_port,
         )
-    options = BrokerOptions(port=args.port, bind=args.bind, tls=tls, run_as=args.run_as)
-    files = write_config(args.out, accounts, options)
-    print(f"wrote {files.conf}, {files.passwd} and {files.acl} for {len(accounts.agents)} agents")
+    if args.dynsec_plugin is not None and not args.dynsec_plugin.is_file():
+        raise CliError(f"{args.dynsec_plugin}: no such file")
+    options = BrokerOptions(
+        port=args.port, bind=args.bind, tls=tls, run_as=args.run_as,
+        dynsec_plugin=args.dynsec_plugin,
+    )  # fmt: skip
+    try:
+        files = write_config(args.out, accounts, options)
+    except BrokerConfigError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {files.conf} and {files.dynsec} for {len(accounts.agents)} agents")
     print(f"run it with: mosquitto -c {files.conf}")
+    print("a running Mosquitto reads these only when it starts: restart it to apply them")
     return 0
 
 
@@ -321,7 +331,7 @@ def _add_broker(commands: Subparsers) -> None:
     broker = commands.add_parser("broker", help="the MQTT broker Ruche configures")
     broker_commands = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
     config = broker_commands.add_parser(
-        "config", help="write mosquitto.conf, a hashed password file and an ACL"
+        "config", help="write mosquitto.conf and the accounts (hashed passwords, per-agent rules)"
     )
     config.add_argument(
         "--accounts", type=Path, help="TOML file with the server and agent accounts"
@@ -341,6 +351,10 @@ def _add_broker(commands: Subparsers) -> None:
     config.add_argument("--tls-ca", type=Path, help="CA file for client certificates")
     config.add_argument("--tls-port", type=int, default=8883, help="TLS listener port (8883)")
     config.add_argument("--run-as", help="user Mosquitto keeps when started as root")
+    config.add_argument(
+        "--dynsec-plugin", type=Path,
+        help="path of mosquitto_dynamic_security.so on the broker (default: found here)",
+    )  # fmt: skip
     config.set_defaults(handler=_broker_config)
 
 

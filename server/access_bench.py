@@ -143,7 +143,7 @@ class Door:
         self._arrived = threading.Condition()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"bench-{account.id}", protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id=account.client_id, protocol=mqtt.MQTTv5
         )
         self.client.username_pw_set(account.username, account.password.get_secret_value())
         self.client.on_socket_open = no_delay

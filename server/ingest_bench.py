@@ -39,7 +39,7 @@ import httpx
 from sqlalchemy import func, select
 
 from ruche.broker import Ack, Presence, PresenceState, Topic, decode, encode_for
-from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
+from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount, agent_username
 from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.passwords import generate_password
 from ruche.broker.topics import Channel
@@ -167,8 +167,8 @@ class _AgentStream:
         self.connection = LoadConnection(
             host,
             port,
-            client_id=f"bench-{agent}",
-            username=AgentAccount(site=SITE, id=agent, password=password).username,
+            client_id=agent_username(SITE, agent),
+            username=agent_username(SITE, agent),
             password=password,
             subscription=str(Topic.ack(SITE, agent)),
             on_message=self._on_message,

@@ -308,7 +308,7 @@ def create_agent(session: Session, *, site_id: int, slug: str) -> Agent:
 def issue_agent_password(session: Session, agent_id: int) -> str:
     """Give an agent a new random broker password; returns it (the only time it is seen).
 
-    Only Mosquitto's hash is stored; `ruche broker config` writes it to the password file.
+    Only Mosquitto's hash is stored; `ruche broker config` writes it to the broker's accounts.
     """
     agent = get(session, Agent, agent_id)
     password = generate_password()

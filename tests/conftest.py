@@ -15,7 +15,6 @@ import os
 import queue
 import secrets
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -36,9 +35,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
-from ruche.broker.acl import render_acl
+from ruche.broker.control import BrokerControl
+from ruche.broker.dynsec import add_agent_commands
 from ruche.broker.mosquitto import MosquittoError, MosquittoProcess
-from ruche.broker.mosquitto_config import render_passwd
 from ruche.broker.passwords import generate_password
 from ruche.edge.agent import Agent
 from ruche.edge.gpio import DoorPins
@@ -60,7 +59,11 @@ def unique_name(prefix: str) -> str:
 
 class Probe:
     """A paho MQTT client for tests: blocking connect, subscribe and publish, and a queue
-    of what arrived."""
+    of what arrived.
+
+    Without `client_id`, an agent account (`site/agent`) connects with its username, the
+    one client id the broker takes from it, as a real agent does; any other with a
+    unique one."""
 
     def __init__(
         self,
@@ -78,7 +81,7 @@ class Probe:
         self.protocol = protocol
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id or unique_name("probe-"),
+            client_id=client_id or _default_client_id(username),
             protocol=protocol,
             **({} if protocol == mqtt.MQTTv5 else {"clean_session": clean_start}),
         )
@@ -92,6 +95,7 @@ class Probe:
         self.disconnect_reason: ReasonCode | None = None
         self._connected = threading.Event()
         self._subacks: dict[int, threading.Event] = {}
+        self._granted: dict[int, list[ReasonCode]] = {}
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
@@ -106,7 +110,8 @@ class Probe:
         self.disconnected.set()
         self._connected.set()
 
-    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _r: Any, _p: Any) -> None:
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, reasons: Any, _p: Any) -> None:
+        self._granted[mid] = list(reasons)
         self._subacks.setdefault(mid, threading.Event()).set()
 
     def connect(self, timeout: float = 5.0) -> ReasonCode | None:
@@ -131,10 +136,21 @@ class Probe:
         return self.client.is_connected()
 
     def subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0) -> None:
+        """Subscribe, failing unless the broker grants it."""
+        reason = self.try_subscribe(topic, qos, timeout)
+        assert not reason.is_failure, f"subscription to {topic} refused: {reason}"
+
+    def try_subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0) -> ReasonCode:
+        """Subscribe and return the SUBACK's reason code, granted or not."""
         result, mid = self.client.subscribe(topic, qos=qos)
         assert result == mqtt.MQTT_ERR_SUCCESS
         event = self._subacks.setdefault(mid, threading.Event())
         assert event.wait(timeout), f"no SUBACK for {topic}"
+        granted = self._granted.pop(mid)
+        if isinstance(granted[0], int):  # MQTT 3.1.1: granted QoS, or 0x80 for a refusal
+            return ReasonCode(PacketTypes.SUBACK, identifier=granted[0])
+        reason: ReasonCode = granted[0]
+        return reason
 
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, *, retain: bool = False
@@ -157,10 +173,16 @@ class Probe:
         stop_client(self.client)
 
 
+def _default_client_id(username: str | None) -> str:
+    if username is not None and "/" in username:
+        return username
+    return unique_name("probe-")
+
+
 @dataclass
 class BrokerRig:
-    """The session's Mosquitto. Accounts are added per test: the files are regenerated
-    and Mosquitto reloads them on SIGHUP, as it would for a registry change."""
+    """The session's Mosquitto. Accounts are added per test through the dynamic security
+    plugin's control topic, as the server account adds them to a running site."""
 
     process: MosquittoProcess
     server: ServerAccount
@@ -179,26 +201,19 @@ class BrokerRig:
         return Accounts(server=self.server, agents=tuple(self.agents))
 
     def register(self, site: str, agent_ids: list[str]) -> dict[str, AgentAccount]:
-        """Add agent accounts at `site`, reload Mosquitto and wait until they can log in."""
+        """Add agent accounts at `site` to the running Mosquitto; they can log in on return."""
         new = {a: AgentAccount(site=site, id=a, password=generate_password()) for a in agent_ids}
+        commands = [
+            c
+            for account in new.values()
+            for c in add_agent_commands(site, account.id, account.password.get_secret_value())
+        ]
         with self.lock:
             self.agents.extend(new.values())
-            files = self.process.files
-            files.passwd.write_text(render_passwd(self.accounts()), encoding="utf-8")
-            files.acl.write_text(render_acl(self.accounts()), encoding="utf-8")
-            assert self.process.pid is not None
-            os.kill(self.process.pid, signal.SIGHUP)
-        probe_account = next(iter(new.values()))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = Probe(self.host, self.port, probe_account.username,
-                          probe_account.password.get_secret_value())  # fmt: skip
-            reason = probe.connect()
-            probe.close()
-            if reason is not None and not reason.is_failure:
-                return new
-            time.sleep(0.05)
-        pytest.fail(f"Mosquitto did not load the accounts for {site}: {self.process.log_tail()}")
+            with BrokerControl(self.host, self.port, self.server.username,
+                               self.server.password.get_secret_value()) as control:  # fmt: skip
+                control.run(commands)
+        return new
 
 
 def _require(binary: str, package: str, extra_paths: tuple[str, ...] = ()) -> str:
@@ -246,7 +261,9 @@ class SiteRig:
                              self.broker.server.password.get_secret_value(), **kwargs)  # fmt: skip
 
     def connect_agent(self, agent: str, **kwargs: Any) -> Probe:
+        """Connect as one of this site's agents, with the one client id its account may use."""
         account = self.agents[agent]
+        kwargs.setdefault("client_id", account.client_id)
         return self._connect(account.username, account.password.get_secret_value(), **kwargs)
 
     def _connect(self, username: str, password: str, **kwargs: Any) -> Probe:

@@ -51,7 +51,7 @@ class TestProvisioning:
         done = ruche("broker", "config", "--server-config", str(server_toml), "--out", str(out),
                      "--port", str(port), "--run-as", run_as)  # fmt: skip
         assert done.returncode == 0, done.stderr
-        assert agent_toml["mqtt"]["password"] not in (out / "passwd").read_text()
+        assert agent_toml["mqtt"]["password"] not in (out / "dynamic-security.json").read_text()
         proc = subprocess.Popen([find_mosquitto(), "-c", str(out / "mosquitto.conf")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
@@ -61,7 +61,9 @@ class TestProvisioning:
                 ("ruche-server", SERVER_PASSWORD, True),
                 ("lyon/door-a", "not-the-password-at-all", False),
             ):
-                probe = probe_factory(user, password)
+                # An agent's account connects with its username as client id, the only one
+                # the broker takes from it.
+                probe = probe_factory(user, password, client_id=user)
                 probe.port = port
                 reason = probe.connect()
                 assert reason is not None

@@ -81,7 +81,7 @@ class TestAgentConfinement:
     def test_agent_reads_its_own_commands_but_not_another_agents(self, site):
         agent_a = site.connect_agent("agent-a")
         agent_b = site.connect_agent("agent-b")
-        agent_a.subscribe(f"{site.prefix}#")  # asks for everything, gets only its own
+        agent_a.subscribe(str(Topic.ack(site.site, "agent-a")))
         agent_b.subscribe(str(Topic.cmd(site.site, "agent-b")))
         server = site.connect_server()
         for_b = str(Topic.cmd(site.site, "agent-b"))

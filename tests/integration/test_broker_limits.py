@@ -33,7 +33,7 @@ class TestMessageSizeLimit:
         with socket.create_connection((site.broker.host, site.broker.port), timeout=10) as sock:
             connect = (
                 utf8("MQTT") + bytes([5, 0xC2]) + struct.pack("!H", 30) + b"\x00"
-                + utf8("raw-v5") + utf8(account.username)
+                + utf8(account.client_id) + utf8(account.username)
                 + utf8(account.password.get_secret_value())
             )  # fmt: skip
             sock.sendall(packet(0x10, connect))

@@ -46,7 +46,9 @@ class TestTlsListener:
         )
         with MosquittoProcess.generate(tmp_path / "broker", accounts, options) as broker:
             assert wait_for_port("127.0.0.1", tls_port, timeout=5), broker.log_tail()
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=agent.client_id, protocol=mqtt.MQTTv5
+            )
             client.tls_set(ca_certs=str(cert), cert_reqs=ssl.CERT_REQUIRED)
             client.username_pw_set(agent.username, agent.password.get_secret_value())
             client.connect("localhost", tls_port)

@@ -43,13 +43,15 @@ class TestBrokerConfigCommand:
         done = _run("broker", "config", "--accounts", str(accounts), "--out", str(out),
                     "--port", str(port), "--run-as", run_as)  # fmt: skip
         assert done.returncode == 0, done.stderr
-        assert "door-a-password" not in (out / "passwd").read_text()
-        assert oct((out / "passwd").stat().st_mode & 0o777) == "0o600"
+        assert "door-a-password" not in (out / "dynamic-security.json").read_text()
+        assert oct((out / "dynamic-security.json").stat().st_mode & 0o777) == "0o600"
         proc = subprocess.Popen([find_mosquitto(), "-c", str(out / "mosquitto.conf")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             assert wait_for_port("127.0.0.1", port, timeout=10)
-            probe = probe_factory("lyon/door-a", "door-a-password-long-enough")
+            probe = probe_factory(
+                "lyon/door-a", "door-a-password-long-enough", client_id="lyon/door-a"
+            )
             probe.port = port
             reason = probe.connect()
             assert reason is not None

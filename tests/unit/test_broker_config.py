@@ -1,8 +1,11 @@
-"""Rendering of mosquitto.conf, the password file and the ACL, without running Mosquitto."""
+"""Rendering of mosquitto.conf and the plugin's accounts and roles, without running Mosquitto."""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,15 +13,18 @@ from ruche.broker.accounts import (
     Accounts,
     AccountsError,
     AgentAccount,
+    BrokerUsers,
     ServerAccount,
     load_accounts,
 )
-from ruche.broker.acl import render_acl
+from ruche.broker.dynsec import SERVER_ROLE, agent_role_name, password_fields, render_dynsec
 from ruche.broker.mosquitto_config import (
+    BrokerConfigError,
     BrokerOptions,
     TlsOptions,
+    find_dynsec_plugin,
+    render_accounts,
     render_conf,
-    render_passwd,
     write_config,
 )
 from ruche.broker.passwords import hash_password, verify_password
@@ -41,8 +47,8 @@ def _accounts(*agents: tuple[str, str]) -> Accounts:
 def _conf(**options: object) -> str:
     return render_conf(
         BrokerOptions(**options),  # type: ignore[arg-type]
-        passwd=Path("/x/passwd"),
-        acl=Path("/x/acl"),
+        plugin=Path("/usr/lib/dynsec.so"),
+        dynsec_file=Path("/x/dynamic-security.json"),
         data=Path("/x/data"),
     )
 
@@ -83,8 +89,8 @@ class TestConf:
             "max_queued_messages 1000000",
             "message_size_limit 4194304",
             "persistence true",
-            "password_file /x/passwd",
-            "acl_file /x/acl",
+            "plugin /usr/lib/dynsec.so",
+            "plugin_opt_config_file /x/dynamic-security.json",
             "listener 1883 127.0.0.1",
         ],
     )
@@ -114,45 +120,87 @@ class TestConf:
         assert not any(line.startswith("user ") for line in _conf().splitlines())
 
 
-class TestAcl:
-    """Each agent may write only its own events and read only what the server sends it."""
+def _acls(role: dict[str, Any]) -> set[tuple[str, str]]:
+    assert all(acl["allow"] for acl in role["acls"])
+    return {(acl["acltype"], acl["topic"]) for acl in role["acls"]}
 
-    def test_agent_rules(self):
-        acl = render_acl(_accounts(("lyon", "door-a"))).splitlines()
-        start = acl.index("user lyon/door-a")
-        rules = set(acl[start + 1 :])
-        assert rules == {
-            "topic write ruche/v1/lyon/door-a/status",
-            "topic write ruche/v1/lyon/door-a/desk/+/presence",
-            "topic write ruche/v1/lyon/door-a/desk/+/badge",
-            "topic write ruche/v1/lyon/door-a/door/+/tap",
-            "topic write ruche/v1/lyon/door-a/door/+/event",
-            "topic read ruche/v1/lyon/door-a/cmd",
-            "topic read ruche/v1/lyon/door-a/allowlist",
-            "topic read ruche/v1/lyon/door-a/ack",
+
+def _roles(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {role["rolename"]: role for role in document["roles"]}
+
+
+class TestAgentRules:
+    """Each agent may write only its own events, and subscribe to and read only the three
+    topics the server writes for it, each by its literal name."""
+
+    def test_agent_role(self):
+        users = BrokerUsers.from_accounts(_accounts(("lyon", "door-a")))
+        role = _roles(render_dynsec(users))[agent_role_name("lyon", "door-a")]
+        own = "ruche/v1/lyon/door-a"
+        assert _acls(role) == {
+            ("publishClientSend", f"{own}/status"),
+            ("publishClientSend", f"{own}/desk/+/presence"),
+            ("publishClientSend", f"{own}/desk/+/badge"),
+            ("publishClientSend", f"{own}/door/+/tap"),
+            ("publishClientSend", f"{own}/door/+/event"),
+            *((kind, f"{own}/{channel}")
+              for channel in ("cmd", "allowlist", "ack")
+              for kind in ("subscribeLiteral", "publishClientReceive")),
+        }  # fmt: skip
+
+    def test_agent_is_bound_to_its_client_id(self):
+        users = BrokerUsers.from_accounts(_accounts(("lyon", "door-a"), ("lyon", "door-b")))
+        clients = {c["username"]: c for c in render_dynsec(users)["clients"]}
+        assert clients["lyon/door-a"]["clientid"] == "lyon/door-a"
+        assert clients["lyon/door-a"]["roles"] == [{"rolename": agent_role_name("lyon", "door-a")}]
+        assert "clientid" not in clients["ruche-server"], "the server's workers connect as many"
+
+    def test_nothing_is_allowed_by_default(self):
+        document = render_dynsec(BrokerUsers.from_accounts(_accounts()))
+        assert document["defaultACLAccess"] == {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
         }
 
-    def test_server_reads_and_writes_everything(self):
-        acl = render_acl(_accounts()).splitlines()
-        assert acl[acl.index("user ruche-server") + 1] == "topic readwrite ruche/#"
+    def test_server_role(self):
+        role = _roles(render_dynsec(BrokerUsers.from_accounts(_accounts())))[SERVER_ROLE]
+        assert {("subscribePattern", "ruche/#"), ("subscribePattern", "$share/+/ruche/#"),
+                ("publishClientSend", "ruche/#"), ("publishClientReceive", "ruche/#"),
+                ("publishClientSend", "$CONTROL/dynamic-security/v1")} <= _acls(role)  # fmt: skip
 
 
-class TestPasswd:
-    """The password file holds hashes, one line per account, never a clear password."""
+class TestAccountsDocument:
+    """The plugin's file holds hashes, one client per account, never a clear password."""
 
-    def test_lines(self):
-        text = render_passwd(_accounts(("lyon", "a"), ("paris", "a")))
-        users = [line.split(":", 1)[0] for line in text.splitlines()]
-        assert users == ["ruche-server", "lyon/a", "paris/a"]
+    def test_clients(self):
+        text = render_accounts(_accounts(("lyon", "a"), ("paris", "a")))
         assert PW not in text
-        for line in text.splitlines():
-            assert verify_password(PW, line.split(":", 1)[1])
+        clients = json.loads(text)["clients"]
+        assert [c["username"] for c in clients] == ["ruche-server", "lyon/a", "paris/a"]
+        for client in clients:
+            entry = f"$7${client['iterations']}${client['salt']}${client['password']}"
+            assert verify_password(PW, entry)
+            assert len(base64.b64decode(client["salt"])) == 12, "the plugin wants 12 bytes"
+            assert len(base64.b64decode(client["password"])) == 64, "a SHA-512 digest"
+
+    def test_password_fields_refuse_other_hashes(self):
+        with pytest.raises(ValueError, match="not a Mosquitto"):
+            password_fields("$6$a$b")
 
     def test_write_config_is_private(self, tmp_path):
         files = write_config(tmp_path / "b", _accounts(("lyon", "a")), BrokerOptions())
-        for path in (files.conf, files.passwd, files.acl):
+        for path in (files.conf, files.dynsec):
             assert path.stat().st_mode & 0o077 == 0, path
         assert files.data.is_dir()
+
+    def test_plugin_is_found_where_debian_puts_it(self):
+        assert find_dynsec_plugin().is_file()
+
+    def test_missing_plugin_is_a_sentence(self, tmp_path):
+        with pytest.raises(BrokerConfigError, match="install the Debian package 'mosquitto'"):
+            find_dynsec_plugin((str(tmp_path),))
 
 
 class TestAccountsFile:
