@@ -17,7 +17,11 @@ from pydantic_core import PydanticKnownError
 from ruche.broker.topics import ID_PATTERN
 
 SCHEMA_VERSION = 1
-MAX_SEQ = 2**63 - 1  # fits a signed 64-bit SQL column
+MAX_INT64 = 2**63 - 1
+"""The largest whole number the contract accepts anywhere: InfluxDB's integer fields and
+SQL's BIGINT are signed 64-bit, and a number the stores cannot hold must be refused at the
+door (`bad_value`), not fail later in an encoder or a gauge."""
+MAX_SEQ = MAX_INT64
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
 BadgeToken = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -75,7 +79,7 @@ class Status(_Payload):
     ts: AwareDatetime
     version: str = Field(default="", max_length=64)
     uptime_s: float = Field(default=0.0, ge=0)
-    outbox_depth: int = Field(default=0, ge=0)
+    outbox_depth: int = Field(default=0, ge=0, le=MAX_INT64)
     faults: tuple[Id, ...] = Field(default=(), max_length=64)
     """Desks or doors whose sensor is not reporting (e.g. a radar gone silent)."""
 
@@ -152,7 +156,7 @@ class OfflineDecision(_Event):
     allowed: bool
     reason: ReasonCode
     tap_seq: Seq
-    allowlist_version: int | None = Field(default=None, ge=0)
+    allowlist_version: int | None = Field(default=None, ge=0, le=MAX_INT64)
 
 
 DoorEvent = Annotated[
@@ -222,7 +226,7 @@ class AllowEntry(_Payload):
 class Allowlist(_Payload):
     """Retained per agent: what its doors may do when the server does not answer."""
 
-    version: int = Field(ge=0)
+    version: int = Field(ge=0, le=MAX_INT64)
     issued: AwareDatetime
     expires: AwareDatetime
     entries: tuple[AllowEntry, ...] = Field(default=(), max_length=100_000)

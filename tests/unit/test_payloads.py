@@ -46,7 +46,7 @@ from ruche.broker import (
     encode_for,
     max_bytes,
 )
-from ruche.broker.payloads import MAX_SEQ
+from ruche.broker.payloads import MAX_INT64, MAX_SEQ
 
 SITE = "paris-11"
 AGENT = "pi-hall"
@@ -466,6 +466,8 @@ class TestBadValue:
             pytest.param(Channel.STATUS, {"ts": "2024-05-06T09:30:15+25:00"}, id="ts-offset"),
             pytest.param(Channel.STATUS, {"state": "busy"}, id="status-state"),
             pytest.param(Channel.STATUS, {"outbox_depth": -1}, id="negative-outbox"),
+            pytest.param(Channel.STATUS, {"outbox_depth": 2**70}, id="outbox-beyond-int64"),
+            pytest.param(Channel.STATUS, {"outbox_depth": MAX_INT64 + 1}, id="outbox-int64-1"),
             pytest.param(Channel.STATUS, {"uptime_s": -0.5}, id="negative-uptime"),
             pytest.param(Channel.STATUS, {"version": "x" * 65}, id="long-version"),
             pytest.param(Channel.PRESENCE, {"ts": "2024-05-06T09:30:15"}, id="event-naive"),
@@ -495,6 +497,19 @@ class TestBadValue:
             pytest.param(Channel.CMD, {"ms": 600_001}, id="unlock-ms-long"),
             pytest.param(Channel.CMD, {"door": "+"}, id="unlock-door-wildcard"),
             pytest.param(Channel.ALLOWLIST, {"version": -1}, id="allowlist-version"),
+            pytest.param(Channel.ALLOWLIST, {"version": MAX_INT64 + 1}, id="allowlist-version-big"),
+            pytest.param(
+                Channel.DOOR_EVENT,
+                {
+                    "kind": "offline_decision",
+                    "token": TOKEN,
+                    "allowed": True,
+                    "reason": "schedule",
+                    "tap_seq": 3,
+                    "allowlist_version": 2**64,
+                },
+                id="offline-allowlist-version-big",
+            ),
             pytest.param(Channel.ALLOWLIST, {"expires": TS.isoformat()}, id="expires-at-issue"),
             pytest.param(Channel.ALLOWLIST, {"revoked": ["x"]}, id="revoked-token"),
             pytest.param(Channel.ACK, {"seq": -1}, id="ack-negative"),
@@ -544,6 +559,42 @@ class TestBadValue:
     def test_naive_timestamp_refused_when_built(self) -> None:
         with pytest.raises(ValueError, match="timezone"):
             Status(state="online", ts=datetime(2024, 5, 6, 9, 30))  # noqa: DTZ001
+
+
+class TestNumbersFitTheStores:
+    """Every whole number the contract accepts fits a signed 64-bit integer, what InfluxDB's
+    integer fields and SQL's BIGINT hold: a larger one is refused as bad_value at decode."""
+
+    @staticmethod
+    def _integers(schema: dict[str, Any], where: str = "") -> typing.Iterator[tuple[str, Any]]:
+        if schema.get("type") == "integer":
+            yield where, schema
+        for key, value in schema.items():
+            if isinstance(value, dict):
+                yield from TestNumbersFitTheStores._integers(value, f"{where}.{key}")
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict):
+                        yield from TestNumbersFitTheStores._integers(item, f"{where}.{key}{i}")
+
+    @pytest.mark.parametrize("model", typing.get_args(Payload), ids=lambda m: m.__name__)
+    def test_every_integer_is_bounded_to_int64(self, model: type[Any]) -> None:
+        found = list(self._integers(model.model_json_schema()))
+        for where, schema in found:
+            high = schema.get("const", schema.get("maximum", MAX_INT64 + 1))
+            low = schema.get("const", schema.get("minimum", -(2**63) - 1))
+            assert -(2**63) <= low <= high <= MAX_INT64, f"{model.__name__}{where}"
+
+    def test_the_walk_finds_the_integers(self) -> None:
+        paths = {w for w, _ in self._integers(OfflineDecision.model_json_schema())}
+        assert {".properties.seq", ".properties.tap_seq"} <= paths
+        assert any(p.endswith("allowlist_version.anyOf0") for p in paths), paths
+
+    def test_the_largest_accepted_number_decodes(self) -> None:
+        data = with_field(Channel.STATUS, outbox_depth=MAX_INT64)
+        decoded = decode(str(TOPICS[Channel.STATUS]), json.dumps(data).encode())
+        assert isinstance(decoded.payload, Status)
+        assert decoded.payload.outbox_depth == MAX_INT64
 
 
 class TestNonFinite:
