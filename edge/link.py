@@ -37,6 +37,7 @@ from ruche.broker.accounts import agent_username
 from ruche.edge.delivery import DeliveryWindow
 from ruche.edge.outbox import Outbox
 from ruche.mqtt import no_delay, publish_properties, stop_client
+from ruche.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class AgentLink:
             Channel.ACK: str(Topic.ack(options.site, options.agent)),
         }
         self._status_topic = str(Topic.status(options.site, options.agent))
+        # A Pi's SD card must not fill with a line per bad message, however many come.
+        self._refusals = RefusalLog(log, "message")
         self._client = self._build_client()
 
     # --- public -------------------------------------------------------------------
@@ -147,6 +150,7 @@ class AgentLink:
             )
             info.wait_for_publish(timeout=2)
         stop_client(self._client)
+        self._refusals.flush()
 
     def wake(self) -> None:
         """New events are in the outbox: send them now rather than at the next poll."""
@@ -231,7 +235,7 @@ class AgentLink:
         except ContractError as exc:
             reason = exc.reason.value
             self.stats.bad_messages[reason] = self.stats.bad_messages.get(reason, 0) + 1
-            log.warning("bad message on %s refused: %s", msg.topic, exc)
+            self._refusals.refused(reason, msg.topic, exc.detail)
             return
         payload = message.payload
         try:

@@ -35,6 +35,7 @@ from ruche.sim.receiver import EventReceiver
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
     from ruche.server.ingest import IngestWorker
 
@@ -109,12 +110,11 @@ class AgentHarness:
         seconds: float = 60.0,
         tap_every: float = 3.0,
         port: int | None = None,
-        server: Literal["stand-in", "ingest", "external"] = "stand-in",
+        server: Literal["stand-in", "ingest"] = "stand-in",
     ) -> None:
         """`server`: who stores and acks the agent's events. `stand-in`: the receiver
         (`ruche.sim.receiver`); `ingest`: the server's own ingestion, in this process, on
-        SQLite in `workdir`; `external`: the caller runs a server (e.g. `ruche server
-        run` on `database_url`)."""
+        SQLite in `workdir`, its registry giving the agent its door and desks."""
         self.workdir = workdir
         self.state_dir = workdir / "state"
         self.config = workdir / "agent.toml"
@@ -233,6 +233,7 @@ class AgentHarness:
 
         run_migrations(url)
         self._engine = make_engine(url)
+        self._register(make_sessions(self._engine))
         server = self.accounts.server
         options = MqttOptions(
             host=self.broker.host,
@@ -242,6 +243,21 @@ class AgentHarness:
         )
         self._ingest = IngestWorker(make_sessions(self._engine), options, site=SITE)
         self._ingest.start()
+
+    def _register(self, sessions: sessionmaker[Session]) -> None:
+        """The site, the agent, its door and its desks, as the agent's config has them: the
+        server counts an agent's events only for devices the registry gives it."""
+        from ruche.server import registry  # noqa: PLC0415
+
+        with sessions.begin() as session:
+            site = registry.create_site(session, slug=SITE, name="Lab", timezone="Europe/Paris")
+            agent = registry.create_agent(session, site_id=site.id, slug=AGENT)
+            zone = registry.create_zone(session, site_id=site.id, name="lab")
+            session.flush()
+            registry.create_door(session, site_id=site.id, slug="front", agent_id=agent.id)
+            for i in range(len(self.radars)):
+                registry.create_desk(session, zone_id=zone.id, slug=f"desk-{i}",
+                                     agent_id=agent.id)  # fmt: skip
 
     def __enter__(self) -> AgentHarness:
         self.start()

@@ -67,6 +67,7 @@ def _broker_config(args: argparse.Namespace) -> int:
             keyfile=args.tls_key.resolve(),
             cafile=args.tls_ca.resolve() if args.tls_ca else None,
             port=args.tls_port,
+            bind=args.tls_bind,
         )
     if args.dynsec_plugin is not None and not args.dynsec_plugin.is_file():
         raise CliError(f"{args.dynsec_plugin}: no such file")
@@ -275,7 +276,9 @@ def _bench_access(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"starting a broker and a server, then {args.taps} taps from {args.agents} "
               "doors...", flush=True)  # fmt: skip
-    result = run_access_bench(taps=args.taps, agents=args.agents)
+    result = run_access_bench(
+        taps=args.taps, agents=args.agents, oversized_bodies=args.oversized_bodies
+    )
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
@@ -350,6 +353,10 @@ def _add_broker(commands: Subparsers) -> None:
     config.add_argument("--tls-key", type=Path, help="private key for the TLS listener")
     config.add_argument("--tls-ca", type=Path, help="CA file for client certificates")
     config.add_argument("--tls-port", type=int, default=8883, help="TLS listener port (8883)")
+    config.add_argument(
+        "--tls-bind", default="0.0.0.0",  # noqa: S104 - agents come over the site network
+        help="TLS listener address (default: every interface)",
+    )  # fmt: skip
     config.add_argument("--run-as", help="user Mosquitto keeps when started as root")
     config.add_argument(
         "--dynsec-plugin", type=Path,
@@ -465,6 +472,10 @@ def _add_bench(commands: Subparsers) -> None:
     )
     access.add_argument("--taps", type=int, default=5000, help="how many taps (5000)")
     access.add_argument("--agents", type=int, default=4, help="doors tapping at once (4)")
+    access.add_argument(
+        "--oversized-bodies", type=int, default=0, metavar="N",
+        help="meanwhile, N unauthenticated 32 MB requests to the API (0)",
+    )  # fmt: skip
     access.add_argument("--json", action="store_true", help="print one JSON object")
     access.set_defaults(handler=_bench_access)
     ingest = bench_commands.add_parser(

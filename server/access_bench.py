@@ -7,11 +7,19 @@ disabled and unknown badges), then taps from several agents at once, as doors do
 one tap at a time per door, each an MQTT v5 request. Latency is from publishing
 the tap to receiving the `unlock` or `deny` on the agent's `cmd` topic; a wrong
 decision is an answer other than the one the seed implies.
+
+With `oversized_bodies=N`, N unauthenticated requests of 32 MB each (half with a
+`Content-Length`, half chunked) are sent to the server's API while the doors tap, one
+connection each, spread over the run: the result then also says how many were refused
+(413) and the server's resident memory, idle and at its highest during the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -60,6 +69,13 @@ class AccessBenchResult:
     allowed: int
     denied: int
     reasons: dict[str, int] = field(default_factory=dict)
+    oversized_bodies: int = 0
+    oversized_refused: int = 0
+    """How many the server refused before reading them, as its `/metrics` counts them."""
+    server_rss_mb_idle: float = 0.0
+    """The server's resident memory after the warm-up, before the taps."""
+    server_rss_mb_max: float = 0.0
+    """Its highest, sampled every 20 ms while the doors tapped."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -182,7 +198,9 @@ class Door:
                 self._arrived.notify_all()
 
 
-def run_access_bench(*, taps: int = 5000, agents: int = 4, members: int = 70) -> AccessBenchResult:
+def run_access_bench(
+    *, taps: int = 5000, agents: int = 4, members: int = 70, oversized_bodies: int = 0
+) -> AccessBenchResult:
     """Start a broker and a server, seed, tap, and measure."""
     with tempfile.TemporaryDirectory(prefix="ruche-bench-access-") as tmp:
         workdir = Path(tmp)
@@ -197,13 +215,21 @@ def run_access_bench(*, taps: int = 5000, agents: int = 4, members: int = 70) ->
         run_migrations(url)
         expected = seed(url, agents=agents, members=members)
         with MosquittoProcess.generate(workdir / "broker", accounts) as broker:
-            server = _start_server(workdir, url, broker, accounts)
+            server, http_port = _start_server(workdir, url, broker, accounts)
             doors: list[Door] = []
             try:
                 doors = [Door(broker.host, broker.port, a, f"door-{i}")
                          for i, a in enumerate(accounts.agents)]  # fmt: skip
                 _warm_up(doors[0], next(iter(expected)))
-                return _tap_all(doors, expected, taps)
+                memory = RssSampler(server.pid)
+                flood = BodyFlood("127.0.0.1", http_port, oversized_bodies)
+                with memory, flood:
+                    result = _tap_all(doors, expected, taps)
+                result.oversized_bodies = oversized_bodies
+                result.oversized_refused = _refused_bodies("127.0.0.1", http_port)
+                result.server_rss_mb_idle = memory.first_mb
+                result.server_rss_mb_max = memory.max_mb
+                return result
             finally:
                 for door in doors:
                     door.close()
@@ -213,24 +239,125 @@ def run_access_bench(*, taps: int = 5000, agents: int = 4, members: int = 70) ->
 
 def _start_server(
     workdir: Path, url: str, broker: MosquittoProcess, accounts: Accounts
-) -> subprocess.Popen[bytes]:
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`ruche server run` on `url`, and the port of its API."""
     config = workdir / "server.toml"
+    http_port = free_port()
     config.write_text(
         f'database_url = "{url}"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
         f'username = "{accounts.server.username}"\n'
         f'password = "{accounts.server.password.get_secret_value()}"\n'
-        f"[http]\nport = {free_port()}\n",
+        f"[http]\nport = {http_port}\n",
         encoding="utf-8",
     )
     log = (workdir / "server.log").open("ab")
     try:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "ruche", "server", "run", "--config", str(config),
              "--log-level", "WARNING"],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
         )  # fmt: skip
     finally:
         log.close()
+    return process, http_port
+
+
+OVERSIZED_BYTES = 32 * 1024 * 1024
+_CHUNK = b"x" * (64 * 1024)
+
+
+class BodyFlood:
+    """`count` unauthenticated POSTs of 32 MB to the API, each on its own connection and
+    thread, started over the first `spread_s` seconds of a `with` block."""
+
+    def __init__(self, host: str, port: int, count: int, *, spread_s: float = 1.0) -> None:
+        self.host, self.port, self.count = host, port, count
+        self._spread_s = spread_s
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> BodyFlood:
+        for i in range(self.count):
+            delay = self._spread_s * i / max(self.count, 1)
+            thread = threading.Thread(
+                target=self._send, kwargs={"declared": i % 2 == 0, "delay": delay}, daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def _send(self, *, declared: bool, delay: float) -> None:
+        time.sleep(delay)
+        head = f"POST /members HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+        head += (f"Content-Length: {OVERSIZED_BYTES}\r\n" if declared
+                 else "Transfer-Encoding: chunked\r\n")  # fmt: skip
+        # The server answers and hangs up mid-body: that ends the attempt, as it should.
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((self.host, self.port), timeout=30) as sock,
+        ):
+            sock.sendall((head + "\r\n").encode())
+            _send_body(sock, declared=declared)
+            sock.recv(64)
+
+
+def _refused_bodies(host: str, port: int) -> int:
+    """`ruche_http_body_refused_total` summed over its reasons, from the server's /metrics."""
+    text = httpx.get(f"http://{host}:{port}/metrics", timeout=10).text
+    return int(sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("ruche_http_body_refused_total{")
+    ))  # fmt: skip
+
+
+def _send_body(sock: socket.socket, *, declared: bool) -> None:
+    """Send the 32 MB until done, or until the server answers or hangs up."""
+    sent = 0
+    while sent < OVERSIZED_BYTES:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if readable:
+            return  # an answer came before the body was all sent: stop, as a client would
+        chunk = _CHUNK if declared else b"%x\r\n%s\r\n" % (len(_CHUNK), _CHUNK)
+        sock.sendall(chunk)
+        sent += len(_CHUNK)
+    if not declared:
+        sock.sendall(b"0\r\n\r\n")
+
+
+class RssSampler:
+    """A process's resident memory, sampled every 20 ms while the `with` block runs."""
+
+    def __init__(self, pid: int, *, every_s: float = 0.02) -> None:
+        self._status = Path(f"/proc/{pid}/status")
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.first_mb = self.max_mb = self._read_mb()
+
+    def _read_mb(self) -> float:
+        for line in self._status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            try:
+                self.max_mb = max(self.max_mb, self._read_mb())
+            except OSError:
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _warm_up(door: Door, token: str) -> None:

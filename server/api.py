@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import Command
 from ruche.server import registry
+from ruche.server.body_limit import BodyLimit, BodyLimitStats
 from ruche.server.errors import Conflict, DomainError, Invalid, NotFound
 from ruche.server.models import (
     Agent,
@@ -64,6 +65,7 @@ from ruche.server.models import (
 )
 from ruche.server.ports import CommandSender, RegistryListener
 from ruche.server.schemas import MAX_ID, MAX_PAGE, ErrorPublic, FieldError
+from ruche.server.settings import DEFAULT_MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     from ruche.server.live import LiveHub
@@ -468,11 +470,13 @@ def create_app(
     listener: RegistryListener,
     live: LiveHub | None = None,
     health: HealthChecks | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The REST API over `sessions` (a migrated database), sending through `commands` and
     telling `listener` which sites changed; with `live`, the floor page streams from it.
     `health`: what `/readyz` probes and `/metrics` shows (by default: the database, and
-    a registry of the app's own)."""
+    a registry of the app's own). A request body over `max_body_bytes` is refused
+    before anything reads it (`BodyLimit`), authentication included."""
     # The route modules import this module's dependencies: imported here, not at the top.
     from ruche.server import (  # noqa: PLC0415
         routes_audit,
@@ -495,6 +499,9 @@ def create_app(
     app.state.ruche = Services(sessions=sessions, commands=commands, listener=listener)
     app.state.live = live
     app.state.health = health or routes_health.HealthChecks(sessions)
+    bodies = BodyLimitStats()
+    app.add_middleware(BodyLimit, limit=max_body_bytes, stats=bodies)
+    app.state.health.metrics.watch_bodies(bodies)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     # No key on these: bind the server to the private network (docs/operations.md).

@@ -14,6 +14,8 @@ Agents report on `ruche/v1/{site}/{agent}/door/{door}/event` (a shared subscript
 - `forced`, `held_open`: kind `alarm`, source `agent`, reason the event's kind,
   `decided_at` the agent's `ts`.
 - `opened`, `closed`: no row (door history is the event store's, not the audit log's).
+- An event for a door the registry does not give to its agent is refused, counted in
+  `bad` by its reason (`ruche.server.ownership`) and logged, a few lines a window.
 
 Each row carries the event's `(agent, seq)` as `agent_seq`, and `audit.append` skips an
 event it already holds, so an agent resending from its outbox never logs twice. Rows are
@@ -47,9 +49,11 @@ from ruche.broker import (
     topic_filter,
 )
 from ruche.broker.topics import Topic
+from ruche.refusals import RefusalLog
 from ruche.server import audit
 from ruche.server.connection import MqttOptions, ServerConnection
 from ruche.server.models import AuditKind, AuditSource, Badge
+from ruche.server.ownership import DeviceOwners
 
 __all__ = ["DoorEventStats", "DoorEventWorker", "audit_entry"]
 
@@ -105,11 +109,14 @@ class DoorEventWorker:
         *,
         group: str = "ruche-door-events",
         site: str = "+",
+        owners: DeviceOwners | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.sessions = sessions
         self.stats = DoorEventStats()
         self._clock = clock
+        self._owners = owners or DeviceOwners(sessions)
+        self._refusals = RefusalLog(log, "door event")
         self._filter = shared(group, topic_filter(Channel.DOOR_EVENT, site=site))
         self.connection = ServerConnection(
             mqtt_options,
@@ -124,19 +131,27 @@ class DoorEventWorker:
 
     def stop(self) -> None:
         self.connection.stop()
+        self._refusals.flush()
+
+    def _refuse(self, reason: str, topic: str, detail: str) -> None:
+        self.stats.bad[reason] = self.stats.bad.get(reason, 0) + 1
+        self._refusals.refused(reason, topic, detail)
 
     def _on_message(self, _client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
         try:
             message = decode(msg.topic, msg.payload)
         except ContractError as exc:
-            self.stats.bad[exc.reason.value] = self.stats.bad.get(exc.reason.value, 0) + 1
-            log.warning("bad door event on %s refused: %s", msg.topic, exc)
+            self._refuse(exc.reason.value, msg.topic, exc.detail)
             return
         event = message.payload
         if not isinstance(event, OfflineDecision | DoorForced | DoorHeldOpen):
             self.stats.ignored += 1
             return
         try:
+            refusal = self._owners.check(message.topic)
+            if refusal is not None:
+                self._refuse(refusal[0].value, msg.topic, refusal[1])
+                return
             with self.sessions.begin() as session:
                 member_id = None
                 if isinstance(event, OfflineDecision):

@@ -71,6 +71,7 @@ from ruche.broker import (
     shared,
     topic_filter,
 )
+from ruche.refusals import RefusalLog
 from ruche.server import audit
 from ruche.server.access import AccessFacts, Decision, Direction, Reason, decide_access
 from ruche.server.connection import MqttOptions, ServerConnection, expiring
@@ -213,6 +214,7 @@ class DoorWorker:
         self._directions: dict[tuple[str, str, int], tuple[datetime, Direction]] = {}
         self._audit: queue.SimpleQueue[audit.AuditEntry | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._refusals = RefusalLog(log, "tap")
         self._taps = shared(group, topic_filter(Channel.TAP, site=site))
         self._allowlists = topic_filter(Channel.ALLOWLIST, site=site)
         self.connection = ServerConnection(
@@ -239,6 +241,7 @@ class DoorWorker:
     def stop(self) -> None:
         """Disconnect, then write the audit rows still queued."""
         self.connection.stop()
+        self._refusals.flush()
         if self._writer is not None:
             self._audit.put(None)
             self._writer.join(timeout=30)
@@ -272,16 +275,17 @@ class DoorWorker:
             return
         self.site_changed(changed.site)
 
-    def _count_bad(self, reason: str) -> None:
+    def _count_bad(self, reason: str, topic: str = "", detail: str = "") -> None:
         self.stats.bad[reason] = self.stats.bad.get(reason, 0) + 1
+        if detail:
+            self._refusals.refused(reason, topic, detail)
 
     def _on_tap(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
         started = time.perf_counter()
         try:
             message = decode(msg.topic, msg.payload)
         except ContractError as exc:
-            self._count_bad(exc.reason.value)
-            log.warning("bad tap on %s refused: %s", msg.topic, exc)
+            self._count_bad(exc.reason.value, msg.topic, exc.detail)
             return
         tap, topic = message.payload, message.topic
         if not isinstance(tap, Tap) or topic.device is None:
@@ -293,12 +297,8 @@ class DoorWorker:
             self.stats.resent += 1
             return
         if response != str(Topic.cmd(topic.site, topic.agent)):
-            self._count_bad("response_topic")
-            log.warning(
-                "tap on %s asks for its answer on %r, not its agent's cmd topic: refused",
-                msg.topic,
-                response,
-            )
+            detail = f"asks for its answer on {response!r}, not its agent's cmd topic"
+            self._count_bad("response_topic", msg.topic, detail)
             return
         now = self._clock()
         try:

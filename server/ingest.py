@@ -8,7 +8,11 @@ agent resends what is not acked, the broker what is not PUBACKed) and nothing is
 counted twice (events are keyed by (site, agent, seq)).
 
 Bad messages (not the contract) are counted by reason, logged, and acknowledged to the
-broker so they are not redelivered forever. InfluxDB points are written to the
+broker so they are not redelivered forever. An event for a desk or door the registry
+does not give to its agent (`ruche.server.ownership`) is refused and counted too, and
+kept by key in `refused_events`: the agent's ack moves past it, so a misconfigured agent
+does not resend it forever. Refusals are logged a few a window (`RefusalLog`), however
+many arrive. InfluxDB points are written to the
 writer's durable spool before the SQL commit, so a crash between the two means a
 redelivery (and the same points rewritten), never a point missing.
 """
@@ -33,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ruche.broker import (
     EVENT_CHANNELS,
     Ack,
+    Channel,
     ContractError,
     Message,
     PresenceState,
@@ -42,8 +47,10 @@ from ruche.broker import (
     shared,
     topic_filter,
 )
+from ruche.refusals import RefusalLog
 from ruche.server.connection import MqttOptions, ServerConnection
-from ruche.server.models import AgentProgress, OccupancyDirty, StoredEvent
+from ruche.server.models import AgentProgress, OccupancyDirty, RefusedEvent, StoredEvent
+from ruche.server.ownership import DeviceOwners, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,8 @@ class IngestStats:
     received: int = 0
     stored: int = 0
     duplicates: int = 0
+    refused: int = 0
+    """Valid events refused for a desk or door their agent does not own."""
     acks_sent: int = 0
     batches: int = 0
     commit_failures: int = 0
@@ -102,6 +111,21 @@ def _row(message: Message, received_at: datetime, raw: bytes | bytearray) -> _Ro
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedRow:
+    """A refused event's key, and what it claimed."""
+
+    site: str
+    agent: str
+    seq: int
+    channel: str
+    device: str
+    reason: str
+    received_at: datetime
+    detail: str = ""
+    """Why, in a sentence for the log (not stored)."""
+
+
+@dataclass(frozen=True, slots=True)
 class EventBatch:
     """A batch of decoded events as the `events` table takes them."""
 
@@ -109,12 +133,17 @@ class EventBatch:
     """One per (site, agent, seq), in `_COLUMNS` order: an outbox resend and the request
     can share a batch."""
     seqs: dict[tuple[str, str], list[int]]
-    """Each agent's seqs in the batch, ascending."""
+    """Each agent's seqs in the batch, stored and refused, ascending."""
     earliest: dict[str, datetime]
     """Each site's earliest event time in the batch (the occupancy mark, `OccupancyDirty`)."""
+    refused: list[RefusedRow] = field(default_factory=list)
 
     @classmethod
-    def of(cls, events: Iterable[tuple[Message, datetime, bytes | bytearray]]) -> EventBatch:
+    def of(
+        cls,
+        events: Iterable[tuple[Message, datetime, bytes | bytearray]],
+        refused: Iterable[RefusedRow] = (),
+    ) -> EventBatch:
         unique: dict[tuple[str, str, int], _Row] = {}
         earliest: dict[str, datetime] = {}
         for message, received_at, raw in events:
@@ -123,18 +152,30 @@ class EventBatch:
             unique[site, row[1], row[2]] = row
             if site not in earliest or ts < earliest[site]:
                 earliest[site] = ts
+        refused_rows = {(r.site, r.agent, r.seq): r for r in refused}
         seqs: dict[tuple[str, str], list[int]] = {}
-        for site, agent, seq in unique:
+        for site, agent, seq in unique.keys() | refused_rows.keys():
             seqs.setdefault((site, agent), []).append(seq)
         for agent_seqs in seqs.values():
             agent_seqs.sort()
-        return cls(list(unique.values()), seqs, earliest)
+        return cls(list(unique.values()), seqs, earliest, list(refused_rows.values()))
 
 
 def store_events(session: Session, batch: EventBatch) -> int:
-    """Insert the batch's events not already stored and lower each site's occupancy mark,
-    in the session's transaction; return how many events were new."""
+    """Insert the batch's events not already stored (and its refused events' keys) and
+    lower each site's occupancy mark, in the session's transaction; return how many
+    events were new."""
     inserted = _insert_new(session, batch.rows)
+    if batch.refused:
+        insert = _upsert_for(session)
+        session.execute(
+            insert(_REFUSED).on_conflict_do_nothing(),
+            [
+                {"site": r.site, "agent": r.agent, "seq": r.seq, "channel": r.channel,
+                 "device": r.device, "reason": r.reason, "received_at": r.received_at}
+                for r in batch.refused
+            ],
+        )  # fmt: skip
     _mark_dirty(session, batch.earliest)
     return inserted
 
@@ -151,14 +192,18 @@ class IngestWorker:
         site: str = "+",
         before_commit: Callable[[list[Message]], None] | None = None,
         after_commit: Callable[[list[Message]], None] | None = None,
+        owners: DeviceOwners | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`before_commit` receives each batch's valid events before they are committed,
         to make them durable elsewhere too (the InfluxDB spool); if it raises, the batch
         is retried and nothing is acked. `after_commit` receives them once stored (the
-        live floor); it must not raise."""
+        live floor); it must not raise. `owners`: who may report for which device (one
+        cache per process is enough; made here when not given)."""
         self.sessions = sessions
         self._after_commit = after_commit
+        self._owners = owners or DeviceOwners(sessions)
+        self._refusals = RefusalLog(log, "event")
         self.stats = IngestStats()
         self._before_commit = before_commit
         self._clock = clock
@@ -189,6 +234,7 @@ class IngestWorker:
             self._thread.join(timeout=30)
             self._thread = None
         self.connection.stop()
+        self._refusals.flush()
 
     # --- paho's thread ------------------------------------------------------------
 
@@ -196,9 +242,8 @@ class IngestWorker:
         try:
             message: Message | None = decode(msg.topic, msg.payload)
         except ContractError as exc:
-            reason = exc.reason.value
-            self.stats.bad[reason] = self.stats.bad.get(reason, 0) + 1
-            log.warning("bad event on %s refused (%s): %s", msg.topic, reason, exc.detail)
+            self._count_bad(exc.reason.value)
+            self._refusals.refused(exc.reason.value, msg.topic, exc.detail)
             message = None
         self._inbox.put(_Arrival(msg, message, self._clock()))
 
@@ -240,10 +285,23 @@ class IngestWorker:
             else:
                 return
 
+    def _count_bad(self, reason: str) -> None:
+        self.stats.bad[reason] = self.stats.bad.get(reason, 0) + 1
+
     def _commit(self, batch: list[_Arrival]) -> None:
-        good = [(a.message, a.received_at, a.msg.payload) for a in batch if a.message is not None]
+        good: list[tuple[Message, datetime, bytes | bytearray]] = []
+        refused: list[RefusedRow] = []
+        for arrival in batch:
+            message = arrival.message
+            if message is None:
+                continue
+            refusal = self._owners.check(message.topic)
+            if refusal is None:
+                good.append((message, arrival.received_at, arrival.msg.payload))
+            else:
+                refused.append(_refused_row(message, refusal, arrival.received_at))
         messages = [message for message, _, _ in good]
-        events = EventBatch.of(good)
+        events = EventBatch.of(good, refused)
         if self._before_commit is not None and messages:
             self._before_commit(messages)
         with self.sessions.begin() as session:
@@ -253,6 +311,7 @@ class IngestWorker:
         self.stats.stored += inserted
         self.stats.duplicates += len(messages) - inserted
         self.stats.batches += 1
+        self._report_refused(refused)
         # Durable now: tell the agents, then release the broker's copies.
         for (site, agent), seq in progress.items():
             self.connection.publish(str(Topic.ack(site, agent)), encode(Ack(seq=seq)))
@@ -264,8 +323,27 @@ class IngestWorker:
             except Exception:
                 log.exception("after-commit hook failed (the events are stored and acked)")
 
+    def _report_refused(self, refused: list[RefusedRow]) -> None:
+        """Count and log the batch's refused events once it is committed, so a batch
+        retried after a storage failure is not counted twice."""
+        self.stats.refused += len(refused)
+        for row in refused:
+            self._count_bad(row.reason)
+            topic = Topic(row.site, row.agent, Channel(row.channel), row.device or None)
+            self._refusals.refused(row.reason, str(topic), f"seq {row.seq}: {row.detail}")
+
+
+def _refused_row(
+    message: Message, refusal: tuple[Refusal, str], received_at: datetime
+) -> RefusedRow:
+    topic, (reason, detail) = message.topic, refusal
+    seq = int(message.payload.seq)  # type: ignore[union-attr]
+    return RefusedRow(topic.site, topic.agent, seq, topic.channel.value, topic.device or "",
+                      reason.value, received_at, detail)  # fmt: skip
+
 
 _EVENTS = cast(Table, StoredEvent.__table__)
+_REFUSED = cast(Table, RefusedEvent.__table__)
 _PROGRESS = cast(Table, AgentProgress.__table__)
 SCAN_WINDOW = 10_000
 """Seqs above an agent's mark looked at per query: bounds the work an agent's long gap costs."""
@@ -403,19 +481,25 @@ def _advance_site(
 
 
 def _scan_above(session: Session, site: str, marks: dict[str, int]) -> Iterable[tuple[str, int]]:
-    """(agent, seq) of the stored events above each agent's mark, at most SCAN_WINDOW
-    each, by agent then seq: one indexed range per agent, in one statement."""
+    """(agent, seq) of the stored and refused events above each agent's mark, at most
+    SCAN_WINDOW each, by agent then seq: one indexed range per agent and table, in one
+    statement."""
     dialect = session.get_bind().dialect.name
     mark = "?" if dialect == "sqlite" else "%s"
     ranges = ", ".join([f"({mark}, CAST({mark} AS BIGINT))"] * len(marks))
-    sql = (
-        f"WITH marks(agent, mark) AS (VALUES {ranges}) "  # noqa: S608 - only placeholders
-        "SELECT e.agent, e.seq FROM marks JOIN events e"
+    above = (
+        " FROM marks JOIN {table} e"
         f" ON e.site = {mark} AND e.agent = marks.agent"
         f" AND e.seq > marks.mark AND e.seq <= marks.mark + {SCAN_WINDOW}"
-        " ORDER BY e.agent, e.seq"
     )
-    params = (*(x for agent, seq in sorted(marks.items()) for x in (agent, seq)), site)
+    sql = (
+        f"WITH marks(agent, mark) AS (VALUES {ranges}) "  # noqa: S608 - only placeholders
+        "SELECT agent, seq FROM ("
+        f"SELECT e.agent, e.seq{above.format(table='events')}"
+        f" UNION ALL SELECT e.agent, e.seq{above.format(table='refused_events')}"
+        ") AS found ORDER BY agent, seq"
+    )
+    params = (*(x for agent, seq in sorted(marks.items()) for x in (agent, seq)), site, site)
     return cast(Iterable[tuple[str, int]], session.connection().exec_driver_sql(sql, params))
 
 
@@ -436,8 +520,11 @@ def _lock_progress(session: Session, site: str, agents: list[str], now: datetime
 
 
 def _contiguous(mark: int, seqs: Iterable[int]) -> int:
-    """The highest seq reachable from `mark` one step at a time through `seqs` (sorted)."""
+    """The highest seq reachable from `mark` one step at a time through `seqs` (sorted;
+    a seq at or below the mark, stored and refused alike, is passed over)."""
     for seq in seqs:
+        if seq <= mark:
+            continue
         if seq != mark + 1:
             break
         mark = seq

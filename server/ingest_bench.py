@@ -363,11 +363,11 @@ def _seed(url: str, plan: BenchPlan) -> None:
             zone = registry.create_zone(session, site_id=site.id, name="open space")
             for i in range(plan.agents):
                 agent = f"agent-{i}"
-                registry.create_agent(session, site_id=site.id, slug=agent)
+                row = registry.create_agent(session, site_id=site.id, slug=agent)
+                session.flush()
                 for d in range(plan.desks_per_agent):
-                    registry.create_desk(
-                        session, zone_id=zone.id, slug=f"{agent}-desk-{d}", x=d, y=i
-                    )
+                    registry.create_desk(session, zone_id=zone.id, slug=f"{agent}-desk-{d}",
+                                         agent_id=row.id, x=d, y=i)  # fmt: skip
     finally:
         engine.dispose()
 

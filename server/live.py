@@ -41,12 +41,14 @@ from ruche.broker import (
     decode,
     topic_filter,
 )
+from ruche.refusals import RefusalLog
 from ruche.server.connection import MqttOptions, ServerConnection
 from ruche.server.models import (
     Agent,
     Booking,
     BookingStatus,
     Desk,
+    Door,
     Site,
     StoredEvent,
     Zone,
@@ -109,6 +111,8 @@ class SiteFloor:
     site: str
     name: str
     desks: dict[str, DeskView] = field(default_factory=dict)
+    door_agents: dict[str, str | None] = field(default_factory=dict)
+    """Each door's agent: only it may report for the door."""
     doors: deque[Change] = field(default_factory=lambda: deque(maxlen=RECENT_DOOR_EVENTS))
     headcount: int = 0
     """Desks occupied now; kept by `apply` (counting on every event would cost O(desks))."""
@@ -128,11 +132,12 @@ class SiteFloor:
         }
 
     def apply(self, message: Message) -> list[Change]:
-        """The changes `message` makes to this floor (none for a heartbeat or unknown desk)."""
+        """The changes `message` makes to this floor: none for a heartbeat, or for a desk
+        or door that is unknown or not its agent's (an agent speaks only for its own)."""
         payload, topic = message.payload, message.topic
         if isinstance(payload, Presence):
             desk = self.desks.get(topic.device or "")
-            if desk is None or desk.presence == payload.state:
+            if desk is None or desk.agent != topic.agent or desk.presence == payload.state:
                 return []
             if desk.presence == PresenceState.OCCUPIED:
                 self.headcount -= 1
@@ -150,6 +155,9 @@ class SiteFloor:
                     desk.changed_at = payload.ts
                     changes.append(self._desk_change(desk))
             return changes
+        door = topic.device or ""
+        if door not in self.door_agents or self.door_agents[door] != topic.agent:
+            return []
         kind = "tap" if isinstance(payload, Tap) else str(getattr(payload, "kind", "event"))
         ts = getattr(payload, "ts", None)
         event = {
@@ -184,6 +192,12 @@ def load_floor(session: Session, site: Site, *, now: datetime) -> SiteFloor:
     for desk, zone, agent in rows:
         view = DeskView(slug=desk.slug, zone=zone, agent=agent, x=desk.x, y=desk.y)
         floor.desks[desk.slug] = by_id[desk.id] = view
+    doors = session.execute(
+        select(Door.slug, Agent.slug)
+        .outerjoin(Agent, Door.agent_id == Agent.id)
+        .where(Door.site_id == site.id)
+    )
+    floor.door_agents = dict(doors.all())
     latest = (
         select(StoredEvent.device, func.max(StoredEvent.ts).label("ts"))
         .where(StoredEvent.site == site.slug, StoredEvent.channel == Channel.PRESENCE.value)
@@ -247,8 +261,9 @@ class LiveHub:
         self._lock = threading.Lock()
         self._floors: dict[str, SiteFloor] = {}
         self._subscribers: set[_Subscriber] = set()
-        self.bad = 0
-        """Messages that broke the contract, dropped."""
+        self.bad: dict[str, int] = {}
+        """Messages that broke the contract, dropped, by reason."""
+        self._refusals = RefusalLog(log, "live message")
         self._connection = ServerConnection(
             options,
             name="live",
@@ -272,6 +287,7 @@ class LiveHub:
     def stop(self) -> None:
         """Disconnect and end every subscriber's stream."""
         self._connection.stop()
+        self._refusals.flush()
         with self._lock:
             subscribers = list(self._subscribers)
             self._subscribers.clear()
@@ -318,8 +334,9 @@ class LiveHub:
         try:
             message = decode(msg.topic, msg.payload)
         except ContractError as exc:
-            self.bad += 1
-            log.warning("live: dropped a bad message on %s: %s", msg.topic, exc)
+            reason = exc.reason.value
+            self.bad[reason] = self.bad.get(reason, 0) + 1
+            self._refusals.refused(reason, msg.topic, exc.detail)
             return
         if self.on_status is not None and isinstance(message.payload, Status):
             try:

@@ -39,6 +39,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from ruche.broker import Message, Status
+from ruche.server.body_limit import BodyLimitStats
+from ruche.server.door_events import DoorEventStats
 from ruche.server.doors import DecisionRecord, DoorStats
 from ruche.server.health import (
     AgentBoard,
@@ -50,6 +52,7 @@ from ruche.server.health import (
 from ruche.server.influx import SEGMENT_SUFFIX, InfluxWriter, InfluxWriterStats
 from ruche.server.ingest import IngestStats
 from ruche.server.lineprotocol import Point
+from ruche.server.live import LiveHub
 from ruche.server.points import time_ns
 from ruche.stoppable import StoppableThread
 
@@ -107,6 +110,9 @@ _INGEST = (
     _Counted("ruche_ingest_commit_failures", "commit_failures",
              "Batch commits that failed and were retried (the database was down or busy)."),
     _Counted("ruche_ingest_acks_sent", "acks_sent", "Acks published to agents."),
+    _Counted("ruche_ingest_refused", "refused",
+             "Valid events refused for a desk or door the registry does not give their "
+             "agent (in ruche_ingest_bad by reason too)."),
 )  # fmt: skip
 _DOORS = (
     _Counted("ruche_door_unanswered", "errors",
@@ -118,6 +124,12 @@ _DOORS = (
     _Counted("ruche_audit_rows", "audited", "Audit rows written by the door worker."),
     _Counted("ruche_audit_failures", "audit_failures", "Audit rows lost to a write failure."),
 )  # fmt: skip
+_DOOR_EVENTS = (
+    _Counted("ruche_door_event_audited", "audited",
+             "Offline decisions and door alarms handed to the audit log."),
+    _Counted("ruche_door_event_failures", "failures",
+             "Door events not audited because the database failed."),
+)  # fmt: skip
 
 
 class _StatsCollector(Collector):
@@ -125,7 +137,10 @@ class _StatsCollector(Collector):
     messages by reason, read when scraped."""
 
     def __init__(
-        self, stats: IngestStats | DoorStats, counted: tuple[_Counted, ...], bad: _Counted
+        self,
+        stats: IngestStats | DoorStats | DoorEventStats | LiveHub | BodyLimitStats,
+        counted: tuple[_Counted, ...],
+        bad: _Counted,
     ) -> None:
         self._stats = stats
         self._counted = counted
@@ -279,6 +294,20 @@ class ProcessMetrics:
     def watch_doors(self, stats: DoorStats) -> None:
         bad = _Counted("ruche_door_bad", "bad", "Tap messages refused, by reason.")
         self.registry.register(_StatsCollector(stats, _DOORS, bad))
+
+    def watch_door_events(self, stats: DoorEventStats) -> None:
+        bad = _Counted("ruche_door_event_bad", "bad", "Door events refused, by reason "
+                       "(the contract's, or a door not the agent's).")  # fmt: skip
+        self.registry.register(_StatsCollector(stats, _DOOR_EVENTS, bad))
+
+    def watch_live(self, hub: LiveHub) -> None:
+        bad = _Counted("ruche_live_bad", "bad", "Messages the live floor refused, by reason.")
+        self.registry.register(_StatsCollector(hub, (), bad))
+
+    def watch_bodies(self, stats: BodyLimitStats) -> None:
+        bad = _Counted("ruche_http_body_refused", "refused", "HTTP requests refused for their "
+                       "body before it was read (too_large, bad_length).")  # fmt: skip
+        self.registry.register(_StatsCollector(stats, (), bad))
 
     def watch_influx(self, writer: InfluxWriter) -> None:
         self._influx = writer

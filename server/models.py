@@ -480,6 +480,23 @@ class StoredEvent(Base):
     """The event as validated, in its wire JSON."""
 
 
+class RefusedEvent(Base):
+    """An agent event refused for what it claims (a desk or door not the agent's): kept by
+    key so the agent's acked seq moves past it (its outbox would resend it forever
+    otherwise), and so an operator can see what was refused and why."""
+
+    __tablename__ = "refused_events"
+
+    site: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    agent: Mapped[str] = mapped_column(sa.String(ID_LENGTH), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    channel: Mapped[str] = mapped_column(sa.String(16))
+    device: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    """`unknown_site`, `unknown_device` or `not_owner` (ruche.server.ownership.Refusal)."""
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class AgentProgress(Base):
     """Per agent, the highest seq up to which every event is stored: what `ack` says."""
 

@@ -35,6 +35,7 @@ from ruche.server.ingest import IngestWorker
 from ruche.server.live import LiveHub
 from ruche.server.metrics import STATS_INTERVAL_S, ProcessMetrics, StatsReporter, StatusRecorder
 from ruche.server.occupancy import OccupancyWorker
+from ruche.server.ownership import DeviceOwners
 from ruche.server.points import write_events
 from ruche.server.ports import RegistryListener
 from ruche.server.settings import ServerSettings
@@ -84,6 +85,7 @@ class ServerWorkers:
     metrics: ProcessMetrics = field(default_factory=ProcessMetrics)
     reporter: StatsReporter | None = None
     checkpointer: WalCheckpointer | None = None
+    owners: DeviceOwners | None = None
 
     @classmethod
     def build(
@@ -105,6 +107,7 @@ class ServerWorkers:
         options = mqtt_options(settings)
         influx = _influx_writer(settings)
         metrics = ProcessMetrics(process="main")
+        owners = DeviceOwners(sessions)
         sink = None if influx is None else functools.partial(write_events, influx)
         live = LiveHub(
             sessions,
@@ -120,9 +123,13 @@ class ServerWorkers:
             options,
             before_commit=sink,
             after_commit=_then(metrics.observe_stored, None if processes > 1 else live.take),
+            owners=owners,
         )
+        door_events = DoorEventWorker(sessions, options, owners=owners)
         metrics.watch_ingest(ingest.stats)
         metrics.watch_doors(doors.stats)
+        metrics.watch_door_events(door_events.stats)
+        metrics.watch_live(live)
         reporter = None
         if influx is not None:
             metrics.watch_influx(influx)
@@ -133,7 +140,8 @@ class ServerWorkers:
             allowlists=AllowlistPublisher(
                 sessions, options, horizon=timedelta(hours=settings.allowlist_hours)
             ),
-            door_events=DoorEventWorker(sessions, options),
+            door_events=door_events,
+            owners=owners,
             ingest=ingest,
             occupancy=OccupancyWorker(sessions, points=influx, apart=settings.database_url),
             live=live,
@@ -144,7 +152,10 @@ class ServerWorkers:
 
     @property
     def listener(self) -> SiteChangeFanout:
-        return SiteChangeFanout(self.doors, self.allowlists, self.live)
+        listeners: list[RegistryListener] = [self.doors, self.allowlists, self.live]
+        if self.owners is not None:
+            listeners.append(self.owners)
+        return SiteChangeFanout(*listeners)
 
     def start(self, timeout: float = 30.0) -> None:
         """Connect every worker (TimeoutError says the broker is unreachable)."""
@@ -286,6 +297,7 @@ def run_server(
             listener=mqtt_workers.listener,
             live=mqtt_workers.live,
             health=mqtt_workers.health_checks(sessions),
+            max_body_bytes=settings.http.max_body_bytes,
         )
         http = uvicorn.Config(
             app,

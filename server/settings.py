@@ -69,9 +69,16 @@ class ServerInflux(_Group):
     """Where points wait on disk while InfluxDB is down or slow; never dropped."""
 
 
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+"""1 MiB: the largest body the API takes (a member, a booking, a price version) is a few
+kilobytes."""
+
+
 class ServerHttp(_Group):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=64 * 1024 * 1024)
+    """Larger request bodies are refused (413) before they are read or authenticated."""
 
 
 class ServerSettings(BaseSettings):

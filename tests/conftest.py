@@ -15,13 +15,15 @@ import os
 import queue
 import secrets
 import shutil
+import ssl
 import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -33,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import select
 
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.control import BrokerControl
@@ -44,7 +47,11 @@ from ruche.edge.gpio import DoorPins
 from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
 from ruche.mqtt import stop_client
 from ruche.ports import free_port
+from ruche.server import registry
+from ruche.server.db import make_engine, make_sessions
+from ruche.server.errors import NotFound
 from ruche.server.influxd import InfluxdError, InfluxdProcess
+from ruche.server.models import Site
 from ruche.sim.door import SimDoor
 
 _counter = itertools.count(1)
@@ -76,7 +83,9 @@ class Probe:
         client_id: str = "",
         clean_start: bool = True,
         session_expiry: int | None = None,
+        ca_file: Path | None = None,
     ) -> None:
+        """`ca_file`: connect over TLS, trusting that CA."""
         self.host, self.port = host, port
         self.protocol = protocol
         self.client = mqtt.Client(
@@ -87,6 +96,8 @@ class Probe:
         )
         if username is not None:
             self.client.username_pw_set(username, password)
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=str(ca_file), cert_reqs=ssl.CERT_REQUIRED)
         self.clean_start = clean_start
         self.session_expiry = session_expiry
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
@@ -490,3 +501,50 @@ def pg_url(postgres: PostgresServer) -> Iterator[str]:
 def pg_dsn(postgres: PostgresServer, pg_url: str) -> str:
     """The libpq DSN of the same per-test database as `pg_url`."""
     return postgres.dsn(pg_url.rsplit("/", 1)[1])
+
+
+# --- the registry -----------------------------------------------------------------
+
+
+def _register_devices(
+    url: str,
+    site: str,
+    *,
+    desks: Mapping[str, Iterable[str]] = MappingProxyType({}),
+    doors: Mapping[str, Iterable[str]] = MappingProxyType({}),
+) -> None:
+    """Put `site` in the registry at `url` (migrated) with each agent's desks and doors:
+    the server counts an agent's events only for devices the registry gives it. The site
+    and its agents are made when missing."""
+    engine = make_engine(url)
+    try:
+        with make_sessions(engine).begin() as session:
+            row = session.scalars(select(Site).where(Site.slug == site)).first()
+            if row is None:
+                row = registry.create_site(session, slug=site, name=site, timezone="Europe/Paris")
+            zone = registry.create_zone(session, site_id=row.id, name=unique_name("zone-"))
+            agents: dict[str, int] = {}
+            for agent in sorted({*desks, *doors}):
+                try:
+                    found = registry.get_agent_by_slug(session, row.id, agent)
+                except NotFound:
+                    found = registry.create_agent(session, site_id=row.id, slug=agent)
+                    session.flush()
+                agents[agent] = found.id
+            for agent, slugs in desks.items():
+                for slug in slugs:
+                    registry.create_desk(session, zone_id=zone.id, slug=slug,
+                                         agent_id=agents[agent])  # fmt: skip
+            for agent, slugs in doors.items():
+                for slug in slugs:
+                    registry.create_door(session, site_id=row.id, slug=slug,
+                                         agent_id=agents[agent])  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def register_devices() -> Callable[..., None]:
+    """`register_devices(url, site, desks={agent: [desk, ...]}, doors={agent: [door, ...]})`:
+    the registry a test's events need (see `_register_devices`)."""
+    return _register_devices

@@ -65,14 +65,19 @@ def sessions(tmp_path):
 def ada_id(sessions, site) -> int:
     with transaction(sessions) as s:
         key = registry.create_site_key(s, bytes.fromhex(SITE_KEY))
-        registry.create_site(s, slug=site.site, name="T", timezone="Europe/Paris", key_id=key.id)
+        row = registry.create_site(s, slug=site.site, name="T", timezone="Europe/Paris",
+                                   key_id=key.id)  # fmt: skip
+        agent = registry.create_agent(s, site_id=row.id, slug="agent-a")
+        s.flush()
+        registry.create_door(s, site_id=row.id, slug="front", agent_id=agent.id)
         member = registry.create_member(s, name="Ada", email="ada@example.org")
         registry.enrol_badge(s, member.id, key, ADA)
         return member.id
 
 
 @pytest.fixture
-def events(site, sessions) -> Iterator[DoorEventWorker]:
+def events(site, sessions, ada_id) -> Iterator[DoorEventWorker]:
+    """The worker, on a site whose registry gives door `front` to agent-a."""
     server = site.broker.server
     options = MqttOptions(
         host=site.broker.host,

@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from ruche.broker import Presence, PresenceState, Status, Topic, encode
+from ruche.broker.payloads import MAX_INT64
 from ruche.broker.tokens import badge_token
 from ruche.ports import free_port, wait_for_port
 from ruche.server import registry
@@ -62,7 +63,8 @@ class Seeded:
 
 
 def seed(url: str, site: str) -> Seeded:
-    """The test's site with `agent-a` driving door `front`, and a 24/7 member's badge."""
+    """The test's site with `agent-a` driving door `front` and reading desks `desk-0` to
+    `desk-2`, and a 24/7 member's badge."""
     engine = make_engine(url)
     try:
         with transaction(make_sessions(engine)) as session:
@@ -71,6 +73,10 @@ def seed(url: str, site: str) -> Seeded:
             agent = registry.create_agent(session, site_id=row.id, slug="agent-a")
             session.flush()
             registry.create_door(session, site_id=row.id, slug="front", agent_id=agent.id)
+            zone = registry.create_zone(session, site_id=row.id, name="open space")
+            session.flush()
+            for desk in ("desk-0", "desk-1", "desk-2"):
+                registry.create_desk(session, zone_id=zone.id, slug=desk, agent_id=agent.id)
             plan = registry.create_plan(
                 session, name="resident", site_ids=[row.id], schedule={"kind": "24/7"}
             )
@@ -340,6 +346,43 @@ class TestMetricsAndPoints:
             check_points(Influx(influx.url, influx.database), site.site)
             check_agent_goes_offline(server, Influx(influx.url, influx.database), agent, site.site)
         check_decision_lines(caplog.records, site.site, seeded)
+
+
+class TestAgentStatusNumbers:
+    """A status whose number no store can hold is refused as bad_value and counted; the
+    largest the contract accepts reaches the gauge and InfluxDB whole."""
+
+    def test_int64_bounds(self, site, influx, tmp_path):
+        url = f"sqlite:///{tmp_path / 'ruche.db'}"
+        run_migrations(url)
+        seed(url, site.site)
+        settings = settings_for(site, url, influx.url, influx.database, tmp_path / "spool")
+        db = Influx(influx.url, influx.database)
+        with running_server(settings) as server:
+            agent = site.connect_agent("agent-a")
+            topic = str(Topic.status(site.site, "agent-a"))
+            huge = json.dumps({"v": 1, "state": "online", "ts": datetime.now(UTC).isoformat(),
+                               "outbox_depth": 2**70})  # fmt: skip
+            agent.publish(topic, huge.encode(), retain=True).wait_for_publish(5)
+            eventually(lambda: server.metric("ruche_live_bad_total", reason="bad_value") == 1,
+                       what="the status refused as bad_value")  # fmt: skip
+            assert (
+                server.metric("ruche_agent_outbox_depth", site=site.site, agent="agent-a") is None
+            )
+            largest = status("online", outbox_depth=MAX_INT64)
+            agent.publish(topic, largest, retain=True).wait_for_publish(5)
+            eventually(
+                lambda: server.metric("ruche_agent_outbox_depth", site=site.site,
+                                      agent="agent-a") == float(MAX_INT64),
+                what="the gauge at the largest int64",
+            )  # fmt: skip
+            stored = eventually(
+                lambda: db.scalar("SELECT outbox_depth FROM agent_status WHERE site = $site",
+                                  site=site.site),
+                what="the agent_status point",
+            )  # fmt: skip
+            assert stored == MAX_INT64, "InfluxDB holds it exactly, as an integer"
+            assert server.ready()[0] == 200
 
 
 class TestInfluxOutage:

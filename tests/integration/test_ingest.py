@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -28,13 +29,18 @@ from ruche.server.models import AgentProgress, StoredEvent
 pytestmark = pytest.mark.integration
 
 
+DESKS = {"agent-a": [f"desk-{i}" for i in range(3)]}
+"""The desks `presence` reports for, as the registry gives them to agent-a."""
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path) -> str:
+def db_url(request, tmp_path, site, register_devices) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'ruche.db'}"
     else:
         url = request.getfixturevalue("pg_url")
     run_migrations(url)
+    register_devices(url, site.site, desks=DESKS)
     return url
 
 
@@ -143,6 +149,50 @@ class TestIngestion:
         assert stored_seqs(db_url, site.site) == [1]
 
 
+class TestRefusalFlood:
+    """10,000 refused messages in about two seconds write a bounded number of log lines,
+    and those lines carry the counts; every refusal is counted."""
+
+    def test_bounded_lines_with_counts(self, site, db_url, caplog):
+        caplog.set_level(logging.WARNING, logger="ruche.server.ingest")
+        engine = make_engine(db_url)
+        worker = IngestWorker(make_sessions(engine), mqtt_options(site), site=site.site)
+        worker.start()
+        try:
+            agent = site.connect_agent("agent-a")
+            garbage = str(Topic.presence(site.site, "agent-a", "desk-0"))
+            elsewhere = str(Topic.presence(site.site, "agent-a", "not-a-desk"))
+            started = time.monotonic()
+            infos = []
+            for seq in range(1, 10_001):
+                if seq % 2:
+                    infos.append(agent.publish(garbage, b"{not json"))
+                else:
+                    infos.append(agent.publish(elsewhere, presence(site.site, "x")(seq)[1]))
+            for info in infos:
+                info.wait_for_publish(10)
+            sent_s = time.monotonic() - started
+            deadline = time.monotonic() + 30
+            while worker.stats.received < 10_000 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            worker.stop()  # writes the pending summary
+            engine.dispose()
+        assert sent_s < 10, f"the flood took {sent_s:.1f} s to send"
+        assert worker.stats.bad == {"bad_json": 5000, "unknown_device": 5000}
+        lines = [r for r in caplog.records if r.name == "ruche.server.ingest"]
+        full = [r for r in lines if "refused (" in r.getMessage()]
+        summaries = [r for r in lines if "not logged one by one" in r.getMessage()]
+        assert len(lines) <= 30, f"{len(lines)} lines for 10,000 refusals"
+        assert len(full) + sum(s.suppressed for s in summaries) == 10_000
+        totals: dict[str, int] = {}
+        for summary in summaries:
+            for reason, count in summary.by_reason.items():
+                totals[reason] = totals.get(reason, 0) + count
+        assert sum(totals.values()) == 10_000 - len(full)
+        assert set(totals) == {"bad_json", "unknown_device"}
+
+
 WORKER_SCRIPT = textwrap.dedent(
     """
     import sys, threading
@@ -164,8 +214,9 @@ class TestWorkerKilled:
     """Two workers share the stream; one killed with SIGKILL loses and duplicates nothing."""
 
     @pytest.mark.slow
-    def test_one_of_two_workers_killed(self, site, pg_url, agent_link):
+    def test_one_of_two_workers_killed(self, site, pg_url, agent_link, register_devices):
         run_migrations(pg_url)
+        register_devices(pg_url, site.site, desks=DESKS)
         outbox, link = agent_link
         server = site.broker.server
         args = [sys.executable, "-c", WORKER_SCRIPT, pg_url, site.broker.host,

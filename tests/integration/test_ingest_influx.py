@@ -37,11 +37,14 @@ def count_points(writer: InfluxWriter) -> int:
     return 0 if not series else int(series[0]["values"][0][1])
 
 
-def run_pipeline(site, tmp_path, *, influx_url: str, database: str, during=None, events=600):
+def run_pipeline(
+    site, tmp_path, register_devices, *, influx_url: str, database: str, during=None, events=600
+):
     account = site.agents["agent-a"]
     server = site.broker.server
     url = f"sqlite:///{tmp_path / 'ruche.db'}"
     run_migrations(url)
+    register_devices(url, site.site, desks={"agent-a": [f"desk-{i}" for i in range(5)]})
     engine = make_engine(url)
     writer = InfluxWriter(influx_url, database, spool_dir=tmp_path / "spool", timeout=2.0)
     writer.query(f'CREATE DATABASE "{database}"')
@@ -93,8 +96,9 @@ def run_pipeline(site, tmp_path, *, influx_url: str, database: str, during=None,
 class TestPointForPoint:
     """Every stored presence event is one point in InfluxDB, at the agent's event time."""
 
-    def test_all_points_arrive(self, site, influx, tmp_path):
-        count, stats = run_pipeline(site, tmp_path, influx_url=influx.url, database=influx.database)
+    def test_all_points_arrive(self, site, influx, tmp_path, register_devices):
+        count, stats = run_pipeline(site, tmp_path, register_devices, influx_url=influx.url,
+                                    database=influx.database)  # fmt: skip
         assert count == 600
         assert stats.dead_lettered_points == 0
 
@@ -103,7 +107,7 @@ class TestInfluxOutage:
     """InfluxDB stopped mid-stream: agents are still acked, and no point is lost or doubled."""
 
     @pytest.mark.slow
-    def test_influxd_stopped_and_started(self, site, tmp_path):
+    def test_influxd_stopped_and_started(self, site, tmp_path, register_devices):
         influxd = InfluxdProcess(tmp_path / "influxd")
         influxd.start()
         acked_during_outage: list[int] = []
@@ -118,8 +122,8 @@ class TestInfluxOutage:
 
         try:
             count, stats = run_pipeline(
-                site, tmp_path, influx_url=influxd.url, database="outage", during=outage,
-                events=1500,
+                site, tmp_path, register_devices, influx_url=influxd.url, database="outage",
+                during=outage, events=1500,
             )  # fmt: skip
         finally:
             influxd.stop()
