@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Literal
 
 from ruche.broker import Channel, EventPayload, decode_payload
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
-from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.mosquitto_config import BrokerOptions
 from ruche.broker.passwords import generate_password
 from ruche.ports import free_port
 from ruche.sim.ld2410 import Arrive, Empty, Leave, PtyRadar, Scenario, Seated
 from ruche.sim.nfc import BadgeEmulator
 from ruche.sim.receiver import EventReceiver
+from ruche.sim.services.mosquitto import MosquittoProcess
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

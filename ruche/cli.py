@@ -220,7 +220,7 @@ def _sim_run(args: argparse.Namespace) -> int:
 def _bench_edge(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
-    from ruche.sim.agent_bench import run_agent_bench  # noqa: PLC0415
+    from ruche.sim.bench.edge import run_agent_bench  # noqa: PLC0415
 
     if not args.json:
         print(f"running one agent with {args.radars} radars at 10 Hz and an NFC reader "
@@ -237,7 +237,7 @@ def _bench_edge(args: argparse.Namespace) -> int:
 def _bench_ingest(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
-    from ruche.server.ingest_bench import BenchError, Faults, run_ingest_bench  # noqa: PLC0415
+    from ruche.sim.bench.ingest import BenchError, Faults, run_ingest_bench  # noqa: PLC0415
 
     for name in ("agents", "desks", "publishers", "workers"):
         if getattr(args, name) < 1:
@@ -271,7 +271,7 @@ def _bench_ingest(args: argparse.Namespace) -> int:
 def _bench_access(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
-    from ruche.server.access_bench import run_access_bench  # noqa: PLC0415
+    from ruche.sim.bench.access import run_access_bench  # noqa: PLC0415
 
     if not args.json:
         print(f"starting a broker and a server, then {args.taps} taps from {args.agents} "
@@ -288,7 +288,7 @@ def _bench_access(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ruche.demo import run_demo  # noqa: PLC0415
+    from ruche.sim.demo.run import run_demo  # noqa: PLC0415
 
     return run_demo(
         speed=args.speed,

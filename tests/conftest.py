@@ -40,7 +40,6 @@ from sqlalchemy import select
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.control import BrokerControl
 from ruche.broker.dynsec import add_agent_commands
-from ruche.broker.mosquitto import MosquittoError, MosquittoProcess
 from ruche.broker.passwords import generate_password
 from ruche.edge.agent import Agent
 from ruche.edge.gpio import DoorPins
@@ -50,9 +49,10 @@ from ruche.ports import free_port
 from ruche.server import registry
 from ruche.server.db import make_engine, make_sessions
 from ruche.server.errors import NotFound
-from ruche.server.influxd import InfluxdError, InfluxdProcess
 from ruche.server.models import Site
 from ruche.sim.door import SimDoor
+from ruche.sim.services.influxd import InfluxdError, InfluxdProcess
+from ruche.sim.services.mosquitto import MosquittoError, MosquittoProcess
 
 _counter = itertools.count(1)
 

@@ -3,8 +3,8 @@
 The first test runs the command as a person would (`ruche demo --duration 60 --json`)
 with `--dir`, so SQLite and InfluxDB's data stay behind; then it reads them itself (its
 own queries, its own influxd on the demo's data directory) and plans the same day again
-(`ruche.sim.demo_plan`, pure) to know what should be there. The second plays a day with
-`ruche.demo.Demo` in this process and stops its InfluxDB mid-day: `/readyz` turns red
+(`ruche.sim.demo.plan`, pure) to know what should be there. The second plays a day with
+`ruche.sim.demo.run.Demo` in this process and stops its InfluxDB mid-day: `/readyz` turns red
 naming InfluxDB, green once it is back, and no point is lost.
 """
 
@@ -32,9 +32,7 @@ from sqlalchemy.orm import Session
 
 from ruche.dashboards.health import DASHBOARD as HEALTH
 from ruche.dashboards.macros import expand
-from ruche.demo import INFLUX_DATABASE, SEED, Console, Demo, Played
 from ruche.server.db import make_engine
-from ruche.server.influxd import InfluxdProcess
 from ruche.server.models import (
     AuditKind,
     AuditRow,
@@ -47,7 +45,9 @@ from ruche.server.models import (
     VisitRow,
 )
 from ruche.sim.day import MEASUREMENTS, ExpectedSession
-from ruche.sim.demo_plan import PLANS, cut, deadline, demo_day, demo_site
+from ruche.sim.demo.plan import PLANS, cut, deadline, demo_day, demo_site
+from ruche.sim.demo.run import INFLUX_DATABASE, SEED, Console, Demo, Played
+from ruche.sim.services.influxd import InfluxdProcess
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from ruche.server.ingest_bench import Faults, IngestBenchResult, run_ingest_bench
+from ruche.sim.bench.ingest import Faults, IngestBenchResult, run_ingest_bench
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,6 @@ from sqlalchemy import func, select
 
 from ruche.broker import Channel, Unlock, encode
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
-from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.passwords import generate_password
 from ruche.server import registry
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
@@ -58,6 +57,7 @@ from ruche.sim.day import (
 )
 from ruche.sim.day_player import DayProgress, DaySummary, play_day
 from ruche.sim.receiver import EventReceiver
+from ruche.sim.services.mosquitto import MosquittoProcess
 
 pytestmark = pytest.mark.integration
 

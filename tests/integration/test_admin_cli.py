@@ -10,8 +10,8 @@ import tomllib
 
 import pytest
 
-from ruche.broker.mosquitto import find_mosquitto
 from ruche.ports import free_port, wait_for_port
+from ruche.sim.services.mosquitto import find_mosquitto
 
 pytestmark = pytest.mark.integration
 

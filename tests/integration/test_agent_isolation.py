@@ -41,7 +41,6 @@ from ruche.broker import (
 )
 from ruche.broker.accounts import AgentAccount, ServerAccount
 from ruche.broker.dynsec import CONTROL_TOPIC, RESPONSE_TOPIC
-from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.mosquitto_config import BrokerFiles
 from ruche.broker.passwords import generate_password
 from ruche.mqtt import publish_properties
@@ -54,6 +53,7 @@ from ruche.server.door_events import DoorEventWorker
 from ruche.server.doors import DoorWorker
 from ruche.server.ingest import IngestWorker
 from ruche.server.models import AuditKind, AuditRow, RefusedEvent, StoredEvent
+from ruche.sim.services.mosquitto import MosquittoProcess
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from ruche.ports import free_port, wait_for_port
-from ruche.server.access_bench import BodyFlood, RssSampler
 from ruche.server.db import run_migrations
+from ruche.sim.bench.access import BodyFlood, RssSampler
 
 pytestmark = pytest.mark.integration
 

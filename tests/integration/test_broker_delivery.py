@@ -9,8 +9,8 @@ import pytest
 
 from ruche.broker import Presence, PresenceState, Topic, decode, encode
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
-from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.passwords import generate_password
+from ruche.sim.services.mosquitto import MosquittoProcess
 
 pytestmark = pytest.mark.integration
 

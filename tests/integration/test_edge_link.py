@@ -20,11 +20,11 @@ import pytest
 
 from ruche.broker import Presence, PresenceState, Topic, encode
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
-from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.passwords import generate_password
 from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.outbox import Outbox
 from ruche.sim.receiver import EventReceiver
+from ruche.sim.services.mosquitto import MosquittoProcess
 
 pytestmark = pytest.mark.integration
 

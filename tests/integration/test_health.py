@@ -30,12 +30,12 @@ from ruche.broker.payloads import MAX_INT64
 from ruche.broker.tokens import badge_token
 from ruche.ports import free_port, wait_for_port
 from ruche.server import registry
-from ruche.server.access_bench import Door
 from ruche.server.api import create_app
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.influxd import InfluxdProcess
 from ruche.server.run import ServerWorkers
 from ruche.server.settings import ServerInflux, ServerMqtt, ServerSettings
+from ruche.sim.bench.access import Door
+from ruche.sim.services.influxd import InfluxdProcess
 
 pytestmark = pytest.mark.integration
 

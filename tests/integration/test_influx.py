@@ -28,8 +28,8 @@ from ruche.server.influx import (
     InfluxWriter,
     SpoolError,
 )
-from ruche.server.influxd import InfluxdProcess
 from ruche.server.lineprotocol import LineProtocolError, Point, encode_points
+from ruche.sim.services.influxd import InfluxdProcess
 
 pytestmark = pytest.mark.integration
 

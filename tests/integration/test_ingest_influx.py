@@ -15,9 +15,9 @@ from ruche.edge.outbox import Outbox
 from ruche.server.connection import MqttOptions
 from ruche.server.db import make_engine, make_sessions, run_migrations
 from ruche.server.influx import InfluxWriter
-from ruche.server.influxd import InfluxdProcess
 from ruche.server.ingest import IngestWorker
 from ruche.server.points import write_events
+from ruche.sim.services.influxd import InfluxdProcess
 
 pytestmark = pytest.mark.integration
 

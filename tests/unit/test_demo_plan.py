@@ -1,4 +1,4 @@
-"""The demo's site and day (`ruche.sim.demo_plan`): pure values, and when bookings are made."""
+"""The demo's site and day (`ruche.sim.demo.plan`): pure values, and when bookings are made."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ruche.server.billing import terms_of
 from ruche.server.pricing import DayPass, MonthlyPlan, PayAsYouGo
 from ruche.sim.day import PlannedBooking
-from ruche.sim.demo_plan import (
+from ruche.sim.demo.plan import (
     MAX_DESKS,
     MIN_DESKS,
     PLANS,

@@ -40,15 +40,15 @@ from sqlalchemy import func, select
 
 from ruche.broker import Ack, Presence, PresenceState, Topic, decode, encode_for
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount, agent_username
-from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.passwords import generate_password
 from ruche.broker.topics import Channel
 from ruche.ports import free_port
 from ruche.server import registry
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.influxd import InfluxdProcess
 from ruche.server.models import StoredEvent
-from ruche.sim.mqtt_load import LoadConnection
+from ruche.sim.bench.mqtt_load import LoadConnection
+from ruche.sim.services.influxd import InfluxdProcess
+from ruche.sim.services.mosquitto import MosquittoProcess
 
 SITE = "bench"
 DATABASE = "ruche_bench"

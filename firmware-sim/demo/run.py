@@ -6,7 +6,7 @@ What runs, each in `--dir` (or a temporary directory):
   and one for the server: Mosquitto (`make demo` installs it), as on a site.
 - **InfluxDB** (`influxd` 1.x), private, when installed; the demo runs without it.
 - **The server**, `ruche server run` on SQLite, its registry seeded with the site of
-  `ruche.sim.demo_plan` (`ruche.sim.demo_site`): 40 desks in three zones, two doors,
+  `ruche.sim.demo.plan` (`ruche.sim.demo.site`): 40 desks in three zones, two doors,
   members on the four kinds of plan with price versions, badges (one revoked).
 - **The agents**: `ruche.sim.day_player.play_day` plays today as `ruche.sim.day.plan_day`
   plans it, as the site's four agents, each on its own MQTT connection with acks.
@@ -30,7 +30,7 @@ clock, while the simulated clock runs `speed` times faster:
 At the end (closing time, `duration` seconds of play, or Ctrl-C/SIGTERM) the demo waits
 until the server has stored, decided and written to InfluxDB all it was sent, stops it,
 refreshes occupancy once at the simulated clock's time (sessions, visits, no-shows),
-and reports what the stores hold (`ruche.demo_report`), with an invoice preview.
+and reports what the stores hold (`ruche.sim.demo.report`), with an invoice preview.
 """
 
 from __future__ import annotations
@@ -59,24 +59,14 @@ from sqlalchemy.orm import Session
 from ruche import __version__
 from ruche.broker import Channel, everything
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
-from ruche.broker.mosquitto import MosquittoError, MosquittoProcess
 from ruche.broker.mosquitto_config import BrokerOptions
 from ruche.broker.passwords import generate_password
-from ruche.demo_report import (
-    decisions,
-    events,
-    influx_points,
-    invoice_preview,
-    store_counts,
-    summary_lines,
-)
 from ruche.ports import free_port, wait_for_port
 from ruche.server.db import make_engine, make_sessions, transaction
-from ruche.server.influxd import InfluxdError, InfluxdProcess
 from ruche.server.occupancy import refresh_site
 from ruche.sim.day import MEASUREMENTS, PlannedBooking
 from ruche.sim.day_player import DayPlayError, DayProgress, play_day
-from ruche.sim.demo_plan import (
+from ruche.sim.demo.plan import (
     MAX_DESKS,
     MIN_DESKS,
     PLANS,
@@ -89,7 +79,17 @@ from ruche.sim.demo_plan import (
     demo_site,
     split_bookings,
 )
-from ruche.sim.demo_site import SeededSite, add_bookings, seed_demo_site
+from ruche.sim.demo.report import (
+    decisions,
+    events,
+    influx_points,
+    invoice_preview,
+    store_counts,
+    summary_lines,
+)
+from ruche.sim.demo.site import SeededSite, add_bookings, seed_demo_site
+from ruche.sim.services.influxd import InfluxdError, InfluxdProcess
+from ruche.sim.services.mosquitto import MosquittoError, MosquittoProcess
 
 __all__ = [
     "SEED",

@@ -1,4 +1,4 @@
-"""The demo's registry: `ruche.sim.demo_plan`'s site written to SQL through the registry.
+"""The demo's registry: `ruche.sim.demo.plan`'s site written to SQL through the registry.
 
 Its agents, zones, desks and doors; its plans (24/7 at the doors) with their price
 versions and a 20 % tax; its members with memberships since two months, enrolled
@@ -19,7 +19,7 @@ from ruche.server import billing, registry
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.models import Desk, Member, Role
 from ruche.sim.day import PlannedBooking
-from ruche.sim.demo_plan import PLANS, DemoSite
+from ruche.sim.demo.plan import PLANS, DemoSite
 
 __all__ = ["SeededSite", "add_bookings", "seed_demo_site"]
 

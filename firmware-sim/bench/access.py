@@ -37,7 +37,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ruche.broker import Deny, Tap, Topic, Unlock, decode, encode_for
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
-from ruche.broker.mosquitto import MosquittoProcess
 from ruche.broker.passwords import generate_password
 from ruche.broker.tokens import badge_token
 from ruche.broker.topics import Channel
@@ -46,6 +45,7 @@ from ruche.ports import free_port
 from ruche.server import registry
 from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.models import BadgeStatus
+from ruche.sim.services.mosquitto import MosquittoProcess
 
 SITE = "bench"
 ANSWER_TIMEOUT_S = 2.0
