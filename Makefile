@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test check lint typecheck unit system-deps install clean
+.PHONY: demo test check lint typecheck view unit system-deps install clean
 
 demo: install
 	$(BIN)/ruche demo $(DEMO_ARGS)
@@ -29,13 +29,19 @@ test: install lint typecheck
 check: install lint typecheck
 	$(BIN)/pytest tests/unit -q
 
-lint: install
+# Ruff, then the import layers ([tool.importlinter] in pyproject.toml).
+lint: install view
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd .typecheck && PYTHONPATH=. ../$(BIN)/lint-imports --config ../pyproject.toml --no-cache
 
-# mypy cannot follow setuptools' editable import hook, so it reads a view of the
-# package built from symlinks: .typecheck/ruche/{edge,server,...} -> the real folders.
-typecheck: install
+typecheck: install view
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p ruche
+
+# mypy and import-linter cannot follow setuptools' editable import hook, so they read a
+# view of the package built from symlinks: .typecheck/ruche/{edge,server,...} -> the
+# real folders.
+view:
 	@rm -rf .typecheck && mkdir -p .typecheck/ruche
 	@for f in ruche/*.py ruche/py.typed; do ln -s "../../$$f" .typecheck/ruche/; done
 	@ln -s ../../broker .typecheck/ruche/broker
@@ -43,7 +49,6 @@ typecheck: install
 	@ln -s ../../server .typecheck/ruche/server
 	@ln -s ../../dashboards .typecheck/ruche/dashboards
 	@ln -s ../../firmware-sim .typecheck/ruche/sim
-	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p ruche
 
 install: system-deps $(STAMP)
 

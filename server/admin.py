@@ -1,4 +1,4 @@
-"""What `ruche admin ...` and `ruche broker config --server-config` do, over a database URL.
+"""What `ruche admin ...` and `ruche server broker-config` do, over a database URL.
 
 Each function opens its own transaction and returns plain values for the CLI to
 print; domain errors (`NotFound`, `Conflict`, `Invalid`) reach the CLI unchanged.

@@ -48,7 +48,7 @@ class TestProvisioning:
         port = free_port()
         out = tmp_path / "broker"
         run_as = pwd.getpwuid(os.geteuid()).pw_name
-        done = ruche("broker", "config", "--server-config", str(server_toml), "--out", str(out),
+        done = ruche("server", "broker-config", "--config", str(server_toml), "--out", str(out),
                      "--port", str(port), "--run-as", run_as)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert agent_toml["mqtt"]["password"] not in (out / "dynamic-security.json").read_text()
@@ -86,4 +86,4 @@ class TestProvisioning:
         assert "Traceback" not in done.stderr
         done = ruche("broker", "config", "--out", str(tmp_path / "o"))
         assert done.returncode == 2
-        assert "exactly one of --accounts" in done.stderr
+        assert "the following arguments are required: --accounts" in done.stderr

@@ -35,6 +35,14 @@ class TestLayout:
         code = "import ruche.edge, ruche.server, ruche.broker, ruche.sim, ruche.dashboards"
         subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
 
+    def test_every_floor_module_is_held_to_the_floor(self):
+        contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+        (floor,) = [c for c in contracts["contracts"] if c["type"] == "forbidden"]
+        modules = {f"ruche.{p.stem}" for p in (ROOT / "ruche").glob("*.py")} - {
+            "ruche.__init__", "ruche.__main__"
+        }
+        assert set(floor["source_modules"]) == modules, "list it in [tool.importlinter]"
+
     def test_console_command(self):
         done = subprocess.run([Path(sys.executable).with_name("ruche"), "--version"],
                               capture_output=True, text=True, check=True)  # fmt: skip

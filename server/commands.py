@@ -1,0 +1,249 @@
+"""The server's commands: `ruche server run|ingest|migrate|broker-config`, `ruche admin ...`,
+`ruche audit verify` and `ruche billing close|export|pdf`."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ruche.broker.commands import add_listener_options, write_for
+from ruche.commands import CliError, Filler, at_least_one
+from ruche.logs import configure_logging
+from ruche.server import admin
+from ruche.server import billing_commands as billing
+from ruche.server.db import DEFAULT_URL, run_migrations
+from ruche.server.errors import DomainError
+from ruche.server.models import Role
+from ruche.server.run import run_ingest, run_server
+from ruche.server.settings import ServerConfigError, load_server_settings
+
+DATABASE_HELP = "SQLAlchemy URL (default: $RUCHE_DATABASE_URL or sqlite:///ruche.db)"
+
+
+def _database(args: argparse.Namespace) -> str:
+    return str(args.database or os.environ.get("RUCHE_DATABASE_URL") or DEFAULT_URL)
+
+
+def _database_option() -> argparse.ArgumentParser:
+    """`--database`, for every command that opens the registry."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--database", help=DATABASE_HELP)
+    return parent
+
+
+# --- ruche server -------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    try:
+        settings = load_server_settings(args.config)
+        return run_server(
+            settings, workers=args.workers, config=args.config, log_level=args.log_level
+        )
+    except (ServerConfigError, TimeoutError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    try:
+        return run_ingest(load_server_settings(args.config), name=args.name)
+    except (ServerConfigError, TimeoutError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    url = _database(args)
+    run_migrations(url)
+    print(f"database {url} is at the latest schema")
+    return 0
+
+
+def _broker_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_server_settings(args.config)
+        users = admin.broker_users(
+            settings.database_url,
+            server_username=settings.mqtt.username,
+            server_password=settings.mqtt.password.get_secret_value(),
+        )
+    except (ServerConfigError, DomainError) as exc:
+        raise CliError(str(exc)) from exc
+    return write_for(users, args)
+
+
+def _fill_server(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="server_command", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="the REST API and the MQTT workers")
+    run.add_argument("--config", type=Path, help="the server's TOML file (RUCHE_ env overrides)")
+    run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    run.add_argument(
+        "--workers", type=at_least_one, default=1,
+        help="processes taking agents' events (1): N-1 `server ingest` children",
+    )  # fmt: skip
+    run.set_defaults(handler=_run)
+    ingest = actions.add_parser(
+        "ingest", help="one more process taking agents' events (what --workers N starts)"
+    )
+    ingest.add_argument("--config", type=Path, help="the server's TOML file (RUCHE_ env overrides)")
+    ingest.add_argument(
+        "--name", default="ingest",
+        help="its InfluxDB spool folder under spool_dir; keep it across restarts (ingest)",
+    )  # fmt: skip
+    ingest.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    ingest.set_defaults(handler=_ingest)
+    migrate = actions.add_parser(
+        "migrate", help="bring the database to the latest schema", parents=[_database_option()]
+    )
+    migrate.set_defaults(handler=_migrate)
+    broker = actions.add_parser(
+        "broker-config",
+        help="write Mosquitto's configuration for the agents of the registry",
+        description="The server account from the config file, every agent with a broker "
+        "password from the registry (`ruche broker config` takes them from a TOML file).",
+    )
+    broker.add_argument("--config", type=Path, required=True, help="the server's TOML file")
+    add_listener_options(broker)
+    broker.set_defaults(handler=_broker_config)
+
+
+# --- ruche admin, ruche audit --------------------------------------------------------
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        raise CliError(f"UID {text!r} is not hex (e.g. 04:a2:2b:1a or 04a22b1a)") from None
+
+
+def _admin(args: argparse.Namespace) -> int:
+    url = _database(args)
+    try:
+        match args.admin_command:
+            case "key":
+                secret = admin.create_api_key(url, role=Role(args.role), name=args.name,
+                                              site=args.site, member_email=args.member)  # fmt: skip
+                print(f"API key for {args.role} {args.name!r} (shown once, store it now):")
+                print(secret)
+            case "site":
+                site_id = admin.add_site(url, slug=args.slug, name=args.name,
+                                         timezone=args.timezone)  # fmt: skip
+                print(f"site {args.slug} created (id {site_id})")
+            case "member":
+                member_id = admin.add_member(url, name=args.name, email=args.email)
+                print(f"member {args.email} created (id {member_id})")
+            case "badge":
+                uid = _hex(args.uid)
+                token = admin.enrol_badge(url, member_email=args.member, site=args.site, uid=uid)
+                print(f"badge enrolled for {args.member}: token {token} (the UID is not stored)")
+            case _:
+                provision = admin.add_agent(url, site=args.site, agent=args.id)
+                print("# agent.toml for this agent (contains secrets: shown once)")
+                print(provision.agent_toml(host=args.broker_host, port=args.broker_port))
+                print("# then: ruche server broker-config --config server.toml --out ..., "
+                    "and restart Mosquitto")  # fmt: skip
+    except DomainError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def _fill_admin(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
+    add = functools.partial(actions.add_parser, parents=[_database_option()])
+    key = add("key", help="create an API key (the secret is shown once)")
+    key.add_argument("--role", choices=["admin", "manager", "member"], required=True)
+    key.add_argument("--name", default="", help="what the key is for")
+    key.add_argument("--site", help="a manager's site (slug)")
+    key.add_argument("--member", help="a member key's member (email)")
+    site = add("site", help="add a site")
+    site.add_argument("--slug", required=True, help="its id in MQTT topics, e.g. lyon")
+    site.add_argument("--name", required=True)
+    site.add_argument("--timezone", required=True, help="IANA name, e.g. Europe/Paris")
+    member = add("member", help="add a member")
+    member.add_argument("--name", required=True)
+    member.add_argument("--email", required=True)
+    badge = add("badge", help="enrol a badge for a member at a site")
+    badge.add_argument("--member", required=True, help="the member's email")
+    badge.add_argument("--site", required=True, help="the site (slug) whose key hashes the UID")
+    badge.add_argument("--uid", required=True, help="the card UID in hex")
+    agent = add("agent", help="register an agent and print its agent.toml")
+    agent.add_argument("--site", required=True)
+    agent.add_argument("--id", required=True, help="the agent id, e.g. door-a")
+    agent.add_argument("--broker-host", default="127.0.0.1", help="for the printed config")
+    agent.add_argument("--broker-port", type=int, default=8883, help="for the printed config")
+    for sub in (key, site, member, badge, agent):
+        sub.set_defaults(handler=_admin)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    result = admin.verify_audit(_database(args))
+    if result.ok:
+        print(f"audit log intact: {result.checked} rows verified")
+        return 0
+    print(f"audit log TAMPERED at row {result.bad_id}: {result.problem} "
+          f"({result.checked} rows read)", file=sys.stderr)  # fmt: skip
+    return 1
+
+
+def _fill_audit(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="detect an edited or deleted row", parents=[_database_option()]
+    )
+    verify.set_defaults(handler=_verify)
+
+
+# --- ruche billing -------------------------------------------------------------------
+
+
+def _billing(args: argparse.Namespace) -> int:
+    url = _database(args)
+    try:
+        match args.billing_command:
+            case "close":
+                billing.close(
+                    url, period=args.period, site=args.site, now=datetime.now(UTC),
+                    say=print, warn=lambda line: print(line, file=sys.stderr),
+                )  # fmt: skip
+            case "export":
+                billing.export(url, period=args.period, site=args.site, fmt=args.format,
+                               out=args.out, say=print)  # fmt: skip
+            case _:
+                billing.pdf(url, invoice=args.invoice, out=args.out, say=print)
+    except DomainError as exc:
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"{exc.filename or 'the file'}: {exc.strerror}") from exc
+    return 0
+
+
+def _fill_billing(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="billing_command", required=True, metavar="ACTION")
+    add = functools.partial(actions.add_parser, parents=[_database_option()])
+    close = add("close", help="issue the month's invoices (again: the same ones, nothing new)")
+    close.add_argument("--period", required=True, help="the month, YYYY-MM (e.g. 2026-11)")
+    close.add_argument("--site", help="one site (slug); default: every site")
+    export = add("export", help="the month's invoice lines for accounting, as CSV or JSON")
+    export.add_argument("--period", required=True, help="the month, YYYY-MM")
+    export.add_argument("--site", help="one site (slug); default: every site")
+    export.add_argument("--format", choices=["csv", "json"], default="csv", help="(csv)")
+    export.add_argument("--out", type=Path, required=True, help="the file to write")
+    pdf = add("pdf", help="an issued invoice as a PDF")
+    pdf.add_argument("--invoice", required=True, help="its key or number (lyon-2026-11-0001)")
+    pdf.add_argument("--out", type=Path, required=True, help="the file to write")
+    for sub in (close, export, pdf):
+        sub.set_defaults(handler=_billing)
+
+
+COMMANDS: dict[str, Filler] = {
+    "server": _fill_server,
+    "admin": _fill_admin,
+    "audit": _fill_audit,
+    "billing": _fill_billing,
+}
