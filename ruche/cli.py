@@ -24,11 +24,12 @@ class Command:
     """The module whose `COMMANDS[name]` fills the command's parser."""
     help: str
     extra: str
-    """The extra that installs what the module needs: `pip install 'ruche[EXTRA]'`."""
+    """The extras that install what the module needs (`pip install 'ruche[EXTRA]'`); empty
+    when the core has it all."""
 
 
 COMMANDS: dict[str, Command] = {
-    "broker": Command("ruche.broker.commands", "the MQTT broker Ruche configures", "server"),
+    "broker": Command("ruche.broker.commands", "the MQTT broker Ruche configures", ""),
     "edge": Command("ruche.edge.commands", "the agent on a Raspberry Pi", "edge"),
     "server": Command("ruche.server.commands", "the server", "server"),
     "admin": Command("ruche.server.commands",
@@ -55,9 +56,9 @@ def _filler(name: str) -> Filler:
     try:
         module = importlib.import_module(command.module)
     except ModuleNotFoundError as exc:
+        wanted = f"ruche[{command.extra}]" if command.extra else "ruche"
         raise CliError(
-            f"`ruche {name}` needs {exc.name!r}, which is not installed: "
-            f"pip install 'ruche[{command.extra}]'"
+            f"`ruche {name}` needs {exc.name!r}, which is not installed: pip install '{wanted}'"
         ) from exc
     filler: Filler = module.COMMANDS[name]
     return filler
