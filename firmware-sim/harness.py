@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
-    from ruche.server.ingest import IngestWorker
+    from ruche.server.occupancy.ingest import IngestWorker
 
 SITE, AGENT = "lab", "agent-a"
 SITE_KEY = "00112233445566778899aabbccddeeff"
@@ -213,8 +213,8 @@ class AgentHarness:
         from sqlalchemy import select  # noqa: PLC0415
         from sqlalchemy.orm import Session  # noqa: PLC0415
 
-        from ruche.server.db import make_engine  # noqa: PLC0415
-        from ruche.server.models import StoredEvent  # noqa: PLC0415
+        from ruche.server.storage.db import make_engine  # noqa: PLC0415
+        from ruche.server.storage.models import StoredEvent  # noqa: PLC0415
 
         query = select(StoredEvent.channel, StoredEvent.payload).order_by(StoredEvent.seq)
         engine = self._engine or make_engine(self.database_url)
@@ -227,9 +227,9 @@ class AgentHarness:
         return [decode_payload(Channel(ch), raw.encode()) for ch, raw in rows]  # type: ignore[misc]
 
     def _start_ingest(self, url: str) -> None:
-        from ruche.server.connection import MqttOptions  # noqa: PLC0415
-        from ruche.server.db import make_engine, make_sessions, run_migrations  # noqa: PLC0415
-        from ruche.server.ingest import IngestWorker  # noqa: PLC0415
+        from ruche.server.messaging.connection import MqttOptions  # noqa: PLC0415
+        from ruche.server.occupancy.ingest import IngestWorker  # noqa: PLC0415
+        from ruche.server.storage.db import make_engine, make_sessions, run_migrations  # noqa: PLC0415
 
         run_migrations(url)
         self._engine = make_engine(url)

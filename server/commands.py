@@ -13,13 +13,13 @@ from pathlib import Path
 from ruche.broker.commands import add_listener_options, write_for
 from ruche.commands import CliError, Filler, at_least_one
 from ruche.logs import configure_logging
-from ruche.server import admin
-from ruche.server import billing_commands as billing
-from ruche.server.db import DEFAULT_URL, run_migrations
+from ruche.server.billing import operator as billing
 from ruche.server.errors import DomainError
-from ruche.server.models import Role
+from ruche.server.registry import admin
 from ruche.server.run import run_ingest, run_server
 from ruche.server.settings import ServerConfigError, load_server_settings
+from ruche.server.storage.db import DEFAULT_URL, run_migrations
+from ruche.server.storage.models import Role
 
 DATABASE_HELP = "SQLAlchemy URL (default: $RUCHE_DATABASE_URL or sqlite:///ruche.db)"
 

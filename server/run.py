@@ -20,31 +20,29 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
+import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import Message
-from ruche.server.allowlists import AllowlistPublisher
-from ruche.server.connection import MqttOptions
-from ruche.server.door_events import DoorEventWorker
-from ruche.server.doors import DoorWorker
-from ruche.server.influx import InfluxError, InfluxWriter
-from ruche.server.ingest import IngestWorker
-from ruche.server.live import LiveHub
-from ruche.server.metrics import STATS_INTERVAL_S, ProcessMetrics, StatsReporter, StatusRecorder
-from ruche.server.occupancy import OccupancyWorker
-from ruche.server.ownership import DeviceOwners
-from ruche.server.points import write_events
-from ruche.server.ports import RegistryListener
+from ruche.server.access.allowlists import AllowlistPublisher
+from ruche.server.access.door_events import DoorEventWorker
+from ruche.server.access.taps import DoorWorker
+from ruche.server.api.app import create_app
+from ruche.server.api.routes.health import HealthChecks
+from ruche.server.messaging.connection import MqttOptions
+from ruche.server.occupancy.ingest import IngestWorker
+from ruche.server.occupancy.live import LiveHub
+from ruche.server.occupancy.refresh import OccupancyWorker
+from ruche.server.ops.metrics import STATS_INTERVAL_S, ProcessMetrics, StatsReporter, StatusRecorder
+from ruche.server.registry.listener import RegistryListener, SiteChangeFanout
+from ruche.server.registry.ownership import DeviceOwners
 from ruche.server.settings import ServerSettings
-from ruche.server.wal import WalCheckpointer
-
-if TYPE_CHECKING:
-    import uvicorn
-
-    from ruche.server.routes_health import HealthChecks
+from ruche.server.storage.db import is_sqlite, make_engine, make_sessions, run_migrations
+from ruche.server.storage.wal import WalCheckpointer
+from ruche.server.timeseries.influx import InfluxError, InfluxWriter
+from ruche.server.timeseries.points import write_events
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +56,6 @@ Worker = (
     | LiveHub
     | WalCheckpointer
 )
-
-
-class SiteChangeFanout:
-    """One RegistryListener telling several: the decision cache and the allow-list publisher."""
-
-    def __init__(self, *listeners: RegistryListener) -> None:
-        self._listeners = listeners
-
-    def site_changed(self, site: str) -> None:
-        for listener in self._listeners:
-            listener.site_changed(site)
 
 
 @dataclass
@@ -201,8 +188,6 @@ class ServerWorkers:
 
     def health_checks(self, sessions: sessionmaker[Session]) -> HealthChecks:
         """What `/readyz` and `/metrics` of this process read."""
-        from ruche.server.routes_health import HealthChecks  # noqa: PLC0415 - the web stack
-
         return HealthChecks(
             sessions, metrics=self.metrics, mqtt=self.connections(), influx=self.influx
         )
@@ -269,11 +254,6 @@ def run_server(
     `workers > 1` also starts `workers - 1` ingest-only processes (`ruche server
     ingest`, same `config` and environment), restarted if they die.
     """
-    import uvicorn  # noqa: PLC0415 - only the server imports the web stack
-
-    from ruche.server.api import create_app  # noqa: PLC0415
-    from ruche.server.db import make_engine, make_sessions, run_migrations  # noqa: PLC0415
-
     run_migrations(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
@@ -319,8 +299,6 @@ def run_server(
 def ingest_database(url: str) -> tuple[Engine, WalCheckpointer | None]:
     """Ingestion's own engine; on SQLite, one whose commits leave checkpointing the WAL to
     the returned checkpointer (started and stopped with the workers)."""
-    from ruche.server.db import is_sqlite, make_engine  # noqa: PLC0415
-
     if not is_sqlite(url):
         return make_engine(url), None
     engine = make_engine(url, autocheckpoint=False)
@@ -330,8 +308,6 @@ def ingest_database(url: str) -> tuple[Engine, WalCheckpointer | None]:
 def run_ingest(settings: ServerSettings, *, name: str) -> int:
     """`ruche server ingest`: one more ingestion process on the shared subscription, its
     InfluxDB spool in `spool_dir/name`; until SIGINT or SIGTERM."""
-    from ruche.server.db import make_sessions  # noqa: PLC0415
-
     engine, checkpointer = ingest_database(settings.database_url)
     influx = _influx_writer(settings, spool=name)
     sink = None if influx is None else functools.partial(write_events, influx)

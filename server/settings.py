@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ruche.config import describe, is_placeholder, read_toml
-from ruche.server.db import DEFAULT_URL
+from ruche.server.storage.db import DEFAULT_URL
 
 
 class ServerConfigError(ValueError):

@@ -47,9 +47,9 @@ from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
 from ruche.mqtt import stop_client
 from ruche.ports import free_port
 from ruche.server import registry
-from ruche.server.db import make_engine, make_sessions
 from ruche.server.errors import NotFound
-from ruche.server.models import Site
+from ruche.server.storage.db import make_engine, make_sessions
+from ruche.server.storage.models import Site
 from ruche.sim.door import SimDoor
 from ruche.sim.services.influxd import InfluxdError, InfluxdProcess
 from ruche.sim.services.mosquitto import MosquittoError, MosquittoProcess

@@ -43,8 +43,8 @@ from ruche.broker.topics import Channel
 from ruche.mqtt import no_delay, publish_properties, stop_client
 from ruche.ports import free_port
 from ruche.server import registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import BadgeStatus
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import BadgeStatus
 from ruche.sim.services.mosquitto import MosquittoProcess
 
 SITE = "bench"

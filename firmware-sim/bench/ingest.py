@@ -44,8 +44,8 @@ from ruche.broker.passwords import generate_password
 from ruche.broker.topics import Channel
 from ruche.ports import free_port
 from ruche.server import registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import StoredEvent
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import StoredEvent
 from ruche.sim.bench.mqtt_load import LoadConnection
 from ruche.sim.services.influxd import InfluxdProcess
 from ruche.sim.services.mosquitto import MosquittoProcess

@@ -73,7 +73,7 @@ class DemoDesk:
 
 @dataclass(frozen=True, slots=True)
 class DemoPrice:
-    """A price version: plan terms as `ruche.server.billing.terms_of` reads them."""
+    """A price version: plan terms as `ruche.server.billing.close.terms_of` reads them."""
 
     label: str
     valid_from: date

@@ -3,7 +3,7 @@ the summary as text.
 
 Everything here reads what the server stored (SQL) and wrote (InfluxDB); nothing is
 taken from what the demo meant to send, so the summary says what Ruche made of the day.
-The invoice preview runs the billing core (`ruche.server.invoicing.compute_invoice`) on
+The invoice preview runs the billing core (`ruche.server.billing.invoicing.compute_invoice`) on
 each member's usage of the month so far, as `ruche billing close` would at the month's
 end, without storing anything: the month is not over, and closing it would fix it.
 """
@@ -22,8 +22,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ruche.server import billing
-from ruche.server.invoicing import compute_invoice
-from ruche.server.models import (
+from ruche.server.billing.invoicing import compute_invoice
+from ruche.server.billing.money import Currency
+from ruche.server.billing.pricing import Period
+from ruche.server.storage.models import (
     AuditKind,
     AuditRow,
     Booking,
@@ -35,8 +37,6 @@ from ruche.server.models import (
     StoredEvent,
     VisitRow,
 )
-from ruche.server.money import Currency
-from ruche.server.pricing import Period
 
 __all__ = [
     "StoreCounts",

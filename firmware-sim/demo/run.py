@@ -62,8 +62,8 @@ from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.mosquitto_config import BrokerOptions
 from ruche.broker.passwords import generate_password
 from ruche.ports import free_port, wait_for_port
-from ruche.server.db import make_engine, make_sessions, transaction
-from ruche.server.occupancy import refresh_site
+from ruche.server.occupancy.refresh import refresh_site
+from ruche.server.storage.db import make_engine, make_sessions, transaction
 from ruche.sim.day import MEASUREMENTS, PlannedBooking
 from ruche.sim.day_player import DayPlayError, DayProgress, play_day
 from ruche.sim.demo.plan import (

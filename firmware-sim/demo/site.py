@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ruche.server import billing, registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import Desk, Member, Role
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import Desk, Member, Role
 from ruche.sim.day import PlannedBooking
 from ruche.sim.demo.plan import PLANS, DemoSite
 

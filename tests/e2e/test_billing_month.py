@@ -38,8 +38,12 @@ from sqlalchemy import func, select
 
 from ruche.broker.accounts import AgentAccount
 from ruche.server import billing, registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import (
+from ruche.server.billing.pricing import Period
+from ruche.server.occupancy.refresh import refresh_site
+from ruche.server.run import ServerWorkers
+from ruche.server.settings import ServerMqtt, ServerSettings
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import (
     AuditKind,
     AuditRow,
     DeskSessionRow,
@@ -47,10 +51,6 @@ from ruche.server.models import (
     InvoiceRow,
     VisitRow,
 )
-from ruche.server.occupancy import refresh_site
-from ruche.server.pricing import Period
-from ruche.server.run import ServerWorkers
-from ruche.server.settings import ServerMqtt, ServerSettings
 from ruche.sim.day import (
     AgentTiming,
     DayPlan,

@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 
 from ruche.dashboards.health import DASHBOARD as HEALTH
 from ruche.dashboards.macros import expand
-from ruche.server.db import make_engine
-from ruche.server.models import (
+from ruche.server.storage.db import make_engine
+from ruche.server.storage.models import (
     AuditKind,
     AuditRow,
     Booking,

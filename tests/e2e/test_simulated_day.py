@@ -32,8 +32,11 @@ from ruche.broker import Channel, Unlock, encode
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.passwords import generate_password
 from ruche.server import registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import (
+from ruche.server.occupancy.refresh import SiteRefresh, refresh_site
+from ruche.server.run import ServerWorkers
+from ruche.server.settings import ServerInflux, ServerMqtt, ServerSettings
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import (
     AuditKind,
     AuditRow,
     Booking,
@@ -42,9 +45,6 @@ from ruche.server.models import (
     Role,
     VisitRow,
 )
-from ruche.server.occupancy import SiteRefresh, refresh_site
-from ruche.server.run import ServerWorkers
-from ruche.server.settings import ServerInflux, ServerMqtt, ServerSettings
 from ruche.sim.day import (
     MEASUREMENTS,
     DayPlan,

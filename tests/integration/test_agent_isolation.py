@@ -47,12 +47,12 @@ from ruche.mqtt import publish_properties
 from ruche.mqtt_wire import packet, utf8
 from ruche.ports import free_port
 from ruche.server import registry
-from ruche.server.connection import MqttOptions
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.door_events import DoorEventWorker
-from ruche.server.doors import DoorWorker
-from ruche.server.ingest import IngestWorker
-from ruche.server.models import AuditKind, AuditRow, RefusedEvent, StoredEvent
+from ruche.server.access.door_events import DoorEventWorker
+from ruche.server.access.taps import DoorWorker
+from ruche.server.messaging.connection import MqttOptions
+from ruche.server.occupancy.ingest import IngestWorker
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import AuditKind, AuditRow, RefusedEvent, StoredEvent
 from ruche.sim.services.mosquitto import MosquittoProcess
 
 pytestmark = pytest.mark.integration

@@ -17,14 +17,14 @@ from ruche.broker import Allowlist, Channel, Deny, Tap, Topic, decode_payload, e
 from ruche.edge.agent import Agent
 from ruche.mqtt import publish_properties
 from ruche.server import registry
-from ruche.server.access import allowlist_windows
-from ruche.server.allowlists import AllowlistPublisher
-from ruche.server.connection import MqttOptions
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.doors import DoorWorker
-from ruche.server.facts import load_allowlist_inputs
-from ruche.server.models import BadgeStatus
-from ruche.server.schedule import merge_intervals
+from ruche.server.access.allowlists import AllowlistPublisher
+from ruche.server.access.facts import load_allowlist_inputs
+from ruche.server.access.rules import allowlist_windows
+from ruche.server.access.taps import DoorWorker
+from ruche.server.messaging.connection import MqttOptions
+from ruche.server.registry.schedule import merge_intervals
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import BadgeStatus
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import Command, Lockdown, Unlock, badge_token
 from ruche.server import registry
-from ruche.server.api import create_app
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import ApiKey, AuditRow, Badge, Door, Role
+from ruche.server.api.app import create_app
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import ApiKey, AuditRow, Badge, Door, Role
 
 pytestmark = pytest.mark.integration
 

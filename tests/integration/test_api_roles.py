@@ -15,11 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ruche.broker import Command
-from ruche.server import audit, registry
-from ruche.server.api import create_app
-from ruche.server.audit import AuditEntry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import AuditKind, AuditSource, Role
+from ruche.server import registry
+from ruche.server.access import audit
+from ruche.server.access.audit import AuditEntry
+from ruche.server.api.app import create_app
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import AuditKind, AuditSource, Role
 
 pytestmark = pytest.mark.integration
 

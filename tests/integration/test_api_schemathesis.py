@@ -22,9 +22,9 @@ from sqlalchemy.orm import sessionmaker
 
 from ruche.broker import Command
 from ruche.server import registry
-from ruche.server.api import create_app
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import Role
+from ruche.server.api.app import create_app
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import Role
 
 pytestmark = pytest.mark.integration
 

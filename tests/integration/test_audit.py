@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from ruche.server import audit
-from ruche.server.audit import AuditEntry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.access import audit
+from ruche.server.access.audit import AuditEntry
 from ruche.server.errors import Invalid
-from ruche.server.models import GENESIS_HASH, AuditKind, AuditSource
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import GENESIS_HASH, AuditKind, AuditSource
 
 pytestmark = pytest.mark.integration
 

@@ -22,17 +22,17 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.server import billing, registry
-from ruche.server.billing import close_period
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.billing.close import close_period
+from ruche.server.billing.pricing import Period
 from ruche.server.errors import Conflict, Invalid, NotFound
-from ruche.server.models import (
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import (
     BillingClose,
     DeskSessionRow,
     InvoiceLineRow,
     InvoiceRow,
     VisitRow,
 )
-from ruche.server.pricing import Period
 
 pytestmark = pytest.mark.integration
 

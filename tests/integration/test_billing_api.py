@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 
 from ruche.broker import Command
 from ruche.server import registry
-from ruche.server.api import create_app
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import DeskSessionRow, Role, VisitRow
+from ruche.server.api.app import create_app
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import DeskSessionRow, Role, VisitRow
 
 pytestmark = pytest.mark.integration
 

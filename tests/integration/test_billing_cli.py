@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import func, select
 
 from ruche.server import billing, registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.models import InvoiceRow, VisitRow
-from ruche.server.pricing import Period
+from ruche.server.billing.pricing import Period
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import InvoiceRow, VisitRow
 
 pytestmark = pytest.mark.integration
 

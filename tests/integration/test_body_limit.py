@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ruche.ports import free_port, wait_for_port
-from ruche.server.db import run_migrations
+from ruche.server.storage.db import run_migrations
 from ruche.sim.bench.access import BodyFlood, RssSampler
 
 pytestmark = pytest.mark.integration

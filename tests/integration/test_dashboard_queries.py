@@ -39,14 +39,14 @@ from ruche.dashboards.catalogue import DASHBOARDS
 from ruche.dashboards.macros import auto_interval, expand, parse_duration
 from ruche.dashboards.model import Dashboard, Panel, Query, Variable
 from ruche.server import registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.influx import InfluxWriter
-from ruche.server.lineprotocol import Point
-from ruche.server.models import AuditKind, AuditRow, Booking, BookingStatus, Role
-from ruche.server.occupancy import OccupancyWorker
-from ruche.server.points import points_of, time_ns
+from ruche.server.occupancy.refresh import OccupancyWorker
 from ruche.server.run import ServerWorkers
 from ruche.server.settings import ServerInflux, ServerMqtt, ServerSettings
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import AuditKind, AuditRow, Booking, BookingStatus, Role
+from ruche.server.timeseries.influx import InfluxWriter
+from ruche.server.timeseries.lineprotocol import Point
+from ruche.server.timeseries.points import points_of, time_ns
 from ruche.sim.day import DayPlan, DeskSpot, DoorSpot, Member, SiteLayout, plan_day
 from ruche.sim.day_player import play_day
 

@@ -21,11 +21,12 @@ import pytest
 from ruche.broker import Channel, Deny, Tap, Topic, Unlock, badge_token, decode_payload, encode
 from ruche.edge.agent import Agent
 from ruche.mqtt import publish_properties
-from ruche.server import audit, registry
-from ruche.server.connection import MqttOptions
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.doors import DoorWorker
-from ruche.server.models import AuditSource, BadgeStatus
+from ruche.server import registry
+from ruche.server.access import audit
+from ruche.server.access.taps import DoorWorker
+from ruche.server.messaging.connection import MqttOptions
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import AuditSource, BadgeStatus
 
 pytestmark = pytest.mark.integration
 

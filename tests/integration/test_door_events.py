@@ -25,11 +25,12 @@ from ruche.broker import (
 )
 from ruche.edge.agent import Agent
 from ruche.edge.gpio import DoorPins
-from ruche.server import audit, registry
-from ruche.server.connection import MqttOptions
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.door_events import DoorEventWorker, audit_entry
-from ruche.server.models import AuditKind, AuditSource
+from ruche.server import registry
+from ruche.server.access import audit
+from ruche.server.access.door_events import DoorEventWorker, audit_entry
+from ruche.server.messaging.connection import MqttOptions
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import AuditKind, AuditSource
 from ruche.sim.door import ScriptedPerson, SimDoor, force_through, walk_through
 from ruche.sim.receiver import EventReceiver
 

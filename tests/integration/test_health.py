@@ -30,10 +30,10 @@ from ruche.broker.payloads import MAX_INT64
 from ruche.broker.tokens import badge_token
 from ruche.ports import free_port, wait_for_port
 from ruche.server import registry
-from ruche.server.api import create_app
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.api.app import create_app
 from ruche.server.run import ServerWorkers
 from ruche.server.settings import ServerInflux, ServerMqtt, ServerSettings
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.sim.bench.access import Door
 from ruche.sim.services.influxd import InfluxdProcess
 
@@ -304,7 +304,7 @@ def check_decision_lines(records: list[logging.LogRecord], site: str, seeded: Se
     lines = [
         vars(r)
         for r in records
-        if r.name == "ruche.server.doors" and r.getMessage().startswith("door decision")
+        if r.name == "ruche.server.access.taps" and r.getMessage().startswith("door decision")
     ]
     keys = ("site", "agent", "door", "badge", "result", "reason", "source")
     assert [tuple(line[k] for k in keys) for line in lines] == [
@@ -325,7 +325,7 @@ class TestMetricsAndPoints:
     `server_stats` and `agent_status` points are in InfluxDB."""
 
     def test_metrics_logs_and_points(self, site, influx, tmp_path, caplog):
-        caplog.set_level(logging.INFO, logger="ruche.server.doors")
+        caplog.set_level(logging.INFO, logger="ruche.server.access.taps")
         url = f"sqlite:///{tmp_path / 'ruche.db'}"
         run_migrations(url)
         seeded = seed(url, site.site)
@@ -532,7 +532,7 @@ class TestServerRunProcesses:
         (line,) = [e for e in entries if str(e["msg"]).startswith("door decision")]
         expected = {
             "level": "info",
-            "logger": "ruche.server.doors",
+            "logger": "ruche.server.access.taps",
             "site": site.site,
             "agent": "agent-a",
             "door": "front",

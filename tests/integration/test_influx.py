@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from ruche.ports import free_port
-from ruche.server.influx import (
+from ruche.server.timeseries.influx import (
     InfluxError,
     InfluxUnavailable,
     InfluxWriter,
     SpoolError,
 )
-from ruche.server.lineprotocol import LineProtocolError, Point, encode_points
+from ruche.server.timeseries.lineprotocol import LineProtocolError, Point, encode_points
 from ruche.sim.services.influxd import InfluxdProcess
 
 pytestmark = pytest.mark.integration
@@ -265,8 +265,8 @@ class TestWriterOutage:
 CHILD = """
 import sys
 from pathlib import Path
-from ruche.server.influx import InfluxWriter
-from ruche.server.lineprotocol import Point
+from ruche.server.timeseries.influx import InfluxWriter
+from ruche.server.timeseries.lineprotocol import Point
 url, database, spool = sys.argv[1:4]
 writer = InfluxWriter(url, database, spool_dir=Path(spool), batch_points=700, flush_interval=0.05)
 n = 0

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from ruche.broker import Presence, PresenceState, Topic, encode
 from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.outbox import Outbox
-from ruche.server.connection import MqttOptions
-from ruche.server.db import make_engine, make_sessions, run_migrations
-from ruche.server.ingest import IngestWorker, stored_count
-from ruche.server.models import AgentProgress, StoredEvent
+from ruche.server.messaging.connection import MqttOptions
+from ruche.server.occupancy.ingest import IngestWorker, stored_count
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations
+from ruche.server.storage.models import AgentProgress, StoredEvent
 
 pytestmark = pytest.mark.integration
 
@@ -154,7 +154,7 @@ class TestRefusalFlood:
     and those lines carry the counts; every refusal is counted."""
 
     def test_bounded_lines_with_counts(self, site, db_url, caplog):
-        caplog.set_level(logging.WARNING, logger="ruche.server.ingest")
+        caplog.set_level(logging.WARNING, logger="ruche.server.occupancy.ingest")
         engine = make_engine(db_url)
         worker = IngestWorker(make_sessions(engine), mqtt_options(site), site=site.site)
         worker.start()
@@ -180,7 +180,7 @@ class TestRefusalFlood:
             engine.dispose()
         assert sent_s < 10, f"the flood took {sent_s:.1f} s to send"
         assert worker.stats.bad == {"bad_json": 5000, "unknown_device": 5000}
-        lines = [r for r in caplog.records if r.name == "ruche.server.ingest"]
+        lines = [r for r in caplog.records if r.name == "ruche.server.occupancy.ingest"]
         full = [r for r in lines if "refused (" in r.getMessage()]
         summaries = [r for r in lines if "not logged one by one" in r.getMessage()]
         assert len(lines) <= 30, f"{len(lines)} lines for 10,000 refusals"
@@ -196,9 +196,9 @@ class TestRefusalFlood:
 WORKER_SCRIPT = textwrap.dedent(
     """
     import sys, threading
-    from ruche.server.connection import MqttOptions
-    from ruche.server.db import make_engine, make_sessions
-    from ruche.server.ingest import IngestWorker
+    from ruche.server.messaging.connection import MqttOptions
+    from ruche.server.storage.db import make_engine, make_sessions
+    from ruche.server.occupancy.ingest import IngestWorker
 
     url, host, port, user, password, site = sys.argv[1:7]
     options = MqttOptions(host=host, port=int(port), username=user, password=password)

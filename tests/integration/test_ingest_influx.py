@@ -12,11 +12,11 @@ import pytest
 from ruche.broker import Presence, PresenceState, Topic, encode
 from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.outbox import Outbox
-from ruche.server.connection import MqttOptions
-from ruche.server.db import make_engine, make_sessions, run_migrations
-from ruche.server.influx import InfluxWriter
-from ruche.server.ingest import IngestWorker
-from ruche.server.points import write_events
+from ruche.server.messaging.connection import MqttOptions
+from ruche.server.occupancy.ingest import IngestWorker
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations
+from ruche.server.timeseries.influx import InfluxWriter
+from ruche.server.timeseries.points import write_events
 from ruche.sim.services.influxd import InfluxdProcess
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from ruche.server import billing, registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.invoice_pdf import render_invoice_pdf
-from ruche.server.models import DeskSessionRow, InvoiceRow, VisitRow
-from ruche.server.pricing import Period
+from ruche.server.billing.pdf import render_invoice_pdf
+from ruche.server.billing.pricing import Period
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import DeskSessionRow, InvoiceRow, VisitRow
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ from ruche.broker import DeskBadge, Presence, PresenceState, Topic, badge_token,
 from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.outbox import Outbox
 from ruche.server import registry
-from ruche.server.connection import MqttOptions
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.ingest import IngestWorker
-from ruche.server.models import Booking, DeskSessionRow, StoredEvent
-from ruche.server.occupancy import refresh_site
+from ruche.server.messaging.connection import MqttOptions
+from ruche.server.occupancy.ingest import IngestWorker
+from ruche.server.occupancy.refresh import refresh_site
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import Booking, DeskSessionRow, StoredEvent
 
 pytestmark = pytest.mark.integration
 

@@ -34,10 +34,10 @@ from ruche.broker import (
     encode,
 )
 from ruche.server import registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.ingest import EventBatch, store_events
-from ruche.server.models import Booking, DeskSessionRow, OccupancyDirty, VisitRow
-from ruche.server.occupancy import REFRESH_NICENESS, refresh_site
+from ruche.server.occupancy.ingest import EventBatch, store_events
+from ruche.server.occupancy.refresh import REFRESH_NICENESS, refresh_site
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import Booking, DeskSessionRow, OccupancyDirty, VisitRow
 
 pytestmark = pytest.mark.integration
 
@@ -267,7 +267,7 @@ class TestWorkerApart:
     """The worker's refresh in a process of its own writes what an in-process one does."""
 
     def test_apart_equals_in_process(self, tmp_path: Any) -> None:
-        from ruche.server.occupancy import OccupancyWorker  # noqa: PLC0415
+        from ruche.server.occupancy.refresh import OccupancyWorker  # noqa: PLC0415
 
         urls = [f"sqlite:///{tmp_path / 'apart.db'}", f"sqlite:///{tmp_path / 'here.db'}"]
         apart_db, here_db = Database(urls[0]), Database(urls[1])
@@ -302,8 +302,8 @@ class TestPlanThenApply:
     """Events stored between a refresh's read and its write are not forgotten."""
 
     def test_a_batch_during_planning_keeps_the_mark(self, tmp_path: Any) -> None:
-        from ruche.server.db import READ_ONLY  # noqa: PLC0415
-        from ruche.server.occupancy import apply_refresh, plan_refresh  # noqa: PLC0415
+        from ruche.server.occupancy.refresh import apply_refresh, plan_refresh  # noqa: PLC0415
+        from ruche.server.storage.db import READ_ONLY  # noqa: PLC0415
 
         urls = [f"sqlite:///{tmp_path / 'two.db'}", f"sqlite:///{tmp_path / 'full.db'}"]
         two, full = Database(urls[0]), Database(urls[1])
@@ -347,8 +347,8 @@ class TestLoadDeskEvents:
 
     @pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)
     def test_same_events_as_decoding_the_payloads(self, database: Database) -> None:
-        from ruche.server.occupancy import load_desk_events  # noqa: PLC0415
-        from ruche.server.sessions import DeskEvent  # noqa: PLC0415
+        from ruche.server.occupancy.refresh import load_desk_events  # noqa: PLC0415
+        from ruche.server.occupancy.sessions import DeskEvent  # noqa: PLC0415
 
         messages = [m for delivery in plan(5) for m in delivery.messages]
         # The wire as other agents may write it: spaces, key order, an explicit false.

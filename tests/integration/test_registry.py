@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import badge_token
 from ruche.server import registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.errors import Conflict, Invalid, NotFound
-from ruche.server.models import (
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import (
     Badge,
     BadgeStatus,
     Base,

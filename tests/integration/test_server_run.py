@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from ruche.ports import free_port, wait_for_port
-from ruche.server.db import run_migrations
+from ruche.server.storage.db import run_migrations
 from ruche.sim.bench.access import Door, seed
 
 pytestmark = pytest.mark.integration

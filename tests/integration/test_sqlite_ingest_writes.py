@@ -12,9 +12,14 @@ import pytest
 from sqlalchemy import Engine
 
 from ruche.broker import Presence, PresenceState, Topic, decode, encode
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.ingest import SQLITE_ROWS_PER_INSERT, EventBatch, store_events, stored_count
-from ruche.server.wal import WalCheckpointer
+from ruche.server.occupancy.ingest import (
+    SQLITE_ROWS_PER_INSERT,
+    EventBatch,
+    store_events,
+    stored_count,
+)
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.wal import WalCheckpointer
 
 pytestmark = pytest.mark.integration
 

@@ -28,12 +28,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ruche.broker import Command, Presence, PresenceState, Tap, Topic, badge_token, decode, encode
-from ruche.server import audit, registry
-from ruche.server.api import create_app
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.ingest import event_row
-from ruche.server.models import AuditKind, AuditSource, Role, StoredEvent
-from ruche.server.occupancy import refresh_site
+from ruche.server import registry
+from ruche.server.access import audit
+from ruche.server.api.app import create_app
+from ruche.server.occupancy.ingest import event_row
+from ruche.server.occupancy.refresh import refresh_site
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import AuditKind, AuditSource, Role, StoredEvent
 
 pytestmark = pytest.mark.integration
 

@@ -26,11 +26,12 @@ from ruche.broker import (
     decode,
     encode,
 )
-from ruche.server import audit, registry
-from ruche.server.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.ingest import event_row
-from ruche.server.models import AuditKind, AuditSource, StoredEvent, VisitRow
-from ruche.server.occupancy import refresh_site
+from ruche.server import registry
+from ruche.server.access import audit
+from ruche.server.occupancy.ingest import event_row
+from ruche.server.occupancy.refresh import refresh_site
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.models import AuditKind, AuditSource, StoredEvent, VisitRow
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ruche.server.access import (
+from ruche.server.access.rules import (
     ALLOW_REASONS,
     AccessFacts,
     AccessRequest,
@@ -29,7 +29,7 @@ from ruche.server.access import (
     allowlist_windows,
     decide_access,
 )
-from ruche.server.schedule import Interval, Schedule, Weekday
+from ruche.server.registry.schedule import Interval, Schedule, Weekday
 
 PROPERTIES = settings(max_examples=300, deadline=None)
 

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ruche.server.invoicing import Billed, Invoice, compute_invoice
-from ruche.server.money import Currency, charge, round_money
-from ruche.server.pricing import (
+from ruche.server.billing.invoicing import Billed, Invoice, compute_invoice
+from ruche.server.billing.money import Currency, charge, round_money
+from ruche.server.billing.pricing import (
     AllowanceUnit,
     DayPass,
     MonthlyPlan,
@@ -28,14 +28,14 @@ from ruche.server.pricing import (
     check_versions,
     segments,
 )
-from ruche.server.sessions import (
+from ruche.server.billing.usage import PresenceSpan, Usage, billable_usage
+from ruche.server.occupancy.sessions import (
     AttributedSession,
     DeskEvent,
     EventKind,
     derive_desk_sessions,
     merge_intervals,
 )
-from ruche.server.usage import PresenceSpan, Usage, billable_usage
 
 PROPERTIES = settings(max_examples=150, deadline=None)
 

@@ -38,7 +38,7 @@ from ruche.dashboards.model import (
     layout,
     stat,
 )
-from ruche.server.points import ChartedBooking, booking_point
+from ruche.server.timeseries.points import ChartedBooking, booking_point
 
 ROOT = Path(__file__).resolve().parents[2]
 PANEL_TYPES = {"stat", "timeseries", "table", "heatmap", "piechart"}

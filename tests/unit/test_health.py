@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from ruche.broker import Status
-from ruche.server.health import (
+from ruche.server.ops.health import (
     AgentBoard,
     StatsSnapshot,
     agent_status_point,
@@ -21,8 +21,8 @@ from ruche.server.health import (
     readiness,
     server_stats_point,
 )
-from ruche.server.lineprotocol import encode_points
-from ruche.server.metrics import observe_many
+from ruche.server.ops.metrics import observe_many
+from ruche.server.timeseries.lineprotocol import encode_points
 
 TS = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 NS = 1_795_424_400_000_000_000

@@ -11,10 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ruche.server.errors import Invalid
-from ruche.server.invoicing import Billed, Invoice, compute_invoice, invoice_key
-from ruche.server.money import Currency, charge
-from ruche.server.pricing import (
+from ruche.server.billing.invoicing import Billed, Invoice, compute_invoice, invoice_key
+from ruche.server.billing.money import Currency, charge
+from ruche.server.billing.pricing import (
     DayPass,
     MonthlyPlan,
     PayAsYouGo,
@@ -23,7 +22,8 @@ from ruche.server.pricing import (
     PriceVersion,
     version_on,
 )
-from ruche.server.usage import PresenceSpan, billable_usage
+from ruche.server.billing.usage import PresenceSpan, billable_usage
+from ruche.server.errors import Invalid
 
 PARIS = ZoneInfo("Europe/Paris")
 EUR = Currency.of("EUR")

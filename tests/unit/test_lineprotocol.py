@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ruche.server.lineprotocol import (
+from ruche.server.timeseries.lineprotocol import (
     INT64_MAX,
     INT64_MIN,
     TIME_MAX_NS,

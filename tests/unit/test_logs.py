@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from ruche.logs import CHATTY, JsonFormatter, TextFormatter, configure_logging, wants_json
-from ruche.server.doors import DecisionRecord, log_decision
+from ruche.server.access.taps import DecisionRecord, log_decision
 
 TOKEN = "0123456789abcdef" * 4
 
@@ -153,7 +153,7 @@ class TestDecisionLine:
         configure_logging("INFO", json_lines=True, stream=captured)
         log_decision(record(allowed=False, reason="badge_revoked", member_id=None))
         (entry,) = lines(captured)
-        assert entry["logger"] == "ruche.server.doors"
+        assert entry["logger"] == "ruche.server.access.taps"
         assert entry["msg"] == "door decision: denied (badge_revoked) at lyon/front"
         expected = {
             "site": "lyon",

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ruche.server.errors import Invalid
-from ruche.server.money import (
+from ruche.server.billing.money import (
     Currency,
     amount,
     charge,
@@ -19,6 +18,7 @@ from ruche.server.money import (
     round_money,
     tax_rate,
 )
+from ruche.server.errors import Invalid
 
 EUR = Currency.of("EUR")
 JPY = Currency.of("JPY")

@@ -39,7 +39,8 @@ class TestLayout:
         contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
         (floor,) = [c for c in contracts["contracts"] if c["type"] == "forbidden"]
         modules = {f"ruche.{p.stem}" for p in (ROOT / "ruche").glob("*.py")} - {
-            "ruche.__init__", "ruche.__main__"
+            "ruche.__init__",
+            "ruche.__main__",
         }
         assert set(floor["source_modules"]) == modules, "list it in [tool.importlinter]"
 

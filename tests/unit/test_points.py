@@ -18,8 +18,8 @@ from ruche.broker import (
     decode,
     encode,
 )
-from ruche.server.lineprotocol import encode_point, encode_points
-from ruche.server.points import event_lines, points_of, time_ns
+from ruche.server.timeseries.lineprotocol import encode_point, encode_points
+from ruche.server.timeseries.points import event_lines, points_of, time_ns
 
 TS = datetime(2026, 11, 23, 9, 30, 0, 123456, tzinfo=UTC)
 NS = 1795426200123456000

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ruche.server.schedule import (
+from ruche.server.registry.schedule import (
     Interval,
     Schedule,
     TimeRange,

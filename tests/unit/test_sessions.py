@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ruche.broker.payloads import DeskBadge, Presence, PresenceState
-from ruche.server.sessions import (
+from ruche.server.occupancy.sessions import (
     AttributedSession,
     BookingSpan,
     DeskEvent,

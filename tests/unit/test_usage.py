@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ruche.server.billing.usage import PresenceSpan, Usage, billable_usage
 from ruche.server.errors import Invalid
-from ruche.server.sessions import AttributedSession, DeskSession, Visit
-from ruche.server.usage import PresenceSpan, Usage, billable_usage
+from ruche.server.occupancy.sessions import AttributedSession, DeskSession, Visit
 
 PARIS = ZoneInfo("Europe/Paris")
 GRACE = timedelta(minutes=15)

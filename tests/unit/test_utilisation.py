@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ruche.server import utilisation as module
 from ruche.server.errors import Invalid
-from ruche.server.schedule import Schedule, Weekday
-from ruche.server.utilisation import (
+from ruche.server.occupancy import utilisation as module
+from ruche.server.occupancy.utilisation import (
     Bucket,
     DeskBooking,
     DeskPlace,
@@ -27,6 +26,7 @@ from ruche.server.utilisation import (
     check_range,
     utilisation,
 )
+from ruche.server.registry.schedule import Schedule, Weekday
 
 PARIS = ZoneInfo("Europe/Paris")
 OFFICE = Opening(Schedule.business_hours(), PARIS)  # Mon-Fri 08:00-19:00, closed on holidays

@@ -1,0 +1,304 @@
+"""The API's dependencies: the app's services, the session, the caller's key, the changes
+to announce after commit, paging, and one dependency per resource that loads a path id and
+authorises it (`ruche.server.api.policy`).
+
+A resolver loads the row first, so an unknown id is a 404 whoever asks, and a known id
+outside the key's scope a 403. The API never talks MQTT itself: it is handed a
+`CommandSender` (remote unlock, lockdown) and a `RegistryListener` (told which sites'
+door decisions may have changed), and acts on both only after its transaction is
+committed (`Changes.commit`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ruche.broker import Command
+from ruche.server import registry
+from ruche.server.access.sender import CommandSender
+from ruche.server.api.schemas import MAX_ID, MAX_PAGE
+from ruche.server.registry.listener import RegistryListener
+from ruche.server.storage.models import (
+    Agent,
+    Badge,
+    Booking,
+    DayPass,
+    Desk,
+    Door,
+    Member,
+    Membership,
+    Site,
+    Zone,
+)
+
+if TYPE_CHECKING:
+    pass
+
+from ruche.server.api.policy import ADMIN_ONLY, Principal, Scope, authorize
+
+T = TypeVar("T")
+P = TypeVar("P", bound=BaseModel)
+
+API_TITLE = "Ruche"
+API_VERSION = "1"
+_KEY_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+
+# --- what the app holds, and its dependencies ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Services:
+    sessions: sessionmaker[Session]
+    commands: CommandSender
+    listener: RegistryListener
+
+
+def get_services(request: Request) -> Services:
+    services = request.app.state.ruche
+    assert isinstance(services, Services)  # noqa: S101 - set by create_app
+    return services
+
+
+def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
+    with services.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key, as `Authorization: Bearer ruche_...` (`ruche admin` makes one).",
+)
+
+
+def _unauthenticated(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def current_key(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if credentials is None:
+        raise _unauthenticated("no API key: send 'Authorization: Bearer <key>'")
+    secret = credentials.credentials
+    key = registry.authenticate_api_key(session, secret) if _KEY_SHAPE.match(secret) else None
+    if key is None:
+        raise _unauthenticated("unknown or revoked API key: ask an admin for a new one")
+    return Principal.of(key)
+
+
+CurrentKey = Annotated[Principal, Depends(current_key)]
+
+
+def admin_key(key: CurrentKey) -> Principal:
+    authorize(key, ADMIN_ONLY)
+    return key
+
+
+AdminKey = Annotated[Principal, Depends(admin_key)]
+
+
+class Changes:
+    """What a request changed, acted upon only once it is committed.
+
+    Commands go to the agents and the listener hears which sites' door decisions may
+    have changed after the commit, never before: an agent must not act on, and an
+    allow-list must not be rebuilt from, a change that was then rolled back.
+    """
+
+    def __init__(self, session: Session, services: Services) -> None:
+        self._session = session
+        self._services = services
+        self._sites: dict[str, None] = {}
+        self._commands: list[tuple[str, str, Command]] = []
+
+    def site_changed(self, *slugs: str) -> None:
+        self._sites.update(dict.fromkeys(slugs))
+
+    def send(self, site: str, agent: str, command: Command) -> None:
+        self._commands.append((site, agent, command))
+
+    def commit(self) -> None:
+        self._session.commit()
+        for site, agent, command in self._commands:
+            self._services.commands.send(site, agent, command)
+        for slug in self._sites:
+            self._services.listener.site_changed(slug)
+        self._sites.clear()
+        self._commands.clear()
+
+
+def get_changes(
+    session: SessionDep, services: Annotated[Services, Depends(get_services)]
+) -> Changes:
+    return Changes(session, services)
+
+
+ChangesDep = Annotated[Changes, Depends(get_changes)]
+
+# --- path ids resolved and authorised: one dependency per resource scope -------------------
+
+
+def id_path(description: str) -> object:
+    """A path id, bounded to what the database can hold."""
+    return Path(ge=1, le=MAX_ID, description=description, examples=[1])
+
+
+def _managed_site(
+    site_id: Annotated[int, id_path("A site id.")], key: CurrentKey, session: SessionDep
+) -> Site:
+    site = registry.get(session, Site, site_id)
+    authorize(key, Scope.site(site.id))
+    return site
+
+
+def _directory_site(
+    site_id: Annotated[int, id_path("A site id.")], key: CurrentKey, session: SessionDep
+) -> Site:
+    site = registry.get(session, Site, site_id)
+    authorize(key, Scope(sites=frozenset({site.id}), members_read=True))
+    return site
+
+
+ManagedSite = Annotated[Site, Depends(_managed_site)]
+"""A site its admin or manager acts on."""
+DirectorySite = Annotated[Site, Depends(_directory_site)]
+"""A site read as the floor directory: members too may read it, to choose where to book."""
+
+
+def _zone(
+    zone_id: Annotated[int, id_path("A zone id.")], key: CurrentKey, session: SessionDep
+) -> Zone:
+    zone = registry.get(session, Zone, zone_id)
+    authorize(key, Scope.site(zone.site_id))
+    return zone
+
+
+def _desk(
+    desk_id: Annotated[int, id_path("A desk id.")], key: CurrentKey, session: SessionDep
+) -> Desk:
+    desk = registry.get(session, Desk, desk_id)
+    authorize(key, Scope.site(desk.site_id))
+    return desk
+
+
+def _door(
+    door_id: Annotated[int, id_path("A door id.")], key: CurrentKey, session: SessionDep
+) -> Door:
+    door = registry.get(session, Door, door_id)
+    authorize(key, Scope.site(door.site_id))
+    return door
+
+
+def _agent(
+    agent_id: Annotated[int, id_path("An agent id.")], key: CurrentKey, session: SessionDep
+) -> Agent:
+    agent = registry.get(session, Agent, agent_id)
+    authorize(key, Scope.site(agent.site_id))
+    return agent
+
+
+def _member(
+    member_id: Annotated[int, id_path("A member id.")], key: CurrentKey, session: SessionDep
+) -> Member:
+    member = registry.get(session, Member, member_id)
+    authorize(key, Scope(member_id=member.id))
+    return member
+
+
+def _booking(
+    booking_id: Annotated[int, id_path("A booking id.")], key: CurrentKey, session: SessionDep
+) -> Booking:
+    booking = registry.get(session, Booking, booking_id)
+    authorize(key, Scope.site(booking.site_id, member_id=booking.member_id))
+    return booking
+
+
+def sites_of_key(session: Session, key_id: int) -> list[Site]:
+    """The sites whose badges are HMAC'd under site key `key_id`."""
+    return list(session.scalars(select(Site).where(Site.key_id == key_id).order_by(Site.id)))
+
+
+def _badge(
+    badge_id: Annotated[int, id_path("A badge id.")], key: CurrentKey, session: SessionDep
+) -> Badge:
+    badge = registry.get(session, Badge, badge_id)
+    sites = frozenset(site.id for site in sites_of_key(session, badge.key_id))
+    authorize(key, Scope(sites=sites))  # not the member's own: a member may not re-enable it
+    return badge
+
+
+def _day_pass(
+    day_pass_id: Annotated[int, id_path("A day pass id.")], key: CurrentKey, session: SessionDep
+) -> DayPass:
+    day_pass = registry.get(session, DayPass, day_pass_id)
+    authorize(key, Scope.site(day_pass.site_id))
+    return day_pass
+
+
+def _membership(
+    membership_id: Annotated[int, id_path("A membership id.")],
+    key: CurrentKey,
+    session: SessionDep,
+) -> Membership:
+    membership = registry.get(session, Membership, membership_id)
+    authorize(key, Scope(member_id=membership.member_id))
+    return membership
+
+
+ZoneInScope = Annotated[Zone, Depends(_zone)]
+DeskInScope = Annotated[Desk, Depends(_desk)]
+DoorInScope = Annotated[Door, Depends(_door)]
+AgentInScope = Annotated[Agent, Depends(_agent)]
+MemberInScope = Annotated[Member, Depends(_member)]
+BookingInScope = Annotated[Booking, Depends(_booking)]
+BadgeInScope = Annotated[Badge, Depends(_badge)]
+DayPassInScope = Annotated[DayPass, Depends(_day_pass)]
+MembershipInScope = Annotated[Membership, Depends(_membership)]
+
+
+# --- pages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Paging:
+    limit: int
+    offset: int
+
+    def cut(self, items: Sequence[T]) -> list[T]:
+        return list(items[self.offset : self.offset + self.limit])
+
+    def page(self, model: type[P], items: Sequence[object]) -> P:
+        """One page of `items` (ORM rows) as `model`, an `XsPublic`."""
+        return model.model_validate(
+            {
+                "data": self.cut(items),
+                "total": len(items),
+                "limit": self.limit,
+                "offset": self.offset,
+            }
+        )
+
+
+def _paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip.")] = 0,
+) -> Paging:
+    return Paging(limit, offset)
+
+
+PagingDep = Annotated[Paging, Depends(_paging)]

@@ -1,0 +1,157 @@
+"""The live floor page: `/` for managers and admins, its JSON snapshot and its SSE stream.
+
+The page logs in once with an API key (`POST /login`), which comes back as an HttpOnly,
+SameSite=Strict cookie; the cookie is then checked exactly like a bearer key
+(`ruche.server.api.deps.current_key`). A manager sees its own site only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from ruche.server.api.deps import SessionDep, bearer, current_key
+from ruche.server.api.policy import Principal, Scope, authorize
+from ruche.server.occupancy.live import Change, LiveHub
+from ruche.server.storage.models import Role, Site
+
+router = APIRouter(tags=["live"])
+"""The page and its login: always there."""
+stream_router = APIRouter(tags=["live"])
+"""The live data: only when the app has a LiveHub (ruche server run always does)."""
+
+STATIC = Path(__file__).parents[1] / "static"
+_FILES = {"floor.js": "text/javascript", "floor.css": "text/css"}
+COOKIE = "ruche_session"
+KEEPALIVE_S = 15.0
+"""A comment line this often keeps proxies from closing an idle stream."""
+
+
+class LoginBody(BaseModel):
+    key: str = Field(min_length=1, max_length=300, description="A manager or admin API key.")
+
+
+def _page_key(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The bearer key, else the session cookie, authenticated as the API does; managers up."""
+    cookie = request.cookies.get(COOKIE)
+    if credentials is None and cookie:
+        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=cookie)
+    key = current_key(session, credentials)
+    if key.role is Role.MEMBER:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the floor page is for managers")
+    return key
+
+
+PageKey = Annotated[Principal, Depends(_page_key)]
+
+
+def _hub(request: Request) -> LiveHub:
+    hub = getattr(request.app.state, "live", None)
+    if not isinstance(hub, LiveHub):
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the live floor is not running")
+    return hub
+
+
+Hub = Annotated[LiveHub, Depends(_hub)]
+SiteQuery = Annotated[str | None, Query(max_length=64, description="A site slug; all if none.")]
+
+
+def _sites(session: SessionDep, key: PageKey, site: SiteQuery = None) -> frozenset[str]:
+    """The slugs the key may watch: `site` (authorised), else all those in its scope."""
+    rows = session.scalars(select(Site) if site is None else select(Site).where(Site.slug == site))
+    found = list(rows)
+    if site is not None:
+        if not found:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r}")
+        authorize(key, Scope.site(found[0].id))
+    return frozenset(s.slug for s in found if key.role is Role.ADMIN or s.id == key.site_id)
+
+
+Watched = Annotated[frozenset[str], Depends(_sites)]
+
+
+@router.get("/", include_in_schema=False)
+def floor_page() -> FileResponse:
+    """The page; it shows its login form itself when `/live/state` answers 401."""
+    return FileResponse(STATIC / "floor.html", media_type="text/html")
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def static_file(name: str) -> FileResponse:
+    if name not in _FILES:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+    return FileResponse(STATIC / name, media_type=_FILES[name])
+
+
+@router.post("/login", status_code=status.HTTP_204_NO_CONTENT)
+def login(body: LoginBody, request: Request, session: SessionDep, response: Response) -> None:
+    """Check a manager or admin key and keep it in an HttpOnly, SameSite=Strict cookie."""
+    key = current_key(session, HTTPAuthorizationCredentials(scheme="Bearer", credentials=body.key))
+    if key.role is Role.MEMBER:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the floor page is for managers")
+    response.set_cookie(
+        COOKIE,
+        body.key,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+
+
+@stream_router.get("/live/state")
+def live_state(hub: Hub, sites: Watched) -> dict[str, list[Change]]:
+    """Each watched site's floor: desks with x/y, zone and state; headcount; door events."""
+    snapshots = (hub.snapshot(site) for site in sorted(sites))
+    return {"sites": [s for s in snapshots if s is not None]}
+
+
+@stream_router.get("/live/stream", response_class=StreamingResponse)
+async def live_stream(request: Request, hub: Hub, sites: Watched) -> StreamingResponse:
+    """Server-Sent Events: one `data:` JSON change per desk or door change of the sites."""
+    return StreamingResponse(
+        _events(request, hub, sites),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(request: Request, hub: LiveHub, sites: frozenset[str]) -> AsyncIterator[str]:
+    queue = hub.subscribe()
+    try:
+        yield "retry: 1000\n\n"
+        idle = 0.0
+        while not await request.is_disconnected():
+            try:
+                change = await asyncio.wait_for(queue.get(), timeout=1.0)
+            except TimeoutError:
+                idle += 1.0
+                if idle >= KEEPALIVE_S:
+                    idle = 0.0
+                    yield ": keepalive\n\n"
+                continue
+            idle = 0.0
+            if change is None:
+                return
+            if change["site"] in sites:
+                yield f"data: {json.dumps(change)}\n\n"
+    finally:
+        hub.unsubscribe(queue)

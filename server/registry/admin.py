@@ -1,0 +1,116 @@
+"""What `ruche admin ...` and `ruche server broker-config` do, over a database URL.
+
+Each function opens its own transaction and returns plain values for the CLI to
+print; domain errors (`NotFound`, `Conflict`, `Invalid`) reach the CLI unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ruche.broker.accounts import AgentUser, BrokerUsers
+from ruche.broker.passwords import hash_password
+from ruche.server import registry
+from ruche.server.access import audit
+from ruche.server.errors import NotFound
+from ruche.server.storage.db import make_engine, make_sessions, transaction
+from ruche.server.storage.models import Agent, Member, Role, Site
+
+
+def _sessions(url: str) -> sessionmaker[Session]:
+    return make_sessions(make_engine(url))
+
+
+def create_api_key(
+    url: str, *, role: Role, name: str, site: str | None = None, member_email: str | None = None
+) -> str:
+    """A new API key; returns its secret, shown once (only its hash is stored)."""
+    with transaction(_sessions(url)) as session:
+        site_id = registry.get_site_by_slug(session, site).id if site else None
+        member_id = _member_by_email(session, member_email).id if member_email else None
+        _, secret = registry.create_api_key(
+            session, role=role, name=name, site_id=site_id, member_id=member_id
+        )
+        return secret
+
+
+def add_site(url: str, *, slug: str, name: str, timezone: str) -> int:
+    with transaction(_sessions(url)) as session:
+        return registry.create_site(session, slug=slug, name=name, timezone=timezone).id
+
+
+def add_member(url: str, *, name: str, email: str) -> int:
+    with transaction(_sessions(url)) as session:
+        return registry.create_member(session, name=name, email=email).id
+
+
+def enrol_badge(url: str, *, member_email: str, site: str, uid: bytes) -> str:
+    """Enrol a badge for a member; returns its token (the UID itself is never stored)."""
+    with transaction(_sessions(url)) as session:
+        member = _member_by_email(session, member_email)
+        key = registry.site_key_of(session, registry.get_site_by_slug(session, site).id)
+        return registry.enrol_badge(session, member.id, key, uid).token
+
+
+@dataclass(frozen=True)
+class AgentProvision:
+    """What a new agent needs: its broker password (shown once) and the site's badge key."""
+
+    site: str
+    agent: str
+    password: str
+    site_key_hex: str
+
+    def agent_toml(self, *, host: str, port: int) -> str:
+        return (
+            f'site = "{self.site}"\nagent = "{self.agent}"\n'
+            f'site_key = "{self.site_key_hex}"\nstate_dir = "/var/lib/ruche"\n\n'
+            f'[mqtt]\nhost = "{host}"\nport = {port}\n'
+            f'username = "{self.site}/{self.agent}"\npassword = "{self.password}"\n'
+        )
+
+
+def add_agent(url: str, *, site: str, agent: str) -> AgentProvision:
+    """Register an agent (or give an existing one a new broker password)."""
+    with transaction(_sessions(url)) as session:
+        site_row = registry.get_site_by_slug(session, site)
+        try:
+            row = registry.get_agent_by_slug(session, site_row.id, agent)
+        except NotFound:
+            row = registry.create_agent(session, site_id=site_row.id, slug=agent)
+            session.flush()
+        password = registry.issue_agent_password(session, row.id)
+        key = registry.site_key_of(session, site_row.id)
+        return AgentProvision(site, agent, password, bytes(key.key).hex())
+
+
+def broker_users(url: str, *, server_username: str, server_password: str) -> BrokerUsers:
+    """The broker's accounts from the registry: the server's, and every agent with a password."""
+    with transaction(_sessions(url)) as session:
+        rows = session.execute(
+            select(Site.slug, Agent.slug, Agent.mqtt_password_hash)
+            .join(Site, Site.id == Agent.site_id)
+            .where(Agent.mqtt_password_hash.is_not(None))
+            .order_by(Site.slug, Agent.slug)
+        ).all()
+    return BrokerUsers(
+        server_username=server_username,
+        server_hash=hash_password(server_password),
+        agents=tuple(AgentUser(site, agent, digest) for site, agent, digest in rows if digest),
+    )
+
+
+def _member_by_email(session: Session, email: str) -> Member:
+    member = session.scalars(select(Member).where(Member.email == email.strip().lower())).first()
+    if member is None:
+        raise NotFound("Member", email)
+    return member
+
+
+def verify_audit(url: str) -> audit.VerifyResult:
+    """Walk the audit chain; the result names the first edited or missing row."""
+    with transaction(_sessions(url)) as session:
+        return audit.verify(session)

@@ -1,0 +1,122 @@
+"""The SQL adapter: engines, sessions and migrations, for SQLite and PostgreSQL alike.
+
+```python
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+
+run_migrations("sqlite:///ruche.db")          # Alembic, to head
+sessions = make_sessions(make_engine("sqlite:///ruche.db"))
+with transaction(sessions) as session:        # commits on success, rolls back on error
+    ...
+```
+
+SQLite is the default: one file, nothing to run. Each connection gets WAL (readers do
+not block the writer), enforced foreign keys and a busy timeout, and every transaction
+starts with `BEGIN IMMEDIATE`: it takes SQLite's single write lock up front, so a
+check-then-write (a booking's overlap check, the audit chain's head) cannot interleave
+with another writer, and waiters queue for `busy_timeout` instead of failing on a stale
+snapshot. PostgreSQL, for production and several server processes, serialises the same
+spots with row locks (`SELECT ... FOR UPDATE`) in the registry and the audit log.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+DEFAULT_URL = "sqlite:///ruche.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(
+    url: str = DEFAULT_URL, *, echo: bool = False, autocheckpoint: bool = True
+) -> Engine:
+    """An engine for `url`; SQLite ones get WAL, foreign keys, a busy timeout, BEGIN IMMEDIATE.
+
+    `autocheckpoint=False`: its SQLite commits never checkpoint the WAL; something else
+    must (`ruche.server.storage.wal.WalCheckpointer`), or the log grows without end."""
+    if not is_sqlite(url):
+        return create_engine(url, echo=echo, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    event.listen(engine, "connect", _sqlite_on_connect)
+    if not autocheckpoint:
+        event.listen(engine, "connect", _sqlite_no_autocheckpoint)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_no_autocheckpoint(
+    dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry
+) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+    # Take transaction control away from the sqlite3 module (it would BEGIN lazily and
+    # DEFERRED); `_sqlite_on_begin` emits our own. Pragmas then run outside a transaction,
+    # which journal_mode and foreign_keys require.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes in WAL mode
+    finally:
+        cursor.close()
+
+
+READ_ONLY = {"ruche_read_only": True}
+"""Execution options for a read-only transaction: on SQLite it takes no write lock, so
+a long read (the occupancy refresh's) never holds up writers; WAL lets both run."""
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    read_only = connection.get_execution_options().get("ruche_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def make_sessions(engine: Engine) -> sessionmaker[Session]:
+    """The session factory the server passes around; objects stay readable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """One session in one transaction: committed when the block ends, rolled back on error."""
+    with sessions.begin() as session:
+        yield session
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration for Ruche's migrations folder; no alembic.ini needed."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # ConfigParser interpolates `%`; a password may well contain one.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def run_migrations(url: str = DEFAULT_URL, revision: str = "head") -> None:
+    """Upgrade the database at `url` to `revision` (head by default), in one transaction."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
