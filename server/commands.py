@@ -13,12 +13,19 @@ from pathlib import Path
 from ruche.broker.commands import add_listener_options, write_for
 from ruche.commands import CliError, Filler, at_least_one
 from ruche.logs import configure_logging
+from ruche.server.access import audit
 from ruche.server.billing import operator as billing
 from ruche.server.errors import DomainError
 from ruche.server.registry import admin
 from ruche.server.run import run_ingest, run_server
 from ruche.server.settings import ServerConfigError, load_server_settings
-from ruche.server.storage.db import DEFAULT_URL, run_migrations
+from ruche.server.storage.db import (
+    DEFAULT_URL,
+    make_engine,
+    make_sessions,
+    run_migrations,
+    transaction,
+)
 from ruche.server.storage.models import Role
 
 DATABASE_HELP = "SQLAlchemy URL (default: $RUCHE_DATABASE_URL or sqlite:///ruche.db)"
@@ -182,7 +189,12 @@ def _fill_admin(parser: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    result = admin.verify_audit(_database(args))
+    engine = make_engine(_database(args))
+    try:
+        with transaction(make_sessions(engine)) as session:
+            result = audit.verify(session)
+    finally:
+        engine.dispose()
     if result.ok:
         print(f"audit log intact: {result.checked} rows verified")
         return 0

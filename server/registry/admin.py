@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from ruche.broker.accounts import AgentUser, BrokerUsers
 from ruche.broker.passwords import hash_password
 from ruche.server import registry
-from ruche.server.access import audit
 from ruche.server.errors import NotFound
 from ruche.server.storage.db import make_engine, make_sessions, transaction
 from ruche.server.storage.models import Agent, Member, Role, Site
@@ -108,9 +107,3 @@ def _member_by_email(session: Session, email: str) -> Member:
     if member is None:
         raise NotFound("Member", email)
     return member
-
-
-def verify_audit(url: str) -> audit.VerifyResult:
-    """Walk the audit chain; the result names the first edited or missing row."""
-    with transaction(_sessions(url)) as session:
-        return audit.verify(session)
