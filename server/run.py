@@ -34,7 +34,7 @@ from ruche.server.api.routes.health import HealthChecks
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.occupancy.ingest import IngestWorker
 from ruche.server.occupancy.live import LiveHub
-from ruche.server.occupancy.refresh import OccupancyWorker
+from ruche.server.occupancy.worker import OccupancyWorker
 from ruche.server.ops.metrics import STATS_INTERVAL_S, ProcessMetrics, StatsReporter, StatusRecorder
 from ruche.server.registry.listener import RegistryListener, SiteChangeFanout
 from ruche.server.registry.ownership import DeviceOwners

@@ -2,34 +2,45 @@
 adjustments, invoices, CSV/JSON exports and PDFs.
 
 Pure: `money` (rounding), `pricing` (price versions and terms), `usage` (a member's days
-from their sessions and visits), `invoicing` (lines and totals). Shell: `close` (the
-month's invoices in SQL), `export`, `pdf`, `operator` (what `ruche billing` does). The
-package exports the close's API."""
+from their sessions and visits), `invoicing` (lines and totals). Shell, in SQL: `terms`
+(plan terms as JSON), `prices` (a site's money settings and price versions), `spans` (a
+member's billable time), `close` (a month's invoices, issued once), `invoices` (reading
+them back), and `export`, `pdf`, `operator` (what `ruche billing` does). The package
+exports the shell's API."""
 
 from ruche.server.billing.close import (
-    JOIN_GAP,
-    MAX_LABEL,
     SETTLE_MONTHS,
     CloseResult,
     SiteClose,
     Skipped,
-    add_price_version,
     close_period,
-    closed_through,
+    usage_json,
+)
+from ruche.server.billing.invoices import (
     document_of,
     find_invoice,
     list_invoices,
+    sites_used,
+    usage_of,
+)
+from ruche.server.billing.prices import (
+    MAX_LABEL,
+    add_price_version,
+    closed_through,
     list_price_versions,
+    lock_site,
+    price_versions,
+    set_site_billing,
+)
+from ruche.server.billing.spans import (
+    JOIN_GAP,
     member_spans,
     member_usage,
     period_span,
-    price_versions,
-    set_site_billing,
-    sites_used,
+)
+from ruche.server.billing.terms import (
     terms_json,
     terms_of,
-    usage_json,
-    usage_of,
 )
 
 __all__ = [
@@ -46,6 +57,7 @@ __all__ = [
     "find_invoice",
     "list_invoices",
     "list_price_versions",
+    "lock_site",
     "member_spans",
     "member_usage",
     "period_span",

@@ -1,7 +1,9 @@
-"""Billing's shell: price versions, usage and invoices in SQL around the pure core.
+"""Closing a month: the invoices of a period at a site, issued once, in SQL around the
+pure core.
 
 The pure modules (`money`, `pricing`, `usage`, `invoicing`) decide; this module loads
-what they need from SQL and stores what they return, inside the caller's transaction:
+what they need from SQL (prices from `prices`, a member's time from `spans`) and stores
+what they return, inside the caller's transaction:
 
 ```python
 with transaction(sessions) as session:
@@ -10,14 +12,6 @@ with transaction(sessions) as session:
         print(row.number, row.total, row.currency)
 ```
 
-- **Prices.** A plan is priced per site (`price_versions`): each version holds pure
-  plan terms as JSON (`terms_json`), the tax rate (the site's, unless given) and is in
-  force from a local date; the currency is the site's and is fixed once the site has
-  prices. A version may not start in or before a closed period: that would rewrite
-  invoices already issued.
-- **Usage.** A member's spans at a site are their door visits and the desk sessions
-  attributed to them, as `refresh_site` last stored them. Suspect sessions go to the
-  pure core flagged, so they are held back, not billed; open ones are held back too.
 - **Closing.** `close_period` closes a period at a site once: it claims the
   `(site, period)` row and the site row's lock, then issues one invoice per member with
   a membership or usage there, each inserted under its deterministic key with ON
@@ -32,9 +26,9 @@ with transaction(sessions) as session:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -44,17 +38,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ruche.server.billing.invoicing import Billed, Invoice, compute_invoice
-from ruche.server.billing.money import Currency, amount, decimal_text, tax_rate
+from ruche.server.billing.money import decimal_text
+from ruche.server.billing.prices import closed_through, lock_site, price_versions
 from ruche.server.billing.pricing import (
-    AllowanceUnit,
-    DayPass,
-    MonthlyPlan,
-    PayAsYouGo,
     Period,
-    PlanTerms,
-    PriceVersion,
 )
-from ruche.server.billing.usage import PresenceSpan, Usage, billable_usage
+from ruche.server.billing.spans import member_usage, period_span
+from ruche.server.billing.usage import Usage
 from ruche.server.errors import Conflict, Invalid, NotFound
 from ruche.server.registry.schedule import local_day
 from ruche.server.storage.models import (
@@ -66,314 +56,13 @@ from ruche.server.storage.models import (
     Member,
     Membership,
     Plan,
-    PriceVersionRow,
     Site,
     VisitRow,
     plan_sites,
 )
 
-__all__ = [
-    "JOIN_GAP",
-    "SETTLE_MONTHS",
-    "CloseResult",
-    "SiteClose",
-    "Skipped",
-    "add_price_version",
-    "close_period",
-    "closed_through",
-    "document_of",
-    "find_invoice",
-    "list_invoices",
-    "list_price_versions",
-    "member_spans",
-    "member_usage",
-    "period_span",
-    "price_versions",
-    "set_site_billing",
-    "sites_used",
-    "terms_json",
-    "terms_of",
-    "usage_json",
-    "usage_of",
-]
-
-JOIN_GAP = timedelta(minutes=15)
-"""A gap between a member's spans shorter than this is billed as presence (a coffee break)."""
 SETTLE_MONTHS = 12
 """How many closed months before the one closing are settled again for late events."""
-MAX_LABEL = 100
-
-# --- plan terms as JSON --------------------------------------------------------------------
-
-_TERMS_FIELDS: dict[str, tuple[set[str], set[str]]] = {
-    # kind: (required fields, optional fields)
-    "monthly": ({"fee", "included", "unit", "overage"}, set()),
-    "pay_as_you_go": ({"per_minute", "minimum_charge", "daily_cap"}, {"monthly_cap"}),
-    "day_pass": ({"price"}, set()),
-}
-
-
-def terms_json(terms: PlanTerms) -> dict[str, Any]:
-    """`terms` as stored and shown: a `kind` and decimal strings."""
-    if isinstance(terms, MonthlyPlan):
-        return {
-            "kind": "monthly",
-            "fee": decimal_text(terms.fee),
-            "included": decimal_text(terms.included),
-            "unit": terms.unit.value,
-            "overage": decimal_text(terms.overage),
-        }
-    if isinstance(terms, PayAsYouGo):
-        return {
-            "kind": "pay_as_you_go",
-            "per_minute": decimal_text(terms.per_minute),
-            "minimum_charge": decimal_text(terms.minimum_charge),
-            "daily_cap": decimal_text(terms.daily_cap),
-            "monthly_cap": None if terms.monthly_cap is None else decimal_text(terms.monthly_cap),
-        }
-    return {"kind": "day_pass", "price": decimal_text(terms.price)}
-
-
-def terms_of(value: Mapping[str, Any]) -> PlanTerms:
-    """The pure plan terms a `terms_json` object describes; Invalid saying what is wrong."""
-    if not isinstance(value, Mapping):
-        raise Invalid(f"plan terms are a JSON object with a 'kind', not {value!r}")
-    kind = value.get("kind")
-    if kind not in _TERMS_FIELDS:
-        raise Invalid(
-            f"unknown plan terms kind {kind!r}: use one of {', '.join(sorted(_TERMS_FIELDS))}"
-        )
-    required, optional = _TERMS_FIELDS[kind]
-    given = set(value) - {"kind"}
-    if missing := sorted(required - given):
-        raise Invalid(f"{kind} terms need {', '.join(missing)}")
-    if extra := sorted(given - required - optional):
-        raise Invalid(f"{kind} terms take no {', '.join(extra)}")
-
-    def money(name: str) -> Decimal:
-        return amount(value[name], f"{kind} terms' {name}")
-
-    if kind == "monthly":
-        unit = value["unit"]
-        if unit not in {u.value for u in AllowanceUnit}:
-            raise Invalid(f"a monthly plan includes 'day' or 'hour' units, not {unit!r}")
-        return MonthlyPlan(money("fee"), money("included"), AllowanceUnit(unit), money("overage"))
-    if kind == "pay_as_you_go":
-        cap = value.get("monthly_cap")
-        return PayAsYouGo(
-            money("per_minute"),
-            money("minimum_charge"),
-            money("daily_cap"),
-            None if cap is None else money("monthly_cap"),
-        )
-    return DayPass(money("price"))
-
-
-# --- a site's money settings ---------------------------------------------------------------
-
-
-def _lock_site(session: Session, site_id: int) -> Site:
-    """The site row, locked until the transaction ends (PostgreSQL; SQLite locks it all).
-
-    Closing a period and adding a price version both take it, so neither sees the
-    other half done.
-    """
-    site = session.scalars(
-        select(Site)
-        .where(Site.id == site_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if site is None:
-        raise NotFound("Site", site_id)
-    return site
-
-
-def closed_through(session: Session, site_id: int) -> Period | None:
-    """The latest period closed at the site, if any."""
-    latest = session.scalar(
-        select(sa.func.max(BillingClose.period)).where(BillingClose.site_id == site_id)
-    )
-    return None if latest is None else Period.parse(latest)
-
-
-def set_site_billing(
-    session: Session, site_id: int, *, currency: str | None = None, rate: str | None = None
-) -> Site:
-    """Set the currency a site bills in and the tax rate its new price versions take.
-
-    The currency is fixed once the site has price versions: amounts already set would
-    change meaning.
-    """
-    site = _lock_site(session, site_id)
-    if currency is not None and currency != site.currency:
-        Currency.of(currency)
-        priced = session.scalar(
-            select(sa.func.count())
-            .select_from(PriceVersionRow)
-            .where(PriceVersionRow.site_id == site.id)
-        )
-        if priced:
-            raise Conflict(
-                f"site {site.slug} already has prices in {site.currency}: its currency is fixed "
-                "once it has price versions"
-            )
-        site.currency = currency
-    if rate is not None:
-        site.tax_rate = decimal_text(tax_rate(rate))
-    session.flush()
-    return site
-
-
-# --- price versions ------------------------------------------------------------------------
-
-
-def _check_label(label: str) -> str:
-    if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL:
-        raise Invalid(f"a price version's label is 1 to {MAX_LABEL} characters, not {label!r}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in label):
-        raise Invalid("a price version's label holds no control characters")
-    return label
-
-
-def add_price_version(
-    session: Session,
-    *,
-    site_id: int,
-    plan_id: int,
-    valid_from: date,
-    terms: Mapping[str, Any],
-    rate: str | None = None,
-    label: str | None = None,
-    now: datetime,
-) -> PriceVersionRow:
-    """A new price version of `plan_id` at the site, in force from local date `valid_from`.
-
-    The plan must cover the site; the version must start after the site's closed periods
-    (Conflict otherwise) and on a day no other version of the plan there starts.
-    """
-    site = _lock_site(session, site_id)
-    plan = session.get(Plan, plan_id)
-    if plan is None:
-        raise NotFound("Plan", plan_id)
-    if site.id not in {s.id for s in plan.sites}:
-        raise Invalid(f"plan {plan.name!r} does not cover site {site.slug}: add the site first")
-    parsed = terms_of(terms)
-    version_rate = tax_rate(site.tax_rate if rate is None else rate)
-    label = _check_label(label if label is not None else f"{plan.name} from {valid_from}")
-    closed = closed_through(session, site.id)
-    if closed is not None and valid_from <= closed.last_day:
-        raise Conflict(
-            f"{site.slug} is closed through {closed}: a price version starting on {valid_from} "
-            f"would rewrite issued invoices; start it on {closed.last_day + timedelta(days=1)} "
-            "or later"
-        )
-    clash = session.scalars(
-        select(PriceVersionRow)
-        .where(PriceVersionRow.plan_id == plan.id, PriceVersionRow.site_id == site.id)
-        .where(sa.or_(PriceVersionRow.valid_from == valid_from, PriceVersionRow.label == label))
-    ).first()
-    if clash is not None:
-        raise Conflict(
-            f"plan {plan.name!r} already has a version at {site.slug} "
-            f"({clash.label!r}, from {clash.valid_from}): one version per day and label"
-        )
-    row = PriceVersionRow(
-        plan_id=plan.id,
-        site_id=site.id,
-        label=label,
-        valid_from=valid_from,
-        terms=terms_json(parsed),
-        tax_rate=decimal_text(version_rate),
-        created_at=now,
-    )
-    session.add(row)
-    session.flush()
-    return row
-
-
-def list_price_versions(
-    session: Session, site_id: int, *, plan_id: int | None = None
-) -> list[PriceVersionRow]:
-    query = select(PriceVersionRow).where(PriceVersionRow.site_id == site_id)
-    if plan_id is not None:
-        query = query.where(PriceVersionRow.plan_id == plan_id)
-    return list(
-        session.scalars(
-            query.order_by(PriceVersionRow.plan_id, PriceVersionRow.valid_from, PriceVersionRow.id)
-        )
-    )
-
-
-def price_versions(session: Session, site: Site, plan_id: int) -> list[PriceVersion]:
-    """The plan's versions at the site as the pure core's values."""
-    currency = Currency.of(site.currency)
-    return [
-        PriceVersion(
-            row.label, row.valid_from, terms_of(row.terms), currency, Decimal(row.tax_rate)
-        )
-        for row in list_price_versions(session, site.id, plan_id=plan_id)
-    ]
-
-
-# --- usage ---------------------------------------------------------------------------------
-
-
-def period_span(site: Site, first: date, last: date) -> tuple[datetime, datetime]:
-    """Local dates `first..last` at the site as UTC instants `[start, end)`."""
-    return local_day(first, site.tzinfo)[0], local_day(last, site.tzinfo)[1]
-
-
-def member_spans(
-    session: Session, site: Site, member_id: int, start: datetime, end: datetime
-) -> list[PresenceSpan]:
-    """The member's visits and attributed desk sessions at the site touching `[start, end)`.
-
-    Suspect sessions come flagged (held back by the core); open ones with no end.
-    """
-    visits = session.scalars(
-        select(VisitRow)
-        .where(VisitRow.site == site.slug, VisitRow.member_id == member_id)
-        .where(VisitRow.start < end)
-        .where(sa.or_(VisitRow.end.is_(None), VisitRow.end > start))
-    )
-    desks = session.scalars(
-        select(DeskSessionRow)
-        .where(DeskSessionRow.site == site.slug, DeskSessionRow.member_id == member_id)
-        .where(DeskSessionRow.start < end)
-        .where(sa.or_(DeskSessionRow.end.is_(None), DeskSessionRow.end > start))
-    )
-    # The ids are the pure core's (`PresenceSpan.of_visit`, `of_session`): stable keys of
-    # rows that are recomputed whole.
-    spans = [
-        PresenceSpan(f"visit:{v.site}/{v.entry_agent}#{v.entry_seq}", v.start, v.end)
-        for v in visits
-    ]
-    spans.extend(
-        PresenceSpan(
-            f"desk:{d.site}/{d.agent}/{d.desk}#{d.opened_seq}",
-            d.start,
-            d.end,
-            suspect=d.suspect,
-            reason=d.reason,
-        )
-        for d in desks
-    )
-    return spans
-
-
-def member_usage(
-    session: Session, site: Site, member_id: int, first_day: date, last_day: date
-) -> Usage:
-    """The member's billable usage at the site over local days `first_day..last_day`."""
-    start, end = period_span(site, first_day, last_day)
-    spans = member_spans(session, site, member_id, start - JOIN_GAP, end + JOIN_GAP)
-    return billable_usage(
-        spans, tz=site.tzinfo, join_gap=JOIN_GAP, first_day=first_day, last_day=last_day
-    )
-
-
-# --- closing a period ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -427,7 +116,7 @@ def close_period(
     closes: list[SiteClose] = []
     skipped: list[Skipped] = []
     for site_id in site_ids:  # in id order: two closes of every site never deadlock
-        one, left_out = _close_site(session, _lock_site(session, site_id), period, now)
+        one, left_out = _close_site(session, lock_site(session, site_id), period, now)
         closes.append(one)
         skipped.extend(left_out)
     return CloseResult(period, closes, skipped)
@@ -734,72 +423,3 @@ def _store(
             for position, line in enumerate(invoice.lines)
         ],
     )
-
-
-# --- reading invoices ----------------------------------------------------------------------
-
-
-def list_invoices(
-    session: Session,
-    *,
-    site_id: int | None = None,
-    period: Period | None = None,
-    member_id: int | None = None,
-) -> list[InvoiceRow]:
-    """Issued invoices, by period, site and number."""
-    query = select(InvoiceRow)
-    if site_id is not None:
-        query = query.where(InvoiceRow.site_id == site_id)
-    if period is not None:
-        query = query.where(InvoiceRow.period == str(period))
-    if member_id is not None:
-        query = query.where(InvoiceRow.member_id == member_id)
-    return list(
-        session.scalars(query.order_by(InvoiceRow.period, InvoiceRow.site_id, InvoiceRow.number))
-    )
-
-
-def find_invoice(session: Session, key_or_number: str) -> InvoiceRow:
-    """The invoice with this key (or number), else NotFound."""
-    row = session.scalars(
-        select(InvoiceRow).where(
-            sa.or_(InvoiceRow.key == key_or_number, InvoiceRow.number == key_or_number)
-        )
-    ).first()
-    if row is None:
-        raise NotFound("Invoice", key_or_number)
-    return row
-
-
-def document_of(row: InvoiceRow) -> dict[str, Any]:
-    """The stored canonical invoice as JSON values (`Invoice.canonical()`)."""
-    value: dict[str, Any] = json.loads(row.document)
-    return value
-
-
-def usage_of(row: InvoiceRow) -> list[dict[str, Any]]:
-    """The usage behind an issued invoice's lines, as stored at issue (`usage_json`)."""
-    value: list[dict[str, Any]] = json.loads(row.usage)
-    return value
-
-
-def sites_used(session: Session, member_id: int, period: Period) -> list[Site]:
-    """The sites where the member has visits or desk sessions around `period`.
-
-    A day's margin on each side covers every timezone; `member_usage` then cuts at the
-    site's own midnights.
-    """
-    start = datetime.combine(period.first_day - timedelta(days=1), time(), UTC)
-    end = datetime.combine(period.last_day + timedelta(days=2), time(), UTC)
-    slugs: set[str] = set()
-    for model in (VisitRow, DeskSessionRow):
-        slugs |= set(
-            session.scalars(
-                select(model.site)
-                .where(model.member_id == member_id, model.start < end)
-                .where(sa.or_(model.end.is_(None), model.end > start))
-            )
-        )
-    if not slugs:
-        return []
-    return list(session.scalars(select(Site).where(Site.slug.in_(slugs)).order_by(Site.id)))

@@ -19,7 +19,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from ruche.server.billing.close import document_of
+from ruche.server.billing.invoices import document_of
 from ruche.server.billing.money import Currency
 from ruche.server.errors import Invalid
 from ruche.server.storage.models import InvoiceRow

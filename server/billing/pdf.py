@@ -37,7 +37,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.doctemplate import BaseDocTemplate
 
-from ruche.server.billing.close import document_of, usage_of
+from ruche.server.billing.invoices import document_of, usage_of
 from ruche.server.billing.money import Currency
 from ruche.server.billing.pricing import Period
 from ruche.server.storage.models import InvoiceRow

@@ -39,7 +39,7 @@ from ruche.dashboards.catalogue import DASHBOARDS
 from ruche.dashboards.macros import auto_interval, expand, parse_duration
 from ruche.dashboards.model import Dashboard, Panel, Query, Variable
 from ruche.server import registry
-from ruche.server.occupancy.refresh import OccupancyWorker
+from ruche.server.occupancy.worker import OccupancyWorker
 from ruche.server.run import ServerWorkers
 from ruche.server.settings import ServerInflux, ServerMqtt, ServerSettings
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +37,8 @@ from ruche.broker import (
 )
 from ruche.server import registry
 from ruche.server.occupancy.ingest import EventBatch, store_events
-from ruche.server.occupancy.refresh import REFRESH_NICENESS, refresh_site
+from ruche.server.occupancy.limits import REFRESH_NICENESS
+from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.models import Booking, DeskSessionRow, OccupancyDirty, VisitRow
 
@@ -267,7 +270,7 @@ class TestWorkerApart:
     """The worker's refresh in a process of its own writes what an in-process one does."""
 
     def test_apart_equals_in_process(self, tmp_path: Any) -> None:
-        from ruche.server.occupancy.refresh import OccupancyWorker  # noqa: PLC0415
+        from ruche.server.occupancy.worker import OccupancyWorker  # noqa: PLC0415
 
         urls = [f"sqlite:///{tmp_path / 'apart.db'}", f"sqlite:///{tmp_path / 'here.db'}"]
         apart_db, here_db = Database(urls[0]), Database(urls[1])
@@ -282,20 +285,46 @@ class TestWorkerApart:
             apart.refresh_all()
             apart.refresh_all()  # the second round is incremental
             here.refresh_all()
-            assert apart._pool is not None
-            apart_niceness = apart._pool.submit(os.nice, 0).result()
-            apart_policy = apart._pool.submit(os.sched_getscheduler, 0).result()
+            pid = apart.refresh_pid
+            assert pid is not None, "the refresh process runs"
+            apart_niceness = os.getpriority(os.PRIO_PROCESS, pid)
+            apart_policy = os.sched_getscheduler(pid)
         finally:
             apart.stop()
             here.stop()
         assert apart.failures == here.failures == 0
         assert apart_db.state() == here_db.state()
         # It recomputes at a lower CPU priority than the server's ingestion.
-        assert apart_niceness == min(os.nice(0) + REFRESH_NICENESS, 19)
+        assert apart_niceness == min(os.getpriority(os.PRIO_PROCESS, 0) + REFRESH_NICENESS, 19)
         assert apart_policy == os.SCHED_IDLE
         assert len(apart_db.state()[0]) > 10
         for database in (apart_db, here_db):
             database.engine.dispose()
+
+    def test_a_killed_refresh_process_is_replaced(self, tmp_path: Any) -> None:
+        from ruche.server.occupancy.worker import OccupancyWorker  # noqa: PLC0415
+
+        url = f"sqlite:///{tmp_path / 'killed.db'}"
+        database = Database(url)
+        deliveries = plan(5)
+        for delivery in deliveries:
+            database.deliver(delivery.messages, delivery.at)
+        worker = OccupancyWorker(database.sessions, apart=url, clock=lambda: deliveries[-1].at)
+        try:
+            worker.refresh_all()
+            first = worker.refresh_pid
+            assert first is not None
+            os.kill(first, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while worker.refresh_pid == first and time.monotonic() < deadline:
+                time.sleep(0.05)
+            worker.refresh_all()
+            assert worker.refresh_pid not in (None, first), "a new process took over"
+        finally:
+            worker.stop()
+        assert worker.failures == 0
+        assert len(database.state()[0]) > 5
+        database.engine.dispose()
 
 
 class TestPlanThenApply:
@@ -347,7 +376,7 @@ class TestLoadDeskEvents:
 
     @pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)
     def test_same_events_as_decoding_the_payloads(self, database: Database) -> None:
-        from ruche.server.occupancy.refresh import load_desk_events  # noqa: PLC0415
+        from ruche.server.occupancy.loaders import load_desk_events  # noqa: PLC0415
         from ruche.server.occupancy.sessions import DeskEvent  # noqa: PLC0415
 
         messages = [m for delivery in plan(5) for m in delivery.messages]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ruche.server.billing.close import terms_of
 from ruche.server.billing.pricing import DayPass, MonthlyPlan, PayAsYouGo
+from ruche.server.billing.terms import terms_of
 from ruche.sim.day import PlannedBooking
 from ruche.sim.demo.plan import (
     MAX_DESKS,

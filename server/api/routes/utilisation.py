@@ -24,7 +24,7 @@ from ruche.server.api.schemas import (
     UtilisationSeriesPublic,
 )
 from ruche.server.errors import Invalid
-from ruche.server.occupancy.refresh import (
+from ruche.server.occupancy.queries import (
     opening_of,
     unbooked_sessions,
     unused_bookings,

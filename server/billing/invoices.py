@@ -1,0 +1,88 @@
+"""Issued invoices read back: by period and site, by key or number, their document and usage."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ruche.server.billing.pricing import (
+    Period,
+)
+from ruche.server.errors import NotFound
+from ruche.server.storage.models import (
+    DeskSessionRow,
+    InvoiceRow,
+    Site,
+    VisitRow,
+)
+
+
+def list_invoices(
+    session: Session,
+    *,
+    site_id: int | None = None,
+    period: Period | None = None,
+    member_id: int | None = None,
+) -> list[InvoiceRow]:
+    """Issued invoices, by period, site and number."""
+    query = select(InvoiceRow)
+    if site_id is not None:
+        query = query.where(InvoiceRow.site_id == site_id)
+    if period is not None:
+        query = query.where(InvoiceRow.period == str(period))
+    if member_id is not None:
+        query = query.where(InvoiceRow.member_id == member_id)
+    return list(
+        session.scalars(query.order_by(InvoiceRow.period, InvoiceRow.site_id, InvoiceRow.number))
+    )
+
+
+def find_invoice(session: Session, key_or_number: str) -> InvoiceRow:
+    """The invoice with this key (or number), else NotFound."""
+    row = session.scalars(
+        select(InvoiceRow).where(
+            sa.or_(InvoiceRow.key == key_or_number, InvoiceRow.number == key_or_number)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("Invoice", key_or_number)
+    return row
+
+
+def document_of(row: InvoiceRow) -> dict[str, Any]:
+    """The stored canonical invoice as JSON values (`Invoice.canonical()`)."""
+    value: dict[str, Any] = json.loads(row.document)
+    return value
+
+
+def usage_of(row: InvoiceRow) -> list[dict[str, Any]]:
+    """The usage behind an issued invoice's lines, as stored at issue (`usage_json`)."""
+    value: list[dict[str, Any]] = json.loads(row.usage)
+    return value
+
+
+def sites_used(session: Session, member_id: int, period: Period) -> list[Site]:
+    """The sites where the member has visits or desk sessions around `period`.
+
+    A day's margin on each side covers every timezone; `member_usage` then cuts at the
+    site's own midnights.
+    """
+    start = datetime.combine(period.first_day - timedelta(days=1), time(), UTC)
+    end = datetime.combine(period.last_day + timedelta(days=2), time(), UTC)
+    slugs: set[str] = set()
+    for model in (VisitRow, DeskSessionRow):
+        slugs |= set(
+            session.scalars(
+                select(model.site)
+                .where(model.member_id == member_id, model.start < end)
+                .where(sa.or_(model.end.is_(None), model.end > start))
+            )
+        )
+    if not slugs:
+        return []
+    return list(session.scalars(select(Site).where(Site.slug.in_(slugs)).order_by(Site.id)))
