@@ -22,7 +22,8 @@ from ruche.broker import Presence, PresenceState, Topic, encode
 from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.outbox import Outbox
 from ruche.server.messaging.connection import MqttOptions
-from ruche.server.occupancy.ingest import IngestWorker, stored_count
+from ruche.server.occupancy.event_store import stored_count
+from ruche.server.occupancy.ingest import IngestWorker
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations
 from ruche.server.storage.models import AgentProgress, StoredEvent
 

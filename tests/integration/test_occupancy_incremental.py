@@ -36,7 +36,8 @@ from ruche.broker import (
     encode,
 )
 from ruche.server import registry
-from ruche.server.occupancy.ingest import EventBatch, store_events
+from ruche.server.occupancy.batch import EventBatch
+from ruche.server.occupancy.event_store import store_events
 from ruche.server.occupancy.limits import REFRESH_NICENESS
 from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction

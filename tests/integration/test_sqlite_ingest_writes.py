@@ -12,12 +12,8 @@ import pytest
 from sqlalchemy import Engine
 
 from ruche.broker import Presence, PresenceState, Topic, decode, encode
-from ruche.server.occupancy.ingest import (
-    SQLITE_ROWS_PER_INSERT,
-    EventBatch,
-    store_events,
-    stored_count,
-)
+from ruche.server.occupancy.batch import EventBatch
+from ruche.server.occupancy.event_store import SQLITE_ROWS_PER_INSERT, store_events, stored_count
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.wal import WalCheckpointer
 

@@ -31,7 +31,7 @@ from ruche.broker import Command, Presence, PresenceState, Tap, Topic, badge_tok
 from ruche.server import registry
 from ruche.server.access import audit
 from ruche.server.api.app import create_app
-from ruche.server.occupancy.ingest import event_row
+from ruche.server.occupancy.batch import event_row
 from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.models import AuditKind, AuditSource, Role, StoredEvent

@@ -28,7 +28,7 @@ from ruche.broker import (
 )
 from ruche.server import registry
 from ruche.server.access import audit
-from ruche.server.occupancy.ingest import event_row
+from ruche.server.occupancy.batch import event_row
 from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.models import AuditKind, AuditSource, StoredEvent, VisitRow
