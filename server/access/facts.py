@@ -56,7 +56,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -80,7 +80,8 @@ from ruche.server.access.rules import (
     Site,
 )
 from ruche.server.errors import NotFound
-from ruche.server.registry.schedule import Schedule, Weekday, local_day
+from ruche.server.registry.schedule import local_day
+from ruche.server.registry.schedule_spec import plan_schedule
 from ruche.server.storage import models as m
 
 __all__ = [
@@ -97,7 +98,6 @@ __all__ = [
     "load_last_direction",
     "load_site_snapshot",
     "local_midnight",
-    "schedule_of",
     "with_direction",
 ]
 
@@ -107,33 +107,9 @@ MAX_GRACE = timedelta(days=1)
 """The widest booking grace (`registry.MAX_GRACE_MINUTES`): how far around a range to look."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_PLAN = Plan("none", sites=frozenset(), schedule=None)
-_DAYS = {
-    "mon": Weekday.MONDAY,
-    "tue": Weekday.TUESDAY,
-    "wed": Weekday.WEDNESDAY,
-    "thu": Weekday.THURSDAY,
-    "fri": Weekday.FRIDAY,
-    "sat": Weekday.SATURDAY,
-    "sun": Weekday.SUNDAY,
-}
 
 
 # --- the pure part -----------------------------------------------------------------------
-
-
-def schedule_of(schedule: Mapping[str, Any], *, booking_only: bool) -> Schedule | None:
-    """A plan's schedule JSON (`registry.check_schedule`) as a `Schedule`; None: booking only."""
-    if booking_only:
-        return None
-    kind = schedule.get("kind")
-    if kind == "24/7":
-        return Schedule.always()
-    if kind == "business_hours":
-        return Schedule.business_hours()
-    if kind == "custom":
-        days: Mapping[str, Iterable[str]] = schedule.get("days", {})
-        return Schedule.weekly({_DAYS[day]: ranges for day, ranges in days.items()})
-    raise ValueError(f"unknown schedule kind {kind!r}: the registry should have refused it")
 
 
 def direction_of(reader: str) -> Direction:
@@ -339,7 +315,7 @@ def _load_holders(
             plan_sites[plan_id].add(slug)
         for row in rows:
             if row.id not in plans:
-                schedule = schedule_of(row.schedule, booking_only=row.booking_only)
+                schedule = plan_schedule(row.schedule, booking_only=row.booking_only)
                 plans[row.id] = Plan(str(row.id), frozenset(plan_sites[row.id]), schedule)
             spans[row.member_id].append(MembershipSpan(row.starts_at, row.ends_at, plans[row.id]))
 

@@ -22,7 +22,9 @@ from pydantic import (
 )
 
 from ruche.broker.topics import ID_PATTERN
+from ruche.server.billing.terms import TermsSpec as Terms
 from ruche.server.occupancy.utilisation import Bucket, Level
+from ruche.server.registry.schedule_spec import ScheduleSpec as Schedule
 from ruche.server.storage.models import AuditKind, AuditSource, BadgeStatus, BookingStatus, Role
 
 MAX_ID = 2**31 - 1
@@ -392,29 +394,6 @@ class BadgesPublic(Page[BadgePublic]):
 
 # --- plans and memberships ---------------------------------------------------------------
 
-TimeRange = Annotated[
-    str,
-    StringConstraints(pattern=r"^\d\d:\d\d-\d\d:\d\d$"),
-    Field(description="Local 'HH:MM-HH:MM', start before end; '24:00' may end a day."),
-]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-class AlwaysOpen(_In):
-    kind: Literal["24/7"]
-
-
-class BusinessHours(_In):
-    kind: Literal["business_hours"]
-
-
-class CustomSchedule(_In):
-    kind: Literal["custom"]
-    days: dict[Weekday, Annotated[list[TimeRange], Field(max_length=24)]]
-
-
-Schedule = Annotated[AlwaysOpen | BusinessHours | CustomSchedule, Field(discriminator="kind")]
-
 
 class PlanCreate(_In):
     model_config = ConfigDict(
@@ -447,7 +426,7 @@ class PlanPublic(_Out):
     id: int
     name: str
     site_ids: list[int]
-    schedule: dict[str, Any]
+    schedule: Schedule
     booking_only: bool
 
 
@@ -691,7 +670,7 @@ class UtilisationPublic(BaseModel):
     to_day: date = Field(description="The local date the range ends at (excluded).")
     bucket: Bucket
     by: Level
-    opening_hours: dict[str, Any] = Field(description="The schedule the site's hours follow.")
+    opening_hours: Schedule = Field(description="The schedule the site's hours follow.")
     counted_until: datetime = Field(description="Nothing after this instant is counted.")
     series: list[UtilisationSeriesPublic]
 
@@ -740,36 +719,6 @@ class SiteBillingPublic(BaseModel):
     closed_through: str | None = Field(description="The latest period closed at the site.")
 
 
-class MonthlyTerms(_In):
-    """A monthly fee with `included` days or hours; each one more costs `overage`."""
-
-    kind: Literal["monthly"]
-    fee: Amount
-    included: Amount
-    unit: Literal["day", "hour"]
-    overage: Amount = Field(description="Per day, or per hour (charged by the minute).")
-
-
-class PayAsYouGoTerms(_In):
-    """Per minute, with a minimum and a cap per day, and an optional monthly cap."""
-
-    kind: Literal["pay_as_you_go"]
-    per_minute: Amount
-    minimum_charge: Amount
-    daily_cap: Amount
-    monthly_cap: Amount | None = None
-
-
-class DayPassTerms(_In):
-    """One pass per used day."""
-
-    kind: Literal["day_pass"]
-    price: Amount
-
-
-Terms = Annotated[MonthlyTerms | PayAsYouGoTerms | DayPassTerms, Field(discriminator="kind")]
-
-
 class PriceVersionCreate(_In):
     model_config = ConfigDict(
         extra="forbid",
@@ -800,7 +749,7 @@ class PriceVersionPublic(_Out):
     site_id: int
     label: str
     valid_from: date
-    terms: dict[str, Any]
+    terms: Terms
     tax_rate: str
     created_at: datetime
 

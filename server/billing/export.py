@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
 
 from ruche.server.billing.invoices import document_of
 from ruche.server.billing.money import Currency
@@ -80,16 +79,16 @@ def allocate_tax(
 
 def _rows_of(row: InvoiceRow) -> list[AccountingRow]:
     document = document_of(row)
-    currency = Currency.of(document["currency"])
-    lines: list[dict[str, Any]] = document["lines"]
+    currency = Currency.of(document.currency)
+    lines = document.lines
     by_rate: dict[str, list[int]] = defaultdict(list)
     for index, line in enumerate(lines):
-        by_rate[line["tax_rate"]].append(index)
-    taxes = {t["rate"]: Decimal(t["tax"]) for t in document["taxes"]}
+        by_rate[line.tax_rate].append(index)
+    taxes = {t.rate: Decimal(t.tax) for t in document.taxes}
     tax_of: dict[int, Decimal] = {}
     for rate, indexes in by_rate.items():
         shares = allocate_tax(
-            [Decimal(lines[i]["net"]) for i in indexes], Decimal(rate), taxes[rate], currency
+            [Decimal(lines[i].net) for i in indexes], Decimal(rate), taxes[rate], currency
         )
         tax_of.update(zip(indexes, shares, strict=True))
     money = currency.format
@@ -98,25 +97,25 @@ def _rows_of(row: InvoiceRow) -> list[AccountingRow]:
             invoice_number=row.number,
             invoice_key=row.key,
             issued_at=row.issued_at.isoformat(),
-            site=document["site"],
+            site=document.site,
             site_name=row.site_name,
             member_id=row.member_id,
             member_name=row.member_name,
             member_email=row.member_email,
             period=row.period,
-            line_period=line["period"],
-            line_key=line["key"],
-            description=line["description"],
-            quantity=line["quantity"],
-            unit=line["unit"],
-            unit_price=line["unit_price"],
-            per=line["per"],
-            net=line["net"],
-            tax_rate=line["tax_rate"],
+            line_period=line.period,
+            line_key=line.key,
+            description=line.description,
+            quantity=line.quantity,
+            unit=line.unit,
+            unit_price=line.unit_price,
+            per=line.per,
+            net=line.net,
+            tax_rate=line.tax_rate,
             tax=money(tax_of[i]),
-            total=money(Decimal(line["net"]) + tax_of[i]),
+            total=money(Decimal(line.net) + tax_of[i]),
             currency=currency.code,
-            adjustment=line["adjustment"],
+            adjustment=line.adjustment,
         )
         for i, line in enumerate(lines)
     ]
@@ -153,7 +152,7 @@ def to_json(invoices: Sequence[InvoiceRow], *, period: str) -> str:
                     "number": row.number,
                     "key": row.key,
                     "issued_at": row.issued_at.isoformat(),
-                    "site": document_of(row)["site"],
+                    "site": document_of(row).site,
                     "site_name": row.site_name,
                     "member_id": row.member_id,
                     "member_name": row.member_name,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ruche.server.billing.documents import InvoiceDocument, UsageDay
 from ruche.server.billing.pricing import (
     Period,
 )
@@ -20,6 +20,8 @@ from ruche.server.storage.models import (
     Site,
     VisitRow,
 )
+
+_USAGE = TypeAdapter(tuple[UsageDay, ...])
 
 
 def list_invoices(
@@ -54,16 +56,14 @@ def find_invoice(session: Session, key_or_number: str) -> InvoiceRow:
     return row
 
 
-def document_of(row: InvoiceRow) -> dict[str, Any]:
-    """The stored canonical invoice as JSON values (`Invoice.canonical()`)."""
-    value: dict[str, Any] = json.loads(row.document)
-    return value
+def document_of(row: InvoiceRow) -> InvoiceDocument:
+    """The invoice as issued (`Invoice.canonical()`, stored at issue)."""
+    return InvoiceDocument.model_validate_json(row.document)
 
 
-def usage_of(row: InvoiceRow) -> list[dict[str, Any]]:
+def usage_of(row: InvoiceRow) -> tuple[UsageDay, ...]:
     """The usage behind an issued invoice's lines, as stored at issue (`usage_json`)."""
-    value: list[dict[str, Any]] = json.loads(row.usage)
-    return value
+    return _USAGE.validate_json(row.usage)
 
 
 def sites_used(session: Session, member_id: int, period: Period) -> list[Site]:

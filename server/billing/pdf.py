@@ -11,7 +11,7 @@ behind it (days, minutes, sessions).
 from __future__ import annotations
 
 import io
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.doctemplate import BaseDocTemplate
 
+from ruche.server.billing.documents import DocumentLine, UsageDay
 from ruche.server.billing.invoices import document_of, usage_of
 from ruche.server.billing.money import Currency
 from ruche.server.billing.pricing import Period
@@ -111,9 +112,9 @@ def _price(text: str, minor_units: int) -> str:
     return f"{value:.{max(minor_units, digits)}f}"
 
 
-def _unit_price(line: dict[str, Any], minor_units: int) -> str:
-    price, per, unit = _price(line["unit_price"], minor_units), line["per"], line["unit"]
-    if line["adjustment"]:
+def _unit_price(line: DocumentLine, minor_units: int) -> str:
+    price, per, unit = _price(line.unit_price, minor_units), line.per, line.unit
+    if line.adjustment:
         return price
     if per == 1:
         return f"{price} / {unit}"
@@ -141,12 +142,12 @@ def _grid(rows: list[list[Any]], widths: list[float], *, header: bool = True) ->
 
 def _story(row: InvoiceRow) -> list[Flowable]:
     doc = document_of(row)
-    usage = {u["day"]: u for u in usage_of(row)}
-    tz = ZoneInfo(doc["timezone"])
-    currency = doc["currency"]
+    usage = {u.day: u for u in usage_of(row)}
+    tz = ZoneInfo(doc.timezone)
+    currency = doc.currency
     minor = Currency.of(currency).minor_units
     s = _styles()
-    period = Period.parse(doc["period"])
+    period = Period.parse(doc.period)
     issued = row.issued_at.astimezone(tz).date()
     width = A4[0] - 40 * mm
 
@@ -159,7 +160,7 @@ def _story(row: InvoiceRow) -> list[Flowable]:
         [
             [Paragraph("From", s["small"]), Paragraph("Bill to", s["small"])],
             [
-                Paragraph(f"<b>{_esc(row.site_name)}</b><br/>site {_esc(doc['site'])}", s["base"]),
+                Paragraph(f"<b>{_esc(row.site_name)}</b><br/>site {_esc(doc.site)}", s["base"]),
                 Paragraph(
                     f"<b>{_esc(row.member_name)}</b><br/>{_esc(row.member_email)}<br/>"
                     f"member no. {row.member_id}",
@@ -205,7 +206,7 @@ def _story(row: InvoiceRow) -> list[Flowable]:
     )
     story += [facts, Spacer(1, 6 * mm)]
 
-    lines: list[dict[str, Any]] = doc["lines"]
+    lines = doc.lines
     table: list[list[Any]] = [
         [
             "#",
@@ -220,11 +221,11 @@ def _story(row: InvoiceRow) -> list[Flowable]:
         table.append(
             [
                 str(number),
-                Paragraph(_esc(line["description"]), s["base"]),
-                Paragraph(line["quantity"], s["right"]),
-                line["unit"],
+                Paragraph(_esc(line.description), s["base"]),
+                Paragraph(line.quantity, s["right"]),
+                line.unit,
                 Paragraph(_esc(_unit_price(line, minor)), s["right"]),
-                Paragraph(line["net"], s["right"]),
+                Paragraph(line.net, s["right"]),
             ]
         )
     if not lines:
@@ -232,19 +233,19 @@ def _story(row: InvoiceRow) -> list[Flowable]:
     story.append(_grid(table, [8 * mm, width - 102 * mm, 20 * mm, 20 * mm, 30 * mm, 24 * mm]))
 
     totals: list[list[Any]] = [
-        [Paragraph("Subtotal", s["right"]), Paragraph(doc["subtotal"], s["right"])]
+        [Paragraph("Subtotal", s["right"]), Paragraph(doc.subtotal, s["right"])]
     ]
     totals += [
         [
-            Paragraph(f"Tax {_percent(t['rate'])} on {t['base']}", s["right"]),
-            Paragraph(t["tax"], s["right"]),
+            Paragraph(f"Tax {_percent(t.rate)} on {t.base}", s["right"]),
+            Paragraph(t.tax, s["right"]),
         ]
-        for t in doc["taxes"]
+        for t in doc.taxes
     ]
     totals.append(
         [
             Paragraph(f"Total ({currency})", s["right_bold"]),
-            Paragraph(f"{doc['total']} {currency}", s["right_bold"]),
+            Paragraph(f"{doc.total} {currency}", s["right_bold"]),
         ]
     )
     summary = Table(totals, colWidths=[width - 40 * mm, 40 * mm])
@@ -259,7 +260,7 @@ def _story(row: InvoiceRow) -> list[Flowable]:
     )
     story += [Spacer(1, 2 * mm), KeepTogether([summary])]
 
-    held: list[dict[str, Any]] = doc["held_back"]
+    held = doc.held_back
     if held:
         story.append(Paragraph("Not billed: held back for review", s["h2"]))
         story.append(
@@ -272,15 +273,15 @@ def _story(row: InvoiceRow) -> list[Flowable]:
         rows: list[list[Any]] = [["Session", "Reason", "Days"]]
         rows += [
             [
-                Paragraph(_esc(h["id"]), s["base"]),
-                h["reason"].replace("_", " "),
-                Paragraph(", ".join(h["days"]), s["base"]),
+                Paragraph(_esc(h.id), s["base"]),
+                h.reason.replace("_", " "),
+                Paragraph(", ".join(d.isoformat() for d in h.days), s["base"]),
             ]
             for h in held
         ]
         story.append(_grid(rows, [width - 80 * mm, 35 * mm, 45 * mm]))
 
-    behind = [(n, line) for n, line in enumerate(lines, start=1) if line["days"]]
+    behind = [(n, line) for n, line in enumerate(lines, start=1) if line.days]
     if behind:
         story.append(Paragraph("Usage behind each line", s["h2"]))
         story.append(
@@ -292,21 +293,21 @@ def _story(row: InvoiceRow) -> list[Flowable]:
         )
     for number, line in behind:
         rows = [["Day", Paragraph("Minutes", s["right_bold"]), "First in", "Sessions"]]
-        for day in line["days"]:
+        for day in line.days:
             used = usage.get(day)
             rows.append(
                 [
-                    day,
-                    Paragraph(str(used["minutes"]) if used else "", s["right"]),
+                    day.isoformat(),
+                    Paragraph(str(used.minutes) if used else "", s["right"]),
                     _first_in(used, tz),
-                    Paragraph(_esc(", ".join(used["sessions"])) if used else "", s["small"]),
+                    Paragraph(_esc(", ".join(used.sessions)) if used else "", s["small"]),
                 ]
             )
         story.append(
             KeepTogether(
                 [
                     Spacer(1, 2 * mm),
-                    Paragraph(f"Line {number}: {_esc(line['description'])}", s["bold"]),
+                    Paragraph(f"Line {number}: {_esc(line.description)}", s["bold"]),
                     _grid(rows, [24 * mm, 20 * mm, 18 * mm, width - 62 * mm]),
                 ]
             )
@@ -314,10 +315,10 @@ def _story(row: InvoiceRow) -> list[Flowable]:
     return story
 
 
-def _first_in(used: dict[str, Any] | None, tz: ZoneInfo) -> str:
+def _first_in(used: UsageDay | None, tz: ZoneInfo) -> str:
     if not used:
         return ""
-    return f"{datetime.fromisoformat(used['first_presence']).astimezone(tz):%H:%M}"
+    return f"{used.first_presence.astimezone(tz):%H:%M}"
 
 
 def _footer(row: InvoiceRow) -> Any:  # noqa: ANN401 - reportlab's page callback type

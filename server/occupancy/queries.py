@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ruche.server.access.facts import schedule_of
 from ruche.server.occupancy.loaders import desk_key, session_value
 from ruche.server.occupancy.sessions import (
     BookingSpan,
@@ -20,6 +19,7 @@ from ruche.server.occupancy.sessions import (
     used_unbooked,
 )
 from ruche.server.occupancy.utilisation import DeskBooking, DeskPlace, DeskTime, Opening, VisitTime
+from ruche.server.registry.schedule_spec import opening_schedule
 from ruche.server.storage.models import (
     Booking,
     BookingStatus,
@@ -110,10 +110,9 @@ def unbooked_sessions(
 
 def opening_of(site: Site) -> Opening:
     """The site's opening hours (business hours when it has none) and its holidays."""
-    hours = site.opening_hours or {"kind": "business_hours"}
-    schedule = schedule_of(hours, booking_only=False)
-    assert schedule is not None  # noqa: S101 - only booking-only plans have none
-    return Opening(schedule, site.tzinfo, frozenset(h.day for h in site.holidays))
+    return Opening(
+        opening_schedule(site.opening_hours), site.tzinfo, frozenset(h.day for h in site.holidays)
+    )
 
 
 @dataclass(frozen=True)

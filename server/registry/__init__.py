@@ -11,9 +11,7 @@ told when a site changed (`listener`), and what `ruche admin` does (`admin`)."""
 from ruche.server.registry.core import (
     API_KEY_PREFIX,
     MAX_GRACE_MINUTES,
-    SCHEDULE_KINDS,
     SITE_KEY_BYTES,
-    WEEKDAYS,
     add_day_pass,
     add_holiday,
     authenticate_api_key,
@@ -70,9 +68,7 @@ from ruche.server.registry.core import (
 __all__ = [
     "API_KEY_PREFIX",
     "MAX_GRACE_MINUTES",
-    "SCHEDULE_KINDS",
     "SITE_KEY_BYTES",
-    "WEEKDAYS",
     "add_day_pass",
     "add_holiday",
     "authenticate_api_key",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,6 +45,7 @@ from ruche.broker.passwords import generate_password, hash_password
 from ruche.broker.tokens import MIN_SITE_KEY_BYTES, badge_token
 from ruche.broker.topics import ID_PATTERN
 from ruche.server.errors import Conflict, Invalid, NotFound
+from ruche.server.registry.schedule_spec import parse_schedule, schedule_json
 from ruche.server.storage.models import (
     Agent,
     ApiKey,
@@ -81,10 +81,7 @@ UNSET: Final = _Unset.UNSET
 
 SITE_KEY_BYTES = 32
 MAX_GRACE_MINUTES = 24 * 60
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-SCHEDULE_KINDS = ("24/7", "business_hours", "custom")
 _SLUG = re.compile(f"^{ID_PATTERN}$")
-_RANGE = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 API_KEY_PREFIX = "ruche"
 
@@ -586,45 +583,8 @@ def _minutes(hours: str, minutes: str, text: str) -> int:
 
 
 def check_schedule(value: Mapping[str, Any]) -> dict[str, Any]:
-    """A plan's access schedule, validated and normalised (pure).
-
-    `{"kind": "24/7"}`; `{"kind": "business_hours"}` (the hours are the door rules' to
-    define; holidays closed); `{"kind": "custom", "days": {"mon": ["08:00-18:00"], ...}}`
-    with local "HH:MM-HH:MM" ranges, start before end, "24:00" allowed as an end. A range
-    past midnight is written as two: "22:00-24:00" on one day, "00:00-02:00" on the next.
-    """
-    kind = value.get("kind")
-    if kind not in SCHEDULE_KINDS:
-        raise Invalid(f"schedule kind must be one of {', '.join(SCHEDULE_KINDS)}, not {kind!r}")
-    if kind != "custom":
-        if set(value) != {"kind"}:
-            raise Invalid(f"a {kind!r} schedule takes no other field")
-        return {"kind": kind}
-    days = value.get("days")
-    if set(value) != {"kind", "days"} or not isinstance(days, Mapping):
-        raise Invalid('a custom schedule is {"kind": "custom", "days": {"mon": [...], ...}}')
-    normal: dict[str, list[str]] = {}
-    for day, ranges in days.items():
-        if day not in WEEKDAYS:
-            raise Invalid(f"unknown weekday {day!r}: use {', '.join(WEEKDAYS)}")
-        if not isinstance(ranges, list | tuple) or not all(isinstance(r, str) for r in ranges):
-            raise Invalid(f"{day}: give a list of 'HH:MM-HH:MM' strings")
-        spans = []
-        for text in ranges:
-            match = _RANGE.match(text)
-            if match is None:
-                raise Invalid(f"{day}: {text!r} is not 'HH:MM-HH:MM'")
-            start = _minutes(match[1], match[2], text)
-            end = _minutes(match[3], match[4], text)
-            if start >= end:
-                raise Invalid(f"{day}: {text!r} ends before it starts (split it at midnight)")
-            spans.append((start, end, text))
-        spans.sort()
-        for (_, end, before), (start, _, after) in itertools.pairwise(spans):
-            if start < end:
-                raise Invalid(f"{day}: {before!r} and {after!r} overlap")
-        normal[day] = [text for _, _, text in spans]
-    return {"kind": "custom", "days": {d: normal[d] for d in WEEKDAYS if d in normal}}
+    """A schedule checked and normalised, as its JSON column holds it (`schedule_spec`)."""
+    return schedule_json(parse_schedule(value))
 
 
 def _sites(session: Session, site_ids: Iterable[int]) -> list[Site]:

@@ -7,9 +7,10 @@ downloads their PDFs. Amounts are decimal strings, never floats.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
@@ -38,6 +39,7 @@ from ruche.server.api.schemas import (
     UsageDayPublic,
     UsagePublic,
 )
+from ruche.server.billing.documents import DocumentHeldBack
 from ruche.server.billing.export import to_csv, to_json
 from ruche.server.billing.pdf import render_invoice_pdf
 from ruche.server.billing.pricing import Period
@@ -204,8 +206,8 @@ def _invoice(
 InvoiceInScope = Annotated[InvoiceRow, Depends(_invoice)]
 
 
-def _held_back(items: list[dict[str, Any]]) -> list[HeldBackPublic]:
-    return [HeldBackPublic(id=h["id"], reason=h["reason"], days=h["days"]) for h in items]
+def _held_back(items: Sequence[DocumentHeldBack]) -> list[HeldBackPublic]:
+    return [HeldBackPublic(id=h.id, reason=h.reason, days=list(h.days)) for h in items]
 
 
 @router.get("/invoices/{invoice_id}")
@@ -215,11 +217,11 @@ def read_invoice(row: InvoiceInScope) -> InvoiceDetailPublic:
     heading = InvoicePublic.model_validate(row).model_dump()
     return InvoiceDetailPublic(
         **heading,
-        timezone=doc["timezone"],
-        versions=doc["versions"],
-        lines=[InvoiceLinePublic.model_validate(line) for line in doc["lines"]],
-        taxes=[InvoiceTaxPublic.model_validate(t) for t in doc["taxes"]],
-        held_back=_held_back(doc["held_back"]),
+        timezone=doc.timezone,
+        versions=list(doc.versions),
+        lines=[InvoiceLinePublic.model_validate(line.model_dump()) for line in doc.lines],
+        taxes=[InvoiceTaxPublic.model_validate(t.model_dump()) for t in doc.taxes],
+        held_back=_held_back(doc.held_back),
     )
 
 
