@@ -27,11 +27,11 @@ from ruche.broker import Channel, EventPayload, decode_payload
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.mosquitto_config import BrokerOptions
 from ruche.broker.passwords import generate_password
-from ruche.ports import free_port
 from ruche.sim.ld2410 import Arrive, Empty, Leave, PtyRadar, Scenario, Seated
 from ruche.sim.nfc import BadgeEmulator
 from ruche.sim.receiver import EventReceiver
 from ruche.sim.services.mosquitto import MosquittoProcess
+from ruche.sim.services.sockets import free_port
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -214,9 +214,9 @@ class AgentHarness:
         from sqlalchemy.orm import Session  # noqa: PLC0415
 
         from ruche.server.storage.db import make_engine  # noqa: PLC0415
-        from ruche.server.storage.models import StoredEvent  # noqa: PLC0415
+        from ruche.server.storage.models import StoredEventRow  # noqa: PLC0415
 
-        query = select(StoredEvent.channel, StoredEvent.payload).order_by(StoredEvent.seq)
+        query = select(StoredEventRow.channel, StoredEventRow.payload).order_by(StoredEventRow.seq)
         engine = self._engine or make_engine(self.database_url)
         try:
             with Session(engine) as session:

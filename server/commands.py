@@ -26,7 +26,7 @@ from ruche.server.storage.db import (
     run_migrations,
     transaction,
 )
-from ruche.server.storage.models import Role
+from ruche.server.storage.enums import Role
 
 DATABASE_HELP = "SQLAlchemy URL (default: $RUCHE_DATABASE_URL or sqlite:///ruche.db)"
 

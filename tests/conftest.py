@@ -45,14 +45,14 @@ from ruche.edge.agent import Agent
 from ruche.edge.gpio import DoorPins
 from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
 from ruche.mqtt import stop_client
-from ruche.ports import free_port
 from ruche.server import registry
 from ruche.server.errors import NotFound
 from ruche.server.storage.db import make_engine, make_sessions
-from ruche.server.storage.models import Site
+from ruche.server.storage.models import SiteRow
 from ruche.sim.door import SimDoor
 from ruche.sim.services.influxd import InfluxdError, InfluxdProcess
 from ruche.sim.services.mosquitto import MosquittoError, MosquittoProcess
+from ruche.sim.services.sockets import free_port
 
 _counter = itertools.count(1)
 
@@ -519,7 +519,7 @@ def _register_devices(
     engine = make_engine(url)
     try:
         with make_sessions(engine).begin() as session:
-            row = session.scalars(select(Site).where(Site.slug == site)).first()
+            row = session.scalars(select(SiteRow).where(SiteRow.slug == site)).first()
             if row is None:
                 row = registry.create_site(session, slug=site, name=site, timezone="Europe/Paris")
             zone = registry.create_zone(session, site_id=row.id, name=unique_name("zone-"))

@@ -41,11 +41,11 @@ from ruche.broker.passwords import generate_password
 from ruche.broker.tokens import badge_token
 from ruche.broker.topics import Channel
 from ruche.mqtt import no_delay, publish_properties, stop_client
-from ruche.ports import free_port
 from ruche.server import registry
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import BadgeStatus
+from ruche.server.storage.enums import BadgeStatus
 from ruche.sim.services.mosquitto import MosquittoProcess
+from ruche.sim.services.sockets import free_port
 
 SITE = "bench"
 ANSWER_TIMEOUT_S = 2.0

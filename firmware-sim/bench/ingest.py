@@ -42,13 +42,13 @@ from ruche.broker import Ack, Presence, PresenceState, Topic, decode, encode_for
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount, agent_username
 from ruche.broker.passwords import generate_password
 from ruche.broker.topics import Channel
-from ruche.ports import free_port
 from ruche.server import registry
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import StoredEvent
+from ruche.server.storage.models import StoredEventRow
 from ruche.sim.bench.mqtt_load import LoadConnection
 from ruche.sim.services.influxd import InfluxdProcess
 from ruche.sim.services.mosquitto import MosquittoProcess
+from ruche.sim.services.sockets import free_port
 
 SITE = "bench"
 DATABASE = "ruche_bench"
@@ -547,7 +547,9 @@ def _sql_count(url: str) -> int:
         with engine.connect() as connection:
             return int(
                 connection.scalar(
-                    select(func.count()).select_from(StoredEvent).where(StoredEvent.site == SITE)
+                    select(func.count())
+                    .select_from(StoredEventRow)
+                    .where(StoredEventRow.site == SITE)
                 )
                 or 0
             )

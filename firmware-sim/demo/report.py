@@ -25,16 +25,16 @@ from ruche.server import billing
 from ruche.server.billing.invoicing import compute_invoice
 from ruche.server.billing.money import Currency
 from ruche.server.billing.pricing import Period
+from ruche.server.storage.enums import AuditKind
 from ruche.server.storage.models import (
-    AuditKind,
     AuditRow,
-    Booking,
+    BookingRow,
     DeskSessionRow,
-    Member,
-    Membership,
-    Plan,
-    Site,
-    StoredEvent,
+    MemberRow,
+    MembershipRow,
+    PlanRow,
+    SiteRow,
+    StoredEventRow,
     VisitRow,
 )
 
@@ -66,9 +66,9 @@ class StoreCounts:
 
 def events(session: Session, site: str) -> dict[str, int]:
     rows = session.execute(
-        select(StoredEvent.channel, func.count())
-        .where(StoredEvent.site == site)
-        .group_by(StoredEvent.channel)
+        select(StoredEventRow.channel, func.count())
+        .where(StoredEventRow.site == site)
+        .group_by(StoredEventRow.channel)
     )
     return dict(sorted(rows))
 
@@ -98,7 +98,9 @@ def store_counts(session: Session, site: str) -> StoreCounts:
     bookings = Counter(
         str(status)
         for status in session.scalars(
-            select(Booking.status).join(Site, Site.id == Booking.site_id).where(Site.slug == site)
+            select(BookingRow.status)
+            .join(SiteRow, SiteRow.id == BookingRow.site_id)
+            .where(SiteRow.slug == site)
         )
     )
     return StoreCounts(
@@ -130,14 +132,14 @@ def influx_points(url: str, database: str, *, timeout: float = 10) -> dict[str, 
 
 def invoice_preview(session: Session, site_slug: str, day: date) -> dict[str, Any]:
     """Each plan's invoices for `day`'s month as they stand, computed and not stored."""
-    site = session.scalars(select(Site).where(Site.slug == site_slug)).one()
+    site = session.scalars(select(SiteRow).where(SiteRow.slug == site_slug)).one()
     period = Period.of(day)
     currency = Currency.of(site.currency)
     members = session.execute(
-        select(Member.id, Plan.id, Plan.name)
-        .join(Membership, Membership.member_id == Member.id)
-        .join(Plan, Plan.id == Membership.plan_id)
-        .order_by(Plan.id, Member.id)
+        select(MemberRow.id, PlanRow.id, PlanRow.name)
+        .join(MembershipRow, MembershipRow.member_id == MemberRow.id)
+        .join(PlanRow, PlanRow.id == MembershipRow.plan_id)
+        .order_by(PlanRow.id, MemberRow.id)
     )
     plans: dict[str, dict[str, Any]] = {}
     totals: dict[str, Decimal] = {}

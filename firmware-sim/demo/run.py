@@ -61,7 +61,6 @@ from ruche.broker import Channel, everything
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.mosquitto_config import BrokerOptions
 from ruche.broker.passwords import generate_password
-from ruche.ports import free_port, wait_for_port
 from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, transaction
 from ruche.sim.day import MEASUREMENTS, PlannedBooking
@@ -90,6 +89,7 @@ from ruche.sim.demo.report import (
 from ruche.sim.demo.site import SeededSite, add_bookings, seed_demo_site
 from ruche.sim.services.influxd import InfluxdError, InfluxdProcess
 from ruche.sim.services.mosquitto import MosquittoError, MosquittoProcess
+from ruche.sim.services.sockets import free_port, wait_for_port
 
 __all__ = [
     "SEED",

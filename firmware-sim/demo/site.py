@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from ruche.server import billing, registry
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import Desk, Member, Role
+from ruche.server.storage.enums import Role
+from ruche.server.storage.models import DeskRow, MemberRow
 from ruche.sim.day import PlannedBooking
 from ruche.sim.demo.plan import PLANS, DemoSite
 
@@ -119,9 +120,11 @@ def add_bookings(url: str, slug: str, bookings: Iterable[PlannedBooking]) -> Non
     try:
         with transaction(make_sessions(engine)) as session:
             site_id = registry.get_site_by_slug(session, slug).id
-            members = dict(session.execute(select(Member.email, Member.id)).all())
+            members = dict(session.execute(select(MemberRow.email, MemberRow.id)).all())
             desks = dict(
-                session.execute(select(Desk.slug, Desk.id).where(Desk.site_id == site_id)).all()
+                session.execute(
+                    select(DeskRow.slug, DeskRow.id).where(DeskRow.site_id == site_id)
+                ).all()
             )
             _book(session, site_id, members, desks, bookings)
     finally:

@@ -12,8 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ruche.ports import free_port
 from ruche.sim.services.process import ChildProcess
+from ruche.sim.services.sockets import free_port
 
 
 class InfluxdError(RuntimeError):

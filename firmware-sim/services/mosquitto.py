@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ruche.broker.accounts import Accounts
 from ruche.broker.mosquitto_config import BrokerFiles, BrokerOptions, write_config
-from ruche.ports import free_port, wait_for_port
 from ruche.sim.services.process import ChildProcess
+from ruche.sim.services.sockets import free_port, wait_for_port
 
 _SEARCH = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 

@@ -57,7 +57,7 @@ from ruche.server.access.rules import allowlist_windows
 from ruche.server.errors import NotFound
 from ruche.server.messaging.connection import MqttOptions, ServerConnection
 from ruche.server.registry.schedule import Interval, merge_intervals
-from ruche.server.storage.models import Site
+from ruche.server.storage.models import SiteRow
 
 __all__ = [
     "DEFAULT_HORIZON",
@@ -216,7 +216,7 @@ class AllowlistPublisher:
 
     def _sites(self) -> list[str]:
         with self.sessions.begin() as session:
-            return list(session.scalars(select(Site.slug).order_by(Site.slug)))
+            return list(session.scalars(select(SiteRow.slug).order_by(SiteRow.slug)))
 
     def _loop(self) -> None:
         while True:

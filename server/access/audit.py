@@ -33,14 +33,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ruche.server.errors import Invalid
-from ruche.server.storage.models import (
-    AUDIT_HEAD_ID,
-    GENESIS_HASH,
-    AuditHead,
-    AuditKind,
-    AuditRow,
-    AuditSource,
-)
+from ruche.server.storage.enums import AuditKind, AuditSource
+from ruche.server.storage.models import AUDIT_HEAD_ID, GENESIS_HASH, AuditHeadRow, AuditRow
 
 MAX_PAGE = 1000
 VERIFY_BATCH = 1000
@@ -148,10 +142,10 @@ def check_row(row: AuditRow, expected_id: int, prev_hash: str) -> str | None:
 # --- the shell ---------------------------------------------------------------------------
 
 
-def _lock_head(session: Session) -> AuditHead:
+def _lock_head(session: Session) -> AuditHeadRow:
     head = session.scalars(
-        select(AuditHead)
-        .where(AuditHead.id == AUDIT_HEAD_ID)
+        select(AuditHeadRow)
+        .where(AuditHeadRow.id == AUDIT_HEAD_ID)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one_or_none()
@@ -275,8 +269,8 @@ def verify(session: Session, *, batch: int = VERIFY_BATCH) -> VerifyResult:
         if len(rows) < batch:
             break
     head = session.scalars(
-        select(AuditHead)
-        .where(AuditHead.id == AUDIT_HEAD_ID)
+        select(AuditHeadRow)
+        .where(AuditHeadRow.id == AUDIT_HEAD_ID)
         .execution_options(populate_existing=True)
     ).one_or_none()
     if head is None:

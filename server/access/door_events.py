@@ -53,7 +53,8 @@ from ruche.refusals import RefusalLog
 from ruche.server.access import audit
 from ruche.server.messaging.connection import MqttOptions, ServerConnection
 from ruche.server.registry.ownership import DeviceOwners
-from ruche.server.storage.models import AuditKind, AuditSource, Badge
+from ruche.server.storage.enums import AuditKind, AuditSource
+from ruche.server.storage.models import BadgeRow
 
 __all__ = ["DoorEventStats", "DoorEventWorker", "audit_entry"]
 
@@ -156,7 +157,7 @@ class DoorEventWorker:
                 member_id = None
                 if isinstance(event, OfflineDecision):
                     member_id = session.scalars(
-                        select(Badge.member_id).where(Badge.token == event.token)
+                        select(BadgeRow.member_id).where(BadgeRow.token == event.token)
                     ).first()
                 entry = audit_entry(
                     message.topic, event, member_id=member_id, received_at=self._clock()

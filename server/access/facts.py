@@ -83,6 +83,7 @@ from ruche.server.errors import NotFound
 from ruche.server.registry.schedule import local_day
 from ruche.server.registry.schedule_spec import plan_schedule
 from ruche.server.storage import models as m
+from ruche.server.storage.enums import AuditKind, BookingStatus
 
 __all__ = [
     "AllowlistInputs",
@@ -241,20 +242,20 @@ class _SiteRow:
 
 def _load_site(session: Session, slug: str) -> _SiteRow:
     row = session.execute(
-        sa.select(m.Site.id, m.Site.key_id, m.Site.timezone).where(m.Site.slug == slug)
+        sa.select(m.SiteRow.id, m.SiteRow.key_id, m.SiteRow.timezone).where(m.SiteRow.slug == slug)
     ).one_or_none()
     if row is None:
         raise NotFound("Site", slug)
-    holidays = session.scalars(sa.select(m.Holiday.day).where(m.Holiday.site_id == row.id))
+    holidays = session.scalars(sa.select(m.HolidayRow.day).where(m.HolidayRow.site_id == row.id))
     site = Site(slug, ZoneInfo(row.timezone), holidays=frozenset(holidays))
     return _SiteRow(row.id, row.key_id, site)
 
 
 def _door_query(site: _SiteRow) -> sa.Select[str, bool, bool, str | None]:
     return (
-        sa.select(m.Door.slug, m.Door.anti_passback, m.Door.locked_down, m.Agent.slug)
-        .outerjoin(m.Agent, m.Agent.id == m.Door.agent_id)
-        .where(m.Door.site_id == site.id)
+        sa.select(m.DoorRow.slug, m.DoorRow.anti_passback, m.DoorRow.locked_down, m.AgentRow.slug)
+        .outerjoin(m.AgentRow, m.AgentRow.id == m.DoorRow.agent_id)
+        .where(m.DoorRow.site_id == site.id)
     )
 
 
@@ -277,39 +278,39 @@ def _load_holders(
     Five queries whatever the number of badges.
     """
     badge_query = (
-        sa.select(m.Badge.token, m.Badge.status, m.Badge.member_id, m.Member.active)
-        .join(m.Member, m.Member.id == m.Badge.member_id)
-        .where(m.Badge.key_id == site.key_id)
+        sa.select(m.BadgeRow.token, m.BadgeRow.status, m.BadgeRow.member_id, m.MemberRow.active)
+        .join(m.MemberRow, m.MemberRow.id == m.BadgeRow.member_id)
+        .where(m.BadgeRow.key_id == site.key_id)
     )
     if token is not None:
-        badge_query = badge_query.where(m.Badge.token == token)
+        badge_query = badge_query.where(m.BadgeRow.token == token)
     badges = session.execute(badge_query).all()
     if not badges:
         return {}
     if token is not None:
         members: Sequence[int] | sa.Select[Any] = [badges[0].member_id]
     else:
-        members = sa.select(m.Badge.member_id).where(m.Badge.key_id == site.key_id)
+        members = sa.select(m.BadgeRow.member_id).where(m.BadgeRow.key_id == site.key_id)
 
     spans: dict[int, list[MembershipSpan]] = defaultdict(list)
     plans: dict[int, Plan] = {}
     rows = session.execute(
         sa.select(
-            m.Membership.member_id,
-            m.Membership.starts_at,
-            m.Membership.ends_at,
-            m.Plan.id,
-            m.Plan.schedule,
-            m.Plan.booking_only,
+            m.MembershipRow.member_id,
+            m.MembershipRow.starts_at,
+            m.MembershipRow.ends_at,
+            m.PlanRow.id,
+            m.PlanRow.schedule,
+            m.PlanRow.booking_only,
         )
-        .join(m.Plan, m.Plan.id == m.Membership.plan_id)
-        .where(m.Membership.member_id.in_(members))
+        .join(m.PlanRow, m.PlanRow.id == m.MembershipRow.plan_id)
+        .where(m.MembershipRow.member_id.in_(members))
     ).all()
     if rows:
         plan_sites: dict[int, set[str]] = defaultdict(set)
         for plan_id, slug in session.execute(
-            sa.select(m.plan_sites.c.plan_id, m.Site.slug)
-            .join(m.Site, m.Site.id == m.plan_sites.c.site_id)
+            sa.select(m.plan_sites.c.plan_id, m.SiteRow.slug)
+            .join(m.SiteRow, m.SiteRow.id == m.plan_sites.c.site_id)
             .where(m.plan_sites.c.plan_id.in_({r.id for r in rows}))
         ):
             plan_sites[plan_id].add(slug)
@@ -322,17 +323,17 @@ def _load_holders(
     bookings: dict[int, list[Booking]] = defaultdict(list)
     for row in session.execute(
         sa.select(
-            m.Booking.member_id,
-            m.Booking.starts_at,
-            m.Booking.ends_at,
-            m.Booking.grace_before,
-            m.Booking.grace_after,
+            m.BookingRow.member_id,
+            m.BookingRow.starts_at,
+            m.BookingRow.ends_at,
+            m.BookingRow.grace_before,
+            m.BookingRow.grace_after,
         ).where(
-            m.Booking.site_id == site.id,
-            m.Booking.status == m.BookingStatus.BOOKED,
-            m.Booking.member_id.in_(members),
-            m.Booking.ends_at > start - MAX_GRACE,
-            m.Booking.starts_at < end + MAX_GRACE,
+            m.BookingRow.site_id == site.id,
+            m.BookingRow.status == BookingStatus.BOOKED,
+            m.BookingRow.member_id.in_(members),
+            m.BookingRow.ends_at > start - MAX_GRACE,
+            m.BookingRow.starts_at < end + MAX_GRACE,
         )
     ):
         bookings[row.member_id].append(
@@ -349,11 +350,11 @@ def _load_holders(
     last_day = end.astimezone(site.site.tz).date() + timedelta(days=1)
     passes: dict[int, list[DayPass]] = defaultdict(list)
     for member_id, day in session.execute(
-        sa.select(m.DayPass.member_id, m.DayPass.day).where(
-            m.DayPass.site_id == site.id,
-            m.DayPass.member_id.in_(members),
-            m.DayPass.day >= first_day,
-            m.DayPass.day <= last_day,
+        sa.select(m.DayPassRow.member_id, m.DayPassRow.day).where(
+            m.DayPassRow.site_id == site.id,
+            m.DayPassRow.member_id.in_(members),
+            m.DayPassRow.day >= first_day,
+            m.DayPassRow.day <= last_day,
         )
     ):
         passes[member_id].append(DayPass(site.site.id, day))
@@ -379,7 +380,7 @@ def load_access_facts(  # noqa: PLR0917 - the order a tap's topic reads in
     NotFound when the site does not exist or the door is not one `agent_slug` drives.
     """
     site = _load_site(session, site_slug)
-    row = session.execute(_door_query(site).where(m.Door.slug == door_slug)).one_or_none()
+    row = session.execute(_door_query(site).where(m.DoorRow.slug == door_slug)).one_or_none()
     info = None if row is None else _door_info(site, row)
     if info is None or info.agent != agent_slug:
         raise NotFound("Door", f"{site_slug}/{agent_slug}/{door_slug}")
@@ -394,7 +395,7 @@ def load_site_snapshot(
     """The whole site as values, for instants in `[start, end)`: about eight queries."""
     site = _load_site(session, site_slug)
     agents = session.scalars(
-        sa.select(m.Agent.slug).where(m.Agent.site_id == site.id).order_by(m.Agent.slug)
+        sa.select(m.AgentRow.slug).where(m.AgentRow.site_id == site.id).order_by(m.AgentRow.slug)
     ).all()
     doors = {
         info.door.id: info
@@ -428,7 +429,7 @@ def load_last_direction(
             m.AuditRow.site == site_slug,
             m.AuditRow.door == door_slug,
             m.AuditRow.member_id == member_id,
-            m.AuditRow.kind == m.AuditKind.DECISION,
+            m.AuditRow.kind == AuditKind.DECISION,
             m.AuditRow.allowed.is_(True),
             m.AuditRow.decided_at >= since,
         )

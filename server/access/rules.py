@@ -64,6 +64,7 @@ from ruche.server.registry.schedule import (
     merge_intervals,
     open_intervals,
 )
+from ruche.server.storage.enums import BadgeStatus
 
 __all__ = [
     "ALLOW_REASONS",
@@ -74,19 +75,19 @@ __all__ = [
     "Booking",
     "DayPass",
     "Decision",
+    "DecisionReason",
     "Direction",
     "Door",
     "Member",
     "MemberFacts",
     "Plan",
-    "Reason",
     "Site",
     "allowlist_windows",
     "decide_access",
 ]
 
 
-class Reason(StrEnum):
+class DecisionReason(StrEnum):
     """Why a tap was allowed or denied; the value is the wire reason code (`Deny.reason`)."""
 
     # allowed
@@ -106,15 +107,9 @@ class Reason(StrEnum):
     ANTI_PASSBACK = "anti_passback"
 
 
-ALLOW_REASONS = frozenset({Reason.SCHEDULE, Reason.BOOKING, Reason.DAY_PASS, Reason.EXIT})
-
-
-class BadgeStatus(StrEnum):
-    ACTIVE = "active"
-    DISABLED = "disabled"
-    """Suspended for now (lost, unpaid); may be enabled again."""
-    REVOKED = "revoked"
-    """Withdrawn for good; listed in allow-lists' `revoked`."""
+ALLOW_REASONS = frozenset(
+    {DecisionReason.SCHEDULE, DecisionReason.BOOKING, DecisionReason.DAY_PASS, DecisionReason.EXIT}
+)
 
 
 class Direction(StrEnum):
@@ -266,7 +261,7 @@ class AccessFacts:
 class Decision:
     """The answer to a tap: allowed exactly when `reason` is one of `ALLOW_REASONS`."""
 
-    reason: Reason
+    reason: DecisionReason
 
     @property
     def allowed(self) -> bool:
@@ -284,26 +279,26 @@ def decide_access(request: AccessRequest, facts: AccessFacts, now: datetime) -> 
     if request.door_id != door.id:
         raise ValueError(f"facts are about door {door.id}, the tap was at {request.door_id}")
     if holder is None:
-        return Decision(Reason.UNKNOWN_BADGE)
+        return Decision(DecisionReason.UNKNOWN_BADGE)
     if holder.badge.token != request.token:
         raise ValueError("facts are about another badge than the one tapped")
     if holder.badge.status is BadgeStatus.REVOKED:
-        return Decision(Reason.BADGE_REVOKED)
+        return Decision(DecisionReason.BADGE_REVOKED)
     if holder.badge.status is not BadgeStatus.ACTIVE:
-        return Decision(Reason.BADGE_DISABLED)
+        return Decision(DecisionReason.BADGE_DISABLED)
     if door.locked_down or site.locked_down:
-        return Decision(Reason.DOOR_LOCKED_DOWN)
+        return Decision(DecisionReason.DOOR_LOCKED_DOWN)
     if request.direction is Direction.OUT:
-        return _passback(door, holder, request.direction) or Decision(Reason.EXIT)
+        return _passback(door, holder, request.direction) or Decision(DecisionReason.EXIT)
     if not holder.member.covers(now):
-        return Decision(Reason.MEMBER_INACTIVE)
+        return Decision(DecisionReason.MEMBER_INACTIVE)
     if site.id not in holder.plan.sites:
-        return Decision(Reason.WRONG_SITE)
+        return Decision(DecisionReason.WRONG_SITE)
     when = _entitlement(holder, site, now)
     if when is None:
         if holder.plan.schedule is None:
-            return Decision(Reason.NO_BOOKING)
-        return Decision(Reason.OUTSIDE_SCHEDULE)
+            return Decision(DecisionReason.NO_BOOKING)
+        return Decision(DecisionReason.OUTSIDE_SCHEDULE)
     return _passback(door, holder, request.direction) or Decision(when)
 
 
@@ -346,26 +341,26 @@ def allowlist_windows(
     return merge_intervals(windows, lo, hi)
 
 
-def _entitlement(holder: MemberFacts, site: Site, now: datetime) -> Reason | None:
+def _entitlement(holder: MemberFacts, site: Site, now: datetime) -> DecisionReason | None:
     """What lets the member in at `site` at `now`, if anything: schedule, booking, day pass."""
     schedule = holder.plan.schedule
     if schedule is not None and is_open(schedule, site.holidays, site.tz, now):
-        return Reason.SCHEDULE
+        return DecisionReason.SCHEDULE
     for booking in holder.bookings:
         start, end = booking.window
         if booking.site_id == site.id and start <= now < end:
-            return Reason.BOOKING
+            return DecisionReason.BOOKING
     for day_pass in holder.day_passes:
         if day_pass.site_id == site.id:
             start, end = local_day(day_pass.day, site.tz)
             if start <= now < end:
-                return Reason.DAY_PASS
+                return DecisionReason.DAY_PASS
     return None
 
 
 def _passback(door: Door, holder: MemberFacts, direction: Direction) -> Decision | None:
     if door.anti_passback and holder.last_direction is direction:
-        return Decision(Reason.ANTI_PASSBACK)
+        return Decision(DecisionReason.ANTI_PASSBACK)
     return None
 
 

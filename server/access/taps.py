@@ -80,10 +80,16 @@ from ruche.server.access.facts import (
     local_midnight,
     with_direction,
 )
-from ruche.server.access.rules import AccessFacts, Decision, Direction, Reason, decide_access
+from ruche.server.access.rules import (
+    AccessFacts,
+    Decision,
+    DecisionReason,
+    Direction,
+    decide_access,
+)
 from ruche.server.errors import NotFound
 from ruche.server.messaging.connection import MqttOptions, ServerConnection, expiring
-from ruche.server.storage.models import AuditKind, AuditSource
+from ruche.server.storage.enums import AuditKind, AuditSource
 
 __all__ = [
     "DEFAULT_UNLOCK_MS",
@@ -403,7 +409,7 @@ class DoorWorker:
     ) -> None:
         if not facts.door.anti_passback:
             return
-        direction = Direction.OUT if decision.reason is Reason.EXIT else Direction.IN
+        direction = Direction.OUT if decision.reason is DecisionReason.EXIT else Direction.IN
         key = (facts.site.id, facts.door.id, member_id)
         self._directions[key] = (local_midnight(facts.site, now), direction)
 

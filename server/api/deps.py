@@ -28,16 +28,16 @@ from ruche.server.access.sender import CommandSender
 from ruche.server.api.schemas import MAX_ID, MAX_PAGE
 from ruche.server.registry.listener import RegistryListener
 from ruche.server.storage.models import (
-    Agent,
-    Badge,
-    Booking,
-    DayPass,
-    Desk,
-    Door,
-    Member,
-    Membership,
-    Site,
-    Zone,
+    AgentRow,
+    BadgeRow,
+    BookingRow,
+    DayPassRow,
+    DeskRow,
+    DoorRow,
+    MemberRow,
+    MembershipRow,
+    SiteRow,
+    ZoneRow,
 )
 
 if TYPE_CHECKING:
@@ -160,83 +160,85 @@ def id_path(description: str) -> object:
 
 def _managed_site(
     site_id: Annotated[int, id_path("A site id.")], key: CurrentKey, session: SessionDep
-) -> Site:
-    site = registry.get(session, Site, site_id)
+) -> SiteRow:
+    site = registry.get(session, SiteRow, site_id)
     authorize(key, Scope.site(site.id))
     return site
 
 
 def _directory_site(
     site_id: Annotated[int, id_path("A site id.")], key: CurrentKey, session: SessionDep
-) -> Site:
-    site = registry.get(session, Site, site_id)
+) -> SiteRow:
+    site = registry.get(session, SiteRow, site_id)
     authorize(key, Scope(sites=frozenset({site.id}), members_read=True))
     return site
 
 
-ManagedSite = Annotated[Site, Depends(_managed_site)]
+ManagedSite = Annotated[SiteRow, Depends(_managed_site)]
 """A site its admin or manager acts on."""
-DirectorySite = Annotated[Site, Depends(_directory_site)]
+DirectorySite = Annotated[SiteRow, Depends(_directory_site)]
 """A site read as the floor directory: members too may read it, to choose where to book."""
 
 
 def _zone(
     zone_id: Annotated[int, id_path("A zone id.")], key: CurrentKey, session: SessionDep
-) -> Zone:
-    zone = registry.get(session, Zone, zone_id)
+) -> ZoneRow:
+    zone = registry.get(session, ZoneRow, zone_id)
     authorize(key, Scope.site(zone.site_id))
     return zone
 
 
 def _desk(
     desk_id: Annotated[int, id_path("A desk id.")], key: CurrentKey, session: SessionDep
-) -> Desk:
-    desk = registry.get(session, Desk, desk_id)
+) -> DeskRow:
+    desk = registry.get(session, DeskRow, desk_id)
     authorize(key, Scope.site(desk.site_id))
     return desk
 
 
 def _door(
     door_id: Annotated[int, id_path("A door id.")], key: CurrentKey, session: SessionDep
-) -> Door:
-    door = registry.get(session, Door, door_id)
+) -> DoorRow:
+    door = registry.get(session, DoorRow, door_id)
     authorize(key, Scope.site(door.site_id))
     return door
 
 
 def _agent(
     agent_id: Annotated[int, id_path("An agent id.")], key: CurrentKey, session: SessionDep
-) -> Agent:
-    agent = registry.get(session, Agent, agent_id)
+) -> AgentRow:
+    agent = registry.get(session, AgentRow, agent_id)
     authorize(key, Scope.site(agent.site_id))
     return agent
 
 
 def _member(
     member_id: Annotated[int, id_path("A member id.")], key: CurrentKey, session: SessionDep
-) -> Member:
-    member = registry.get(session, Member, member_id)
+) -> MemberRow:
+    member = registry.get(session, MemberRow, member_id)
     authorize(key, Scope(member_id=member.id))
     return member
 
 
 def _booking(
     booking_id: Annotated[int, id_path("A booking id.")], key: CurrentKey, session: SessionDep
-) -> Booking:
-    booking = registry.get(session, Booking, booking_id)
+) -> BookingRow:
+    booking = registry.get(session, BookingRow, booking_id)
     authorize(key, Scope.site(booking.site_id, member_id=booking.member_id))
     return booking
 
 
-def sites_of_key(session: Session, key_id: int) -> list[Site]:
+def sites_of_key(session: Session, key_id: int) -> list[SiteRow]:
     """The sites whose badges are HMAC'd under site key `key_id`."""
-    return list(session.scalars(select(Site).where(Site.key_id == key_id).order_by(Site.id)))
+    return list(
+        session.scalars(select(SiteRow).where(SiteRow.key_id == key_id).order_by(SiteRow.id))
+    )
 
 
 def _badge(
     badge_id: Annotated[int, id_path("A badge id.")], key: CurrentKey, session: SessionDep
-) -> Badge:
-    badge = registry.get(session, Badge, badge_id)
+) -> BadgeRow:
+    badge = registry.get(session, BadgeRow, badge_id)
     sites = frozenset(site.id for site in sites_of_key(session, badge.key_id))
     authorize(key, Scope(sites=sites))  # not the member's own: a member may not re-enable it
     return badge
@@ -244,8 +246,8 @@ def _badge(
 
 def _day_pass(
     day_pass_id: Annotated[int, id_path("A day pass id.")], key: CurrentKey, session: SessionDep
-) -> DayPass:
-    day_pass = registry.get(session, DayPass, day_pass_id)
+) -> DayPassRow:
+    day_pass = registry.get(session, DayPassRow, day_pass_id)
     authorize(key, Scope.site(day_pass.site_id))
     return day_pass
 
@@ -254,21 +256,21 @@ def _membership(
     membership_id: Annotated[int, id_path("A membership id.")],
     key: CurrentKey,
     session: SessionDep,
-) -> Membership:
-    membership = registry.get(session, Membership, membership_id)
+) -> MembershipRow:
+    membership = registry.get(session, MembershipRow, membership_id)
     authorize(key, Scope(member_id=membership.member_id))
     return membership
 
 
-ZoneInScope = Annotated[Zone, Depends(_zone)]
-DeskInScope = Annotated[Desk, Depends(_desk)]
-DoorInScope = Annotated[Door, Depends(_door)]
-AgentInScope = Annotated[Agent, Depends(_agent)]
-MemberInScope = Annotated[Member, Depends(_member)]
-BookingInScope = Annotated[Booking, Depends(_booking)]
-BadgeInScope = Annotated[Badge, Depends(_badge)]
-DayPassInScope = Annotated[DayPass, Depends(_day_pass)]
-MembershipInScope = Annotated[Membership, Depends(_membership)]
+ZoneInScope = Annotated[ZoneRow, Depends(_zone)]
+DeskInScope = Annotated[DeskRow, Depends(_desk)]
+DoorInScope = Annotated[DoorRow, Depends(_door)]
+AgentInScope = Annotated[AgentRow, Depends(_agent)]
+MemberInScope = Annotated[MemberRow, Depends(_member)]
+BookingInScope = Annotated[BookingRow, Depends(_booking)]
+BadgeInScope = Annotated[BadgeRow, Depends(_badge)]
+DayPassInScope = Annotated[DayPassRow, Depends(_day_pass)]
+MembershipInScope = Annotated[MembershipRow, Depends(_membership)]
 
 
 # --- pages -------------------------------------------------------------------------------

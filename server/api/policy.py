@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import HTTPException, status
 
-from ruche.server.storage.models import (
-    ApiKey,
-    Role,
-)
+from ruche.server.storage.enums import Role
+from ruche.server.storage.models import ApiKeyRow
 
 if TYPE_CHECKING:
     pass
@@ -47,7 +45,7 @@ class Principal:
     """A member key's member."""
 
     @classmethod
-    def of(cls, key: ApiKey) -> Principal:
+    def of(cls, key: ApiKeyRow) -> Principal:
         return cls(
             key_id=key.id,
             name=key.name,

@@ -25,7 +25,7 @@ from ruche.broker.topics import ID_PATTERN
 from ruche.server.billing.terms import TermsSpec as Terms
 from ruche.server.occupancy.utilisation import Bucket, Level
 from ruche.server.registry.schedule_spec import ScheduleSpec as Schedule
-from ruche.server.storage.models import AuditKind, AuditSource, BadgeStatus, BookingStatus, Role
+from ruche.server.storage.enums import AuditKind, AuditSource, BadgeStatus, BookingStatus, Role
 
 MAX_ID = 2**31 - 1
 """Primary keys are 32-bit INTEGER columns on PostgreSQL."""

@@ -47,16 +47,16 @@ from ruche.server.billing.spans import member_usage, period_span
 from ruche.server.billing.usage import Usage
 from ruche.server.errors import Conflict, Invalid, NotFound
 from ruche.server.registry.schedule import local_day
+from ruche.server.storage.enums import InvoiceStatus
 from ruche.server.storage.models import (
-    BillingClose,
+    BillingCloseRow,
     DeskSessionRow,
     InvoiceLineRow,
     InvoiceRow,
-    InvoiceStatus,
-    Member,
-    Membership,
-    Plan,
-    Site,
+    MemberRow,
+    MembershipRow,
+    PlanRow,
+    SiteRow,
     VisitRow,
     plan_sites,
 )
@@ -107,9 +107,9 @@ def close_period(
     out of order: after a site's first close, each period closes after the one before.
     """
     if site is None:
-        site_ids = list(session.scalars(select(Site.id).order_by(Site.id)))
+        site_ids = list(session.scalars(select(SiteRow.id).order_by(SiteRow.id)))
     else:
-        found = session.scalar(select(Site.id).where(Site.slug == site))
+        found = session.scalar(select(SiteRow.id).where(SiteRow.slug == site))
         if found is None:
             raise NotFound("Site", site)
         site_ids = [found]
@@ -123,7 +123,7 @@ def close_period(
 
 
 def _close_site(
-    session: Session, site: Site, period: Period, now: datetime
+    session: Session, site: SiteRow, period: Period, now: datetime
 ) -> tuple[SiteClose, list[Skipped]]:
     ends = local_day(period.last_day, site.tzinfo)[1]
     if now < ends:
@@ -131,24 +131,24 @@ def _close_site(
             f"{period} has not ended at {site.slug} yet: it can be closed from "
             f"{ends.astimezone(site.tzinfo).isoformat()} ({site.timezone})"
         )
-    existing = session.get(BillingClose, (site.id, str(period)))
+    existing = session.get(BillingCloseRow, (site.id, str(period)))
     skipped: list[Skipped] = []
     issued_now = False
     if existing is None:
         _check_order(session, site, period)
-        claim = _insert_ignoring(session, BillingClose, ["site_id", "period"]).values(
+        claim = _insert_ignoring(session, BillingCloseRow, ["site_id", "period"]).values(
             site_id=site.id, period=str(period), closed_at=now
         )
-        if session.execute(claim.returning(BillingClose.site_id)).scalar_one_or_none():
+        if session.execute(claim.returning(BillingCloseRow.site_id)).scalar_one_or_none():
             skipped = _issue(session, site, period, now)
             issued_now = True
-        existing = session.get(BillingClose, (site.id, str(period)), populate_existing=True)
+        existing = session.get(BillingCloseRow, (site.id, str(period)), populate_existing=True)
         assert existing is not None  # noqa: S101 - claimed now or by another close
     invoices = _invoices_of(session, site.id, period)
     return SiteClose(site.id, site.slug, period, existing.closed_at, issued_now, invoices), skipped
 
 
-def _check_order(session: Session, site: Site, period: Period) -> None:
+def _check_order(session: Session, site: SiteRow, period: Period) -> None:
     latest = closed_through(session, site.id)
     if latest is None:
         return
@@ -188,21 +188,21 @@ def _invoices_of(session: Session, site_id: int, period: Period) -> list[Invoice
 class _Billable:
     """A member to invoice at a site for a period: their plan, from when it runs."""
 
-    member: Member
-    plan: Plan | None
+    member: MemberRow
+    plan: PlanRow | None
     since: datetime | None
     """When the member's unbroken membership on `plan` began."""
     used: bool
 
 
-def _billables(session: Session, site: Site, start: datetime, end: datetime) -> list[_Billable]:
+def _billables(session: Session, site: SiteRow, start: datetime, end: datetime) -> list[_Billable]:
     """Members with a membership on a plan covering the site, or usage there, in `[start, end)`."""
     memberships = list(
         session.scalars(
-            select(Membership)
-            .join(plan_sites, plan_sites.c.plan_id == Membership.plan_id)
+            select(MembershipRow)
+            .join(plan_sites, plan_sites.c.plan_id == MembershipRow.plan_id)
             .where(plan_sites.c.site_id == site.id)
-            .order_by(Membership.member_id, Membership.starts_at, Membership.id)
+            .order_by(MembershipRow.member_id, MembershipRow.starts_at, MembershipRow.id)
         )
     )
     users = set(
@@ -221,7 +221,7 @@ def _billables(session: Session, site: Site, start: datetime, end: datetime) -> 
         )
         if member_id is not None
     }
-    by_member: dict[int, list[Membership]] = {}
+    by_member: dict[int, list[MembershipRow]] = {}
     for m in memberships:
         by_member.setdefault(m.member_id, []).append(m)
     members = set(users) | {
@@ -231,7 +231,7 @@ def _billables(session: Session, site: Site, start: datetime, end: datetime) -> 
     }
     out: list[_Billable] = []
     for member_id in sorted(members):
-        member = session.get(Member, member_id)
+        member = session.get(MemberRow, member_id)
         if member is None:  # usage rows name members by id, without a foreign key
             continue
         held = by_member.get(member_id, [])
@@ -251,16 +251,16 @@ def _billables(session: Session, site: Site, start: datetime, end: datetime) -> 
                 and (earlier.ends_at is None or earlier.ends_at >= since)
             ):
                 since = earlier.starts_at
-        plan = session.get(Plan, chosen.plan_id)
+        plan = session.get(PlanRow, chosen.plan_id)
         out.append(_Billable(member, plan, since, member_id in users))
     return out
 
 
-def _issue(session: Session, site: Site, period: Period, now: datetime) -> list[Skipped]:
+def _issue(session: Session, site: SiteRow, period: Period, now: datetime) -> list[Skipped]:
     """Compute and store the invoices of a period just claimed at the site."""
     start, end = period_span(site, period.first_day, period.last_day)
     first_closed = session.scalar(
-        select(sa.func.min(BillingClose.period)).where(BillingClose.site_id == site.id)
+        select(sa.func.min(BillingCloseRow.period)).where(BillingCloseRow.site_id == site.id)
     )
     site_from = Period.parse(first_closed or str(period)).first_day
     oldest = _months_before(period, SETTLE_MONTHS).first_day
@@ -369,8 +369,8 @@ def _insert_ignoring(
 
 def _store(
     session: Session,
-    site: Site,
-    member: Member,
+    site: SiteRow,
+    member: MemberRow,
     invoice: Invoice,
     usage: Usage,
     *,

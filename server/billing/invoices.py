@@ -17,7 +17,7 @@ from ruche.server.errors import NotFound
 from ruche.server.storage.models import (
     DeskSessionRow,
     InvoiceRow,
-    Site,
+    SiteRow,
     VisitRow,
 )
 
@@ -66,7 +66,7 @@ def usage_of(row: InvoiceRow) -> tuple[UsageDay, ...]:
     return _USAGE.validate_json(row.usage)
 
 
-def sites_used(session: Session, member_id: int, period: Period) -> list[Site]:
+def sites_used(session: Session, member_id: int, period: Period) -> list[SiteRow]:
     """The sites where the member has visits or desk sessions around `period`.
 
     A day's margin on each side covers every timezone; `member_usage` then cuts at the
@@ -85,4 +85,6 @@ def sites_used(session: Session, member_id: int, period: Period) -> list[Site]:
         )
     if not slugs:
         return []
-    return list(session.scalars(select(Site).where(Site.slug.in_(slugs)).order_by(Site.id)))
+    return list(
+        session.scalars(select(SiteRow).where(SiteRow.slug.in_(slugs)).order_by(SiteRow.id))
+    )

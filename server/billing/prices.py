@@ -25,24 +25,24 @@ from ruche.server.billing.pricing import (
 from ruche.server.billing.terms import terms_json, terms_of
 from ruche.server.errors import Conflict, Invalid, NotFound
 from ruche.server.storage.models import (
-    BillingClose,
-    Plan,
+    BillingCloseRow,
+    PlanRow,
     PriceVersionRow,
-    Site,
+    SiteRow,
 )
 
 MAX_LABEL = 100
 
 
-def lock_site(session: Session, site_id: int) -> Site:
+def lock_site(session: Session, site_id: int) -> SiteRow:
     """The site row, locked until the transaction ends (PostgreSQL; SQLite locks it all).
 
     Closing a period and adding a price version both take it, so neither sees the
     other half done.
     """
     site = session.scalars(
-        select(Site)
-        .where(Site.id == site_id)
+        select(SiteRow)
+        .where(SiteRow.id == site_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one_or_none()
@@ -54,14 +54,14 @@ def lock_site(session: Session, site_id: int) -> Site:
 def closed_through(session: Session, site_id: int) -> Period | None:
     """The latest period closed at the site, if any."""
     latest = session.scalar(
-        select(sa.func.max(BillingClose.period)).where(BillingClose.site_id == site_id)
+        select(sa.func.max(BillingCloseRow.period)).where(BillingCloseRow.site_id == site_id)
     )
     return None if latest is None else Period.parse(latest)
 
 
 def set_site_billing(
     session: Session, site_id: int, *, currency: str | None = None, rate: str | None = None
-) -> Site:
+) -> SiteRow:
     """Set the currency a site bills in and the tax rate its new price versions take.
 
     The currency is fixed once the site has price versions: amounts already set would
@@ -112,7 +112,7 @@ def add_price_version(
     (Conflict otherwise) and on a day no other version of the plan there starts.
     """
     site = lock_site(session, site_id)
-    plan = session.get(Plan, plan_id)
+    plan = session.get(PlanRow, plan_id)
     if plan is None:
         raise NotFound("Plan", plan_id)
     if site.id not in {s.id for s in plan.sites}:
@@ -164,7 +164,7 @@ def list_price_versions(
     )
 
 
-def price_versions(session: Session, site: Site, plan_id: int) -> list[PriceVersion]:
+def price_versions(session: Session, site: SiteRow, plan_id: int) -> list[PriceVersion]:
     """The plan's versions at the site as the pure core's values."""
     currency = Currency.of(site.currency)
     return [

@@ -15,7 +15,7 @@ from ruche.server.billing.usage import PresenceSpan, Usage, billable_usage
 from ruche.server.registry.schedule import local_day
 from ruche.server.storage.models import (
     DeskSessionRow,
-    Site,
+    SiteRow,
     VisitRow,
 )
 
@@ -23,13 +23,13 @@ JOIN_GAP = timedelta(minutes=15)
 """A gap between a member's spans shorter than this is billed as presence (a coffee break)."""
 
 
-def period_span(site: Site, first: date, last: date) -> tuple[datetime, datetime]:
+def period_span(site: SiteRow, first: date, last: date) -> tuple[datetime, datetime]:
     """Local dates `first..last` at the site as UTC instants `[start, end)`."""
     return local_day(first, site.tzinfo)[0], local_day(last, site.tzinfo)[1]
 
 
 def member_spans(
-    session: Session, site: Site, member_id: int, start: datetime, end: datetime
+    session: Session, site: SiteRow, member_id: int, start: datetime, end: datetime
 ) -> list[PresenceSpan]:
     """The member's visits and attributed desk sessions at the site touching `[start, end)`.
 
@@ -67,7 +67,7 @@ def member_spans(
 
 
 def member_usage(
-    session: Session, site: Site, member_id: int, first_day: date, last_day: date
+    session: Session, site: SiteRow, member_id: int, first_day: date, last_day: date
 ) -> Usage:
     """The member's billable usage at the site over local days `first_day..last_day`."""
     start, end = period_span(site, first_day, last_day)

@@ -16,7 +16,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ruche.server.occupancy.batch import EventBatch, EventRow
-from ruche.server.storage.models import AgentProgress, OccupancyDirty, RefusedEvent, StoredEvent
+from ruche.server.storage.models import (
+    AgentProgressRow,
+    OccupancyDirtyRow,
+    RefusedEventRow,
+    StoredEventRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +45,9 @@ def store_events(session: Session, batch: EventBatch) -> int:
     return inserted
 
 
-_EVENTS = cast(Table, StoredEvent.__table__)
-_REFUSED = cast(Table, RefusedEvent.__table__)
-_PROGRESS = cast(Table, AgentProgress.__table__)
+_EVENTS = cast(Table, StoredEventRow.__table__)
+_REFUSED = cast(Table, RefusedEventRow.__table__)
+_PROGRESS = cast(Table, AgentProgressRow.__table__)
 SCAN_WINDOW = 10_000
 """Seqs above an agent's mark looked at per query: bounds the work an agent's long gap costs."""
 
@@ -99,7 +104,7 @@ def _insert_sqlite(session: Session, rows: list[EventRow]) -> int:
     return inserted
 
 
-_DIRTY = cast(Table, OccupancyDirty.__table__)
+_DIRTY = cast(Table, OccupancyDirtyRow.__table__)
 
 
 def _upsert_for(session: Session) -> Callable[[Table], Any]:
@@ -174,7 +179,7 @@ def _advance_site(
         if m != before[a]
     ]
     if changed:
-        session.execute(update(AgentProgress), changed)
+        session.execute(update(AgentProgressRow), changed)
     return {(site, agent): mark for agent, mark in marks.items()}
 
 
@@ -231,4 +236,4 @@ def _contiguous(mark: int, seqs: Iterable[int]) -> int:
 
 def stored_count(session: Session) -> int:
     """How many events are stored (tests and benchmarks)."""
-    return int(session.scalar(select(func.count()).select_from(StoredEvent)) or 0)
+    return int(session.scalar(select(func.count()).select_from(StoredEventRow)) or 0)

@@ -43,15 +43,15 @@ from ruche.broker import (
 )
 from ruche.refusals import RefusalLog
 from ruche.server.messaging.connection import MqttOptions, ServerConnection
+from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import (
-    Agent,
-    Booking,
-    BookingStatus,
-    Desk,
-    Door,
-    Site,
-    StoredEvent,
-    Zone,
+    AgentRow,
+    BookingRow,
+    DeskRow,
+    DoorRow,
+    SiteRow,
+    StoredEventRow,
+    ZoneRow,
 )
 
 log = logging.getLogger(__name__)
@@ -178,35 +178,35 @@ class SiteFloor:
         }
 
 
-def load_floor(session: Session, site: Site, *, now: datetime) -> SiteFloor:
+def load_floor(session: Session, site: SiteRow, *, now: datetime) -> SiteFloor:
     """A site's floor from SQL: desks, their latest stored presence, today's bookings."""
     floor = SiteFloor(site=site.slug, name=site.name)
     rows = session.execute(
-        select(Desk, Zone.name, Agent.slug)
-        .join(Zone, Desk.zone_id == Zone.id)
-        .outerjoin(Agent, Desk.agent_id == Agent.id)
-        .where(Desk.site_id == site.id)
-        .order_by(Desk.y, Desk.x, Desk.slug)
+        select(DeskRow, ZoneRow.name, AgentRow.slug)
+        .join(ZoneRow, DeskRow.zone_id == ZoneRow.id)
+        .outerjoin(AgentRow, DeskRow.agent_id == AgentRow.id)
+        .where(DeskRow.site_id == site.id)
+        .order_by(DeskRow.y, DeskRow.x, DeskRow.slug)
     )
     by_id: dict[int, DeskView] = {}
     for desk, zone, agent in rows:
         view = DeskView(slug=desk.slug, zone=zone, agent=agent, x=desk.x, y=desk.y)
         floor.desks[desk.slug] = by_id[desk.id] = view
     doors = session.execute(
-        select(Door.slug, Agent.slug)
-        .outerjoin(Agent, Door.agent_id == Agent.id)
-        .where(Door.site_id == site.id)
+        select(DoorRow.slug, AgentRow.slug)
+        .outerjoin(AgentRow, DoorRow.agent_id == AgentRow.id)
+        .where(DoorRow.site_id == site.id)
     )
     floor.door_agents = dict(doors.all())
     latest = (
-        select(StoredEvent.device, func.max(StoredEvent.ts).label("ts"))
-        .where(StoredEvent.site == site.slug, StoredEvent.channel == Channel.PRESENCE.value)
-        .group_by(StoredEvent.device)
+        select(StoredEventRow.device, func.max(StoredEventRow.ts).label("ts"))
+        .where(StoredEventRow.site == site.slug, StoredEventRow.channel == Channel.PRESENCE.value)
+        .group_by(StoredEventRow.device)
         .subquery()
     )
     events = session.execute(
-        select(StoredEvent.device, StoredEvent.kind, StoredEvent.ts).join(
-            latest, (StoredEvent.device == latest.c.device) & (StoredEvent.ts == latest.c.ts)
+        select(StoredEventRow.device, StoredEventRow.kind, StoredEventRow.ts).join(
+            latest, (StoredEventRow.device == latest.c.device) & (StoredEventRow.ts == latest.c.ts)
         )
     )
     for device, kind, ts in events:
@@ -215,12 +215,15 @@ def load_floor(session: Session, site: Site, *, now: datetime) -> SiteFloor:
     floor.recount()
     day = datetime.combine(now.astimezone(site.tzinfo).date(), time(), tzinfo=site.tzinfo)
     bookings = session.scalars(
-        select(Booking).where(
-            Booking.site_id == site.id,
-            Booking.desk_id.is_not(None),
-            Booking.starts_at < (day + timedelta(days=1)).astimezone(UTC),
-            Booking.ends_at > day.astimezone(UTC),
-            or_(Booking.status == BookingStatus.BOOKED, Booking.status == BookingStatus.NO_SHOW),
+        select(BookingRow).where(
+            BookingRow.site_id == site.id,
+            BookingRow.desk_id.is_not(None),
+            BookingRow.starts_at < (day + timedelta(days=1)).astimezone(UTC),
+            BookingRow.ends_at > day.astimezone(UTC),
+            or_(
+                BookingRow.status == BookingStatus.BOOKED,
+                BookingRow.status == BookingStatus.NO_SHOW,
+            ),
         )
     )
     for booking in bookings:
@@ -304,7 +307,7 @@ class LiveHub:
         with self._sessions() as session:
             floors = {
                 site.slug: load_floor(session, site, now=when)
-                for site in session.scalars(select(Site).order_by(Site.slug))
+                for site in session.scalars(select(SiteRow).order_by(SiteRow.slug))
             }
         with self._lock:
             self._floors = floors

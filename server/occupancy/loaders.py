@@ -26,17 +26,15 @@ from ruche.server.occupancy.sessions import (
     EventKind,
     SessionClose,
 )
+from ruche.server.storage.enums import AuditKind, AuditSource, BookingStatus
 from ruche.server.storage.models import (
-    Agent,
-    AuditKind,
+    AgentRow,
     AuditRow,
-    AuditSource,
-    Booking,
-    BookingStatus,
-    Desk,
+    BookingRow,
+    DeskRow,
     DeskSessionRow,
-    Site,
-    StoredEvent,
+    SiteRow,
+    StoredEventRow,
 )
 
 log = logging.getLogger(__name__)
@@ -69,7 +67,7 @@ def load_desk_events(
     """The site's stored presence and desk-badge events, as the rules' values; with a
     window, only the presence each desk's cut lets in, and the badges that may attribute
     it (`badge_window` earlier)."""
-    e = cast(sa.Table, StoredEvent.__table__).c
+    e = cast(sa.Table, StoredEventRow.__table__).c
     # Presence is built from columns: decoding each payload again cost more than all the
     # rest of a refresh, and a busy site stores hundreds of thousands between refreshes.
     # Only a badge's token needs its payload.
@@ -118,7 +116,7 @@ def load_desk_events(
 def _heartbeat(session: Session) -> sa.ColumnElement[object]:
     """Whether a stored event's payload says `"heartbeat": true`, read by the database
     (the contract's strict JSON boolean; absent is false)."""
-    payload = cast(sa.Table, StoredEvent.__table__).c.payload
+    payload = cast(sa.Table, StoredEventRow.__table__).c.payload
     if session.get_bind().dialect.name == "postgresql":
         flag: sa.ColumnElement[object] = sa.cast(payload, JSONB)["heartbeat"].as_boolean()
         return flag
@@ -131,13 +129,18 @@ def load_desk_bookings(
     """The site's desk bookings that were not cancelled (or of status `only`)."""
     rows = session.execute(
         select(
-            Booking.id, Booking.member_id, Booking.starts_at, Booking.ends_at, Agent.slug, Desk.slug
+            BookingRow.id,
+            BookingRow.member_id,
+            BookingRow.starts_at,
+            BookingRow.ends_at,
+            AgentRow.slug,
+            DeskRow.slug,
         )
-        .join(Desk, Desk.id == Booking.desk_id)
-        .join(Agent, Agent.id == Desk.agent_id)
-        .join(Site, Site.id == Booking.site_id)
-        .where(Site.slug == site)
-        .where(Booking.status == only if only else Booking.status != BookingStatus.CANCELLED)
+        .join(DeskRow, DeskRow.id == BookingRow.desk_id)
+        .join(AgentRow, AgentRow.id == DeskRow.agent_id)
+        .join(SiteRow, SiteRow.id == BookingRow.site_id)
+        .where(SiteRow.slug == site)
+        .where(BookingRow.status == only if only else BookingRow.status != BookingStatus.CANCELLED)
     ).all()
     return [
         BookingSpan(id=booking_id, desk=(site, agent, desk), member=member, start=start, end=end)
@@ -158,14 +161,14 @@ def load_tap_decisions(
         .where(AuditRow.agent_seq.is_not(None))
     )
     offline_query = (
-        select(StoredEvent.agent, StoredEvent.payload)
-        .where(StoredEvent.site == site)
-        .where(StoredEvent.channel == Channel.DOOR_EVENT.value)
-        .where(StoredEvent.kind == "offline_decision")
+        select(StoredEventRow.agent, StoredEventRow.payload)
+        .where(StoredEventRow.site == site)
+        .where(StoredEventRow.channel == Channel.DOOR_EVENT.value)
+        .where(StoredEventRow.kind == "offline_decision")
     )
     if since is not None:
         query = query.where(AuditRow.decided_at >= since - DECISION_SLACK)
-        offline_query = offline_query.where(StoredEvent.ts >= since - DECISION_SLACK)
+        offline_query = offline_query.where(StoredEventRow.ts >= since - DECISION_SLACK)
     online = session.execute(query).all()
     decided = {
         (agent, seq): bool(allowed)
@@ -190,12 +193,12 @@ def load_door_taps(
     """
     decided = load_tap_decisions(session, site, since=since)
     query = (
-        select(StoredEvent.agent, StoredEvent.payload)
-        .where(StoredEvent.site == site)
-        .where(StoredEvent.channel == Channel.TAP.value)
+        select(StoredEventRow.agent, StoredEventRow.payload)
+        .where(StoredEventRow.site == site)
+        .where(StoredEventRow.channel == Channel.TAP.value)
     )
     if since is not None:
-        query = query.where(StoredEvent.ts >= since)
+        query = query.where(StoredEventRow.ts >= since)
     rows = session.execute(query).all()
     taps: list[DoorTap] = []
     for agent, raw in rows:

@@ -20,31 +20,31 @@ from ruche.server.occupancy.sessions import (
 )
 from ruche.server.occupancy.utilisation import DeskBooking, DeskPlace, DeskTime, Opening, VisitTime
 from ruche.server.registry.schedule_spec import opening_schedule
+from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import (
-    Booking,
-    BookingStatus,
-    Desk,
+    BookingRow,
+    DeskRow,
     DeskSessionRow,
-    Site,
+    SiteRow,
     VisitRow,
-    Zone,
+    ZoneRow,
 )
 from ruche.server.timeseries.points import ChartedBooking
 
 log = logging.getLogger(__name__)
 
 
-def _site_bookings(site: Site) -> sa.Select[Booking, str]:
+def _site_bookings(site: SiteRow) -> sa.Select[BookingRow, str]:
     """The site's desk bookings that hold their desk (not cancelled), with the desk's id."""
     return (
-        select(Booking, Desk.slug)
-        .join(Desk, Desk.id == Booking.desk_id)
-        .where(Booking.site_id == site.id)
-        .where(Booking.status != BookingStatus.CANCELLED)
+        select(BookingRow, DeskRow.slug)
+        .join(DeskRow, DeskRow.id == BookingRow.desk_id)
+        .where(BookingRow.site_id == site.id)
+        .where(BookingRow.status != BookingStatus.CANCELLED)
     )
 
 
-def _site_sessions(site: Site, start: datetime, end: datetime) -> sa.Select[DeskSessionRow]:
+def _site_sessions(site: SiteRow, start: datetime, end: datetime) -> sa.Select[DeskSessionRow]:
     """The site's desk sessions touching `[start, end]` (an open one reaches to now)."""
     return (
         select(DeskSessionRow)
@@ -55,14 +55,14 @@ def _site_sessions(site: Site, start: datetime, end: datetime) -> sa.Select[Desk
 
 
 def unused_bookings(
-    session: Session, site: Site, start: datetime, end: datetime, *, now: datetime
-) -> list[Booking]:
+    session: Session, site: SiteRow, start: datetime, end: datetime, *, now: datetime
+) -> list[BookingRow]:
     """The site's desk bookings starting in `[start, end)` whose desk saw no occupied time
     inside them (`sessions.booked_unused`), in start order."""
     rows = session.execute(
         _site_bookings(site)
-        .where(Booking.starts_at >= start, Booking.starts_at < end)
-        .order_by(Booking.starts_at, Booking.id)
+        .where(BookingRow.starts_at >= start, BookingRow.starts_at < end)
+        .order_by(BookingRow.starts_at, BookingRow.id)
     ).all()
     if not rows:
         return []
@@ -79,7 +79,7 @@ def unused_bookings(
 
 
 def unbooked_sessions(
-    session: Session, site: Site, start: datetime, end: datetime, *, now: datetime
+    session: Session, site: SiteRow, start: datetime, end: datetime, *, now: datetime
 ) -> list[DeskSessionRow]:
     """The site's desk sessions starting in `[start, end)` that no booking of their desk
     overlaps (`sessions.used_unbooked`), in start order."""
@@ -99,8 +99,8 @@ def unbooked_sessions(
         BookingSpan(b.id, desk_key(site.slug, desk), b.member_id, b.starts_at, b.ends_at)
         for b, desk in session.execute(
             _site_bookings(site)
-            .where(Booking.ends_at > min(v.start for v in values))
-            .where(Booking.starts_at <= reach)
+            .where(BookingRow.ends_at > min(v.start for v in values))
+            .where(BookingRow.starts_at <= reach)
         )
     ]
     unbooked = used_unbooked(values, bookings, now=now)
@@ -108,7 +108,7 @@ def unbooked_sessions(
     return [row for row in rows if (row.desk, row.opened_seq) in keys]
 
 
-def opening_of(site: Site) -> Opening:
+def opening_of(site: SiteRow) -> Opening:
     """The site's opening hours (business hours when it has none) and its holidays."""
     return Opening(
         opening_schedule(site.opening_hours), site.tzinfo, frozenset(h.day for h in site.holidays)
@@ -129,15 +129,15 @@ class UtilisationInputs:
 
 
 def utilisation_inputs(
-    session: Session, site: Site, start: datetime, end: datetime
+    session: Session, site: SiteRow, start: datetime, end: datetime
 ) -> UtilisationInputs:
     """The site's desks, and its desk sessions, desk bookings and visits touching
     `[start, end)`."""
     places = session.execute(
-        select(Desk.id, Desk.slug, Zone.id, Zone.name)
-        .join(Zone, Zone.id == Desk.zone_id)
-        .where(Desk.site_id == site.id)
-        .order_by(Zone.id, Desk.id)
+        select(DeskRow.id, DeskRow.slug, ZoneRow.id, ZoneRow.name)
+        .join(ZoneRow, ZoneRow.id == DeskRow.zone_id)
+        .where(DeskRow.site_id == site.id)
+        .order_by(ZoneRow.id, DeskRow.id)
     ).all()
     sessions = [
         DeskTime(row.desk, row.start, row.end, row.suspect)
@@ -146,7 +146,7 @@ def utilisation_inputs(
     bookings = [
         DeskBooking(desk, b.starts_at, b.ends_at, no_show=b.status is BookingStatus.NO_SHOW)
         for b, desk in session.execute(
-            _site_bookings(site).where(Booking.starts_at < end, Booking.ends_at > start)
+            _site_bookings(site).where(BookingRow.starts_at < end, BookingRow.ends_at > start)
         )
     ]
     visits = [
@@ -173,12 +173,14 @@ def started_bookings(
 ) -> list[ChartedBooking]:
     """The site's desk bookings (not cancelled) that started in `[since, now]`, to chart."""
     rows = session.execute(
-        select(Booking.id, Booking.starts_at, Booking.ends_at, Booking.status, Desk.slug)
-        .join(Desk, Desk.id == Booking.desk_id)
-        .join(Site, Site.id == Booking.site_id)
-        .where(Site.slug == site)
-        .where(Booking.status != BookingStatus.CANCELLED)
-        .where(Booking.starts_at >= since, Booking.starts_at <= now)
+        select(
+            BookingRow.id, BookingRow.starts_at, BookingRow.ends_at, BookingRow.status, DeskRow.slug
+        )
+        .join(DeskRow, DeskRow.id == BookingRow.desk_id)
+        .join(SiteRow, SiteRow.id == BookingRow.site_id)
+        .where(SiteRow.slug == site)
+        .where(BookingRow.status != BookingStatus.CANCELLED)
+        .where(BookingRow.starts_at >= since, BookingRow.starts_at <= now)
     ).all()
     return [
         ChartedBooking(id=i, site=site, desk=desk, start=start, end=end, status=status.value)

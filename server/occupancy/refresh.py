@@ -55,14 +55,14 @@ from ruche.server.occupancy.sessions import (
     no_shows,
 )
 from ruche.server.storage.db import READ_ONLY
+from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import (
-    Badge,
+    BadgeRow,
     Base,
-    Booking,
-    BookingStatus,
+    BookingRow,
     DeskSessionRow,
-    OccupancyDirty,
-    Site,
+    OccupancyDirtyRow,
+    SiteRow,
     VisitRow,
 )
 
@@ -142,7 +142,7 @@ def plan_refresh(
         stale_after=stale_after,
         stuck_after=stuck_after,
     )
-    members = dict(session.execute(select(Badge.token, Badge.member_id)).all())
+    members = dict(session.execute(select(BadgeRow.token, BadgeRow.member_id)).all())
     attributed = attribute(
         sessions,
         [e for e in events if e.token is not None],
@@ -166,7 +166,7 @@ def plan_refresh(
         now=now,
         sessions=reaching,
     )
-    grace = session.scalar(select(Site.no_show_minutes).where(Site.slug == site)) or 0
+    grace = session.scalar(select(SiteRow.no_show_minutes).where(SiteRow.slug == site)) or 0
     booked = load_desk_bookings(session, site, only=BookingStatus.BOOKED)
     if desks is not None and booked:
         earliest = min(b.start for b in booked)
@@ -180,7 +180,7 @@ def apply_refresh(session: Session, plan: RefreshPlan) -> SiteRefresh:
     site = plan.site
     # One write of a site at a time (the worker's and a manual refresh would both replace
     # the same rows); SQLite's BEGIN IMMEDIATE already serialises writers.
-    session.execute(select(Site.id).where(Site.slug == site).with_for_update())
+    session.execute(select(SiteRow.id).where(SiteRow.slug == site).with_for_update())
     _settle_mark(session, site, plan.mark)
     _replace_sessions(session, site, plan.desks, plan.sessions)
     stale = delete(VisitRow).where(VisitRow.site == site)
@@ -209,10 +209,10 @@ def apply_refresh(session: Session, plan: RefreshPlan) -> SiteRefresh:
         # Only bookings still held: another refresh, or a person, may have moved them.
         released = tuple(
             session.scalars(
-                update(Booking)
-                .where(Booking.id.in_(plan.released), Booking.status == BookingStatus.BOOKED)
+                update(BookingRow)
+                .where(BookingRow.id.in_(plan.released), BookingRow.status == BookingStatus.BOOKED)
                 .values(status=BookingStatus.NO_SHOW)
-                .returning(Booking.id)
+                .returning(BookingRow.id)
             ).all()
         )
     session.flush()
@@ -223,7 +223,9 @@ def apply_refresh(session: Session, plan: RefreshPlan) -> SiteRefresh:
 
 def _read_mark(session: Session, site: str) -> tuple[datetime, int] | None:
     row = session.execute(
-        select(OccupancyDirty.since, OccupancyDirty.version).where(OccupancyDirty.site == site)
+        select(OccupancyDirtyRow.since, OccupancyDirtyRow.version).where(
+            OccupancyDirtyRow.site == site
+        )
     ).one_or_none()
     return None if row is None else (row[0], int(row[1]))
 
@@ -231,10 +233,10 @@ def _read_mark(session: Session, site: str) -> tuple[datetime, int] | None:
 def _settle_mark(session: Session, site: str, seen: tuple[datetime, int] | None) -> None:
     """Clear the site's mark if it is still the one the plan read; if events were stored
     since (the version moved), keep it, lowered to what the plan read, for the next round."""
-    current = session.get(OccupancyDirty, site, with_for_update=True)
+    current = session.get(OccupancyDirtyRow, site, with_for_update=True)
     if current is None:
         if seen is not None:  # another refresh took it meanwhile: ours may be older
-            session.add(OccupancyDirty(site=site, since=seen[0], version=seen[1]))
+            session.add(OccupancyDirtyRow(site=site, since=seen[0], version=seen[1]))
         return
     if seen is not None and current.version == seen[1]:
         session.delete(current)

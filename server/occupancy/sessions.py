@@ -97,6 +97,7 @@ from typing import Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
 from ruche.broker.payloads import DeskBadge, Presence, PresenceState
+from ruche.server.access.rules import Direction
 from ruche.server.registry.schedule import Interval, local_day
 
 __all__ = [
@@ -261,13 +262,6 @@ class AttributedSession:
     """The seq of the badge event, when `attributed_by == "badge"`."""
     booking_id: int | None = None
     """The booking, when `attributed_by == "booking"`."""
-
-
-class Direction(StrEnum):
-    """Which way a door reader faces."""
-
-    IN = "in"
-    OUT = "out"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from ruche.server.occupancy.refresh import SiteRefresh, refresh_in_two
 from ruche.server.registry.listener import RegistryListener
 from ruche.server.storage.db import make_engine, make_sessions
 from ruche.server.storage.models import (
-    Site,
+    SiteRow,
 )
 from ruche.server.timeseries.points import ChartedBooking, PointWriter, booking_point
 from ruche.stoppable import StoppableThread
@@ -88,7 +88,7 @@ class OccupancyWorker:
 
     def refresh_all(self) -> None:
         with self.sessions() as session:
-            sites = list(session.scalars(select(Site.slug)))
+            sites = list(session.scalars(select(SiteRow.slug)))
         for site in sites:
             now = self._clock()
             last_full = self._full_at.get(site)

@@ -16,7 +16,8 @@ from ruche.broker.passwords import hash_password
 from ruche.server import registry
 from ruche.server.errors import NotFound
 from ruche.server.storage.db import make_engine, make_sessions, transaction
-from ruche.server.storage.models import Agent, Member, Role, Site
+from ruche.server.storage.enums import Role
+from ruche.server.storage.models import AgentRow, MemberRow, SiteRow
 
 
 def _sessions(url: str) -> sessionmaker[Session]:
@@ -90,10 +91,10 @@ def broker_users(url: str, *, server_username: str, server_password: str) -> Bro
     """The broker's accounts from the registry: the server's, and every agent with a password."""
     with transaction(_sessions(url)) as session:
         rows = session.execute(
-            select(Site.slug, Agent.slug, Agent.mqtt_password_hash)
-            .join(Site, Site.id == Agent.site_id)
-            .where(Agent.mqtt_password_hash.is_not(None))
-            .order_by(Site.slug, Agent.slug)
+            select(SiteRow.slug, AgentRow.slug, AgentRow.mqtt_password_hash)
+            .join(SiteRow, SiteRow.id == AgentRow.site_id)
+            .where(AgentRow.mqtt_password_hash.is_not(None))
+            .order_by(SiteRow.slug, AgentRow.slug)
         ).all()
     return BrokerUsers(
         server_username=server_username,
@@ -102,8 +103,10 @@ def broker_users(url: str, *, server_username: str, server_password: str) -> Bro
     )
 
 
-def _member_by_email(session: Session, email: str) -> Member:
-    member = session.scalars(select(Member).where(Member.email == email.strip().lower())).first()
+def _member_by_email(session: Session, email: str) -> MemberRow:
+    member = session.scalars(
+        select(MemberRow).where(MemberRow.email == email.strip().lower())
+    ).first()
     if member is None:
         raise NotFound("Member", email)
     return member

@@ -46,25 +46,23 @@ from ruche.broker.tokens import MIN_SITE_KEY_BYTES, badge_token
 from ruche.broker.topics import ID_PATTERN
 from ruche.server.errors import Conflict, Invalid, NotFound
 from ruche.server.registry.schedule_spec import parse_schedule, schedule_json
+from ruche.server.storage.enums import BadgeStatus, BookingStatus, Role
 from ruche.server.storage.models import (
-    Agent,
-    ApiKey,
-    Badge,
-    BadgeStatus,
+    AgentRow,
+    ApiKeyRow,
+    BadgeRow,
     Base,
-    Booking,
-    BookingStatus,
-    DayPass,
-    Desk,
-    Door,
-    Holiday,
-    Member,
-    Membership,
-    Plan,
-    Role,
-    Site,
-    SiteKey,
-    Zone,
+    BookingRow,
+    DayPassRow,
+    DeskRow,
+    DoorRow,
+    HolidayRow,
+    MemberRow,
+    MembershipRow,
+    PlanRow,
+    SiteKeyRow,
+    SiteRow,
+    ZoneRow,
     check_timezone,
 )
 
@@ -150,21 +148,21 @@ def _aware(value: datetime, what: str) -> datetime:
 # --- site keys and sites -----------------------------------------------------------------
 
 
-def create_site_key(session: Session, key: bytes | None = None) -> SiteKey:
+def create_site_key(session: Session, key: bytes | None = None) -> SiteKeyRow:
     """A new badge key: `key` if given (at least 16 bytes), else 32 random bytes."""
     if key is None:
         key = secrets.token_bytes(SITE_KEY_BYTES)
     if len(key) < MIN_SITE_KEY_BYTES:
         raise Invalid(f"a site key needs at least {MIN_SITE_KEY_BYTES} bytes")
-    row = SiteKey(key=key, created_at=_now())
+    row = SiteKeyRow(key=key, created_at=_now())
     session.add(row)
     session.flush()
     return row
 
 
-def site_key_of(session: Session, site_id: int) -> SiteKey:
+def site_key_of(session: Session, site_id: int) -> SiteKeyRow:
     """The key badge UIDs are HMAC'd under at this site."""
-    return get(session, SiteKey, get(session, Site, site_id).key_id)
+    return get(session, SiteKeyRow, get(session, SiteRow, site_id).key_id)
 
 
 def create_site(
@@ -176,7 +174,7 @@ def create_site(
     no_show_minutes: int = 15,
     key_id: int | None = None,
     opening_hours: Mapping[str, Any] | None = None,
-) -> Site:
+) -> SiteRow:
     """A site; it shares badge key `key_id` with other sites, or gets a new key of its own.
 
     `opening_hours` is a schedule (`check_schedule`); None means business hours.
@@ -185,8 +183,8 @@ def create_site(
     check_timezone(timezone)
     _check_minutes(no_show_minutes, "no-show minutes")
     hours = None if opening_hours is None else check_schedule(opening_hours)
-    key = create_site_key(session) if key_id is None else get(session, SiteKey, key_id)
-    site = Site(
+    key = create_site_key(session) if key_id is None else get(session, SiteKeyRow, key_id)
+    site = SiteRow(
         slug=slug,
         name=name,
         timezone=timezone,
@@ -199,15 +197,15 @@ def create_site(
     return site
 
 
-def get_site_by_slug(session: Session, slug: str) -> Site:
-    site = session.scalars(select(Site).where(Site.slug == slug)).one_or_none()
+def get_site_by_slug(session: Session, slug: str) -> SiteRow:
+    site = session.scalars(select(SiteRow).where(SiteRow.slug == slug)).one_or_none()
     if site is None:
         raise NotFound("Site", slug)
     return site
 
 
-def list_sites(session: Session) -> list[Site]:
-    return list(session.scalars(select(Site).order_by(Site.id)))
+def list_sites(session: Session) -> list[SiteRow]:
+    return list(session.scalars(select(SiteRow).order_by(SiteRow.id)))
 
 
 def update_site(
@@ -218,9 +216,9 @@ def update_site(
     timezone: str | _Unset = UNSET,
     no_show_minutes: int | _Unset = UNSET,
     opening_hours: Mapping[str, Any] | _Unset | None = UNSET,
-) -> Site:
+) -> SiteRow:
     """Change a site; `opening_hours` None goes back to business hours."""
-    site = get(session, Site, site_id)
+    site = get(session, SiteRow, site_id)
     if not isinstance(timezone, _Unset):
         check_timezone(timezone)
     if not isinstance(no_show_minutes, _Unset):
@@ -241,26 +239,26 @@ def update_site(
     return site
 
 
-def add_holiday(session: Session, site_id: int, day: date, name: str = "") -> Holiday:
+def add_holiday(session: Session, site_id: int, day: date, name: str = "") -> HolidayRow:
     """Mark local date `day` a holiday at the site; Conflict if it already is."""
-    get(session, Site, site_id)
-    holiday = Holiday(site_id=site_id, day=day, name=name)
+    get(session, SiteRow, site_id)
+    holiday = HolidayRow(site_id=site_id, day=day, name=name)
     with _savepoint(session, f"{day.isoformat()} is already a holiday at site {site_id}"):
         session.add(holiday)
     return holiday
 
 
 def remove_holiday(session: Session, site_id: int, day: date) -> None:
-    holiday = session.get(Holiday, (site_id, day))
+    holiday = session.get(HolidayRow, (site_id, day))
     if holiday is None:
         raise NotFound("Holiday", f"{site_id}/{day.isoformat()}")
     session.delete(holiday)
     session.flush()
 
 
-def list_holidays(session: Session, site_id: int) -> list[Holiday]:
-    get(session, Site, site_id)
-    query = select(Holiday).where(Holiday.site_id == site_id).order_by(Holiday.day)
+def list_holidays(session: Session, site_id: int) -> list[HolidayRow]:
+    get(session, SiteRow, site_id)
+    query = select(HolidayRow).where(HolidayRow.site_id == site_id).order_by(HolidayRow.day)
     return list(session.scalars(query))
 
 
@@ -273,30 +271,32 @@ def _check_minutes(value: int, what: str, maximum: int = MAX_GRACE_MINUTES) -> i
 # --- zones, agents, desks, doors ---------------------------------------------------------
 
 
-def create_zone(session: Session, *, site_id: int, name: str) -> Zone:
-    get(session, Site, site_id)
+def create_zone(session: Session, *, site_id: int, name: str) -> ZoneRow:
+    get(session, SiteRow, site_id)
     if not name.strip():
         raise Invalid("a zone needs a name")
-    zone = Zone(site_id=site_id, name=name)
+    zone = ZoneRow(site_id=site_id, name=name)
     with _savepoint(session, f"zone {name!r} already exists at site {site_id}"):
         session.add(zone)
     return zone
 
 
-def list_zones(session: Session, site_id: int) -> list[Zone]:
-    return list(session.scalars(select(Zone).where(Zone.site_id == site_id).order_by(Zone.id)))
+def list_zones(session: Session, site_id: int) -> list[ZoneRow]:
+    return list(
+        session.scalars(select(ZoneRow).where(ZoneRow.site_id == site_id).order_by(ZoneRow.id))
+    )
 
 
-def update_zone(session: Session, zone_id: int, *, name: str) -> Zone:
-    zone = get(session, Zone, zone_id)
+def update_zone(session: Session, zone_id: int, *, name: str) -> ZoneRow:
+    zone = get(session, ZoneRow, zone_id)
     _update(session, zone, f"zone {name!r} already exists", {"name": name})
     return zone
 
 
-def create_agent(session: Session, *, site_id: int, slug: str) -> Agent:
-    get(session, Site, site_id)
+def create_agent(session: Session, *, site_id: int, slug: str) -> AgentRow:
+    get(session, SiteRow, site_id)
     check_slug(slug, "agent id")
-    agent = Agent(site_id=site_id, slug=slug)
+    agent = AgentRow(site_id=site_id, slug=slug)
     with _savepoint(session, f"agent {slug!r} already exists at site {site_id}"):
         session.add(agent)
     return agent
@@ -307,21 +307,21 @@ def issue_agent_password(session: Session, agent_id: int) -> str:
 
     Only Mosquitto's hash is stored; `ruche broker config` writes it to the broker's accounts.
     """
-    agent = get(session, Agent, agent_id)
+    agent = get(session, AgentRow, agent_id)
     password = generate_password()
     agent.mqtt_password_hash = hash_password(password)
     return password
 
 
-def list_agents(session: Session, site_id: int | None = None) -> list[Agent]:
-    query = select(Agent).order_by(Agent.id)
+def list_agents(session: Session, site_id: int | None = None) -> list[AgentRow]:
+    query = select(AgentRow).order_by(AgentRow.id)
     if site_id is not None:
-        query = query.where(Agent.site_id == site_id)
+        query = query.where(AgentRow.site_id == site_id)
     return list(session.scalars(query))
 
 
-def get_agent_by_slug(session: Session, site_id: int, slug: str) -> Agent:
-    query = select(Agent).where(Agent.site_id == site_id, Agent.slug == slug)
+def get_agent_by_slug(session: Session, site_id: int, slug: str) -> AgentRow:
+    query = select(AgentRow).where(AgentRow.site_id == site_id, AgentRow.slug == slug)
     agent = session.scalars(query).one_or_none()
     if agent is None:
         raise NotFound("Agent", f"{site_id}/{slug}")
@@ -329,7 +329,7 @@ def get_agent_by_slug(session: Session, site_id: int, slug: str) -> Agent:
 
 
 def _check_agent(session: Session, agent_id: int | None, site_id: int) -> None:
-    if agent_id is not None and get(session, Agent, agent_id).site_id != site_id:
+    if agent_id is not None and get(session, AgentRow, agent_id).site_id != site_id:
         raise Invalid(f"agent {agent_id} is at another site: an agent serves its own site only")
 
 
@@ -341,12 +341,12 @@ def create_desk(
     agent_id: int | None = None,
     x: int | None = None,
     y: int | None = None,
-) -> Desk:
+) -> DeskRow:
     """A desk in a zone (and so at the zone's site), optionally read by an agent."""
-    zone = get(session, Zone, zone_id)
+    zone = get(session, ZoneRow, zone_id)
     check_slug(slug, "desk id")
     _check_agent(session, agent_id, zone.site_id)
-    desk = Desk(site_id=zone.site_id, zone_id=zone_id, slug=slug, agent_id=agent_id, x=x, y=y)
+    desk = DeskRow(site_id=zone.site_id, zone_id=zone_id, slug=slug, agent_id=agent_id, x=x, y=y)
     with _savepoint(session, f"desk {slug!r} already exists at site {zone.site_id}"):
         session.add(desk)
     return desk
@@ -354,12 +354,12 @@ def create_desk(
 
 def list_desks(
     session: Session, *, site_id: int | None = None, zone_id: int | None = None
-) -> list[Desk]:
-    query = select(Desk).order_by(Desk.id)
+) -> list[DeskRow]:
+    query = select(DeskRow).order_by(DeskRow.id)
     if site_id is not None:
-        query = query.where(Desk.site_id == site_id)
+        query = query.where(DeskRow.site_id == site_id)
     if zone_id is not None:
-        query = query.where(Desk.zone_id == zone_id)
+        query = query.where(DeskRow.zone_id == zone_id)
     return list(session.scalars(query))
 
 
@@ -372,12 +372,12 @@ def update_desk(
     agent_id: int | _Unset | None = UNSET,
     x: int | _Unset | None = UNSET,
     y: int | _Unset | None = UNSET,
-) -> Desk:
+) -> DeskRow:
     """Change a desk; it may move to another zone of the same site only."""
-    desk = get(session, Desk, desk_id)
+    desk = get(session, DeskRow, desk_id)
     if not isinstance(slug, _Unset):
         check_slug(slug, "desk id")
-    if not isinstance(zone_id, _Unset) and get(session, Zone, zone_id).site_id != desk.site_id:
+    if not isinstance(zone_id, _Unset) and get(session, ZoneRow, zone_id).site_id != desk.site_id:
         raise Invalid(f"zone {zone_id} is at another site: a desk moves within its site")
     if not isinstance(agent_id, _Unset):
         _check_agent(session, agent_id, desk.site_id)
@@ -398,11 +398,11 @@ def create_door(
     name: str = "",
     agent_id: int | None = None,
     anti_passback: bool = False,
-) -> Door:
-    get(session, Site, site_id)
+) -> DoorRow:
+    get(session, SiteRow, site_id)
     check_slug(slug, "door id")
     _check_agent(session, agent_id, site_id)
-    door = Door(
+    door = DoorRow(
         site_id=site_id,
         slug=slug,
         name=name,
@@ -417,18 +417,18 @@ def create_door(
 
 def list_doors(
     session: Session, *, site_id: int | None = None, agent_id: int | None = None
-) -> list[Door]:
-    query = select(Door).order_by(Door.id)
+) -> list[DoorRow]:
+    query = select(DoorRow).order_by(DoorRow.id)
     if site_id is not None:
-        query = query.where(Door.site_id == site_id)
+        query = query.where(DoorRow.site_id == site_id)
     if agent_id is not None:
-        query = query.where(Door.agent_id == agent_id)
+        query = query.where(DoorRow.agent_id == agent_id)
     return list(session.scalars(query))
 
 
-def get_door_by_slug(session: Session, site_id: int, slug: str) -> Door:
+def get_door_by_slug(session: Session, site_id: int, slug: str) -> DoorRow:
     door = session.scalars(
-        select(Door).where(Door.site_id == site_id, Door.slug == slug)
+        select(DoorRow).where(DoorRow.site_id == site_id, DoorRow.slug == slug)
     ).one_or_none()
     if door is None:
         raise NotFound("Door", f"{site_id}/{slug}")
@@ -443,8 +443,8 @@ def update_door(
     agent_id: int | _Unset | None = UNSET,
     anti_passback: bool | _Unset = UNSET,
     locked_down: bool | _Unset = UNSET,
-) -> Door:
-    door = get(session, Door, door_id)
+) -> DoorRow:
+    door = get(session, DoorRow, door_id)
     if not isinstance(agent_id, _Unset):
         _check_agent(session, agent_id, door.site_id)
     _update(
@@ -461,9 +461,9 @@ def update_door(
     return door
 
 
-def set_site_lockdown(session: Session, site_id: int, *, locked_down: bool) -> list[Door]:
+def set_site_lockdown(session: Session, site_id: int, *, locked_down: bool) -> list[DoorRow]:
     """Lock down (or release) every door of a site; returns the doors."""
-    doors = list_doors(session, site_id=get(session, Site, site_id).id)
+    doors = list_doors(session, site_id=get(session, SiteRow, site_id).id)
     for door in doors:
         door.locked_down = locked_down
     session.flush()
@@ -480,20 +480,20 @@ def _check_email(email: str) -> str:
     return email
 
 
-def create_member(session: Session, *, name: str, email: str, active: bool = True) -> Member:
+def create_member(session: Session, *, name: str, email: str, active: bool = True) -> MemberRow:
     if not name.strip():
         raise Invalid("a member needs a name")
     email = _check_email(email)
-    member = Member(name=name.strip(), email=email, active=active)
+    member = MemberRow(name=name.strip(), email=email, active=active)
     with _savepoint(session, f"a member with email {email!r} already exists"):
         session.add(member)
     return member
 
 
-def list_members(session: Session, *, active: bool | None = None) -> list[Member]:
-    query = select(Member).order_by(Member.id)
+def list_members(session: Session, *, active: bool | None = None) -> list[MemberRow]:
+    query = select(MemberRow).order_by(MemberRow.id)
     if active is not None:
-        query = query.where(Member.active == active)
+        query = query.where(MemberRow.active == active)
     return list(session.scalars(query))
 
 
@@ -504,8 +504,8 @@ def update_member(
     name: str | _Unset = UNSET,
     email: str | _Unset = UNSET,
     active: bool | _Unset = UNSET,
-) -> Member:
-    member = get(session, Member, member_id)
+) -> MemberRow:
+    member = get(session, MemberRow, member_id)
     if not isinstance(email, _Unset):
         email = _check_email(email)
     _update(
@@ -518,19 +518,19 @@ def update_member(
 
 
 def enrol_badge(
-    session: Session, member_id: int, site_key: SiteKey, uid: bytes, *, label: str = ""
-) -> Badge:
+    session: Session, member_id: int, site_key: SiteKeyRow, uid: bytes, *, label: str = ""
+) -> BadgeRow:
     """Enrol a card for a member under `site_key`; only its token is stored, never `uid`.
 
     The badge opens the doors of every site using that key. Conflict if the card is already
     enrolled under it (whatever its status: a revoked card stays revoked).
     """
-    get(session, Member, member_id)
+    get(session, MemberRow, member_id)
     try:
         token = badge_token(site_key.key, uid)
     except ValueError as exc:
         raise Invalid(f"cannot enrol this badge: {exc}") from exc
-    badge = Badge(
+    badge = BadgeRow(
         member_id=member_id,
         key_id=site_key.id,
         token=token,
@@ -543,23 +543,23 @@ def enrol_badge(
     return badge
 
 
-def get_badge_by_token(session: Session, token: str) -> Badge:
-    badge = session.scalars(select(Badge).where(Badge.token == token)).one_or_none()
+def get_badge_by_token(session: Session, token: str) -> BadgeRow:
+    badge = session.scalars(select(BadgeRow).where(BadgeRow.token == token)).one_or_none()
     if badge is None:
         raise NotFound("Badge", token[:8] + "...")
     return badge
 
 
-def list_badges(session: Session, *, member_id: int | None = None) -> list[Badge]:
-    query = select(Badge).order_by(Badge.id)
+def list_badges(session: Session, *, member_id: int | None = None) -> list[BadgeRow]:
+    query = select(BadgeRow).order_by(BadgeRow.id)
     if member_id is not None:
-        query = query.where(Badge.member_id == member_id)
+        query = query.where(BadgeRow.member_id == member_id)
     return list(session.scalars(query))
 
 
-def set_badge_status(session: Session, badge_id: int, status: BadgeStatus) -> Badge:
+def set_badge_status(session: Session, badge_id: int, status: BadgeStatus) -> BadgeRow:
     """Disable, re-activate or revoke a badge; revocation is final."""
-    badge = get(session, Badge, badge_id)
+    badge = get(session, BadgeRow, badge_id)
     if badge.status is BadgeStatus.REVOKED and status is not BadgeStatus.REVOKED:
         raise Conflict(f"badge {badge_id} is revoked: enrol a new card instead")
     badge.status = status
@@ -567,7 +567,7 @@ def set_badge_status(session: Session, badge_id: int, status: BadgeStatus) -> Ba
     return badge
 
 
-def revoke_badge(session: Session, badge_id: int) -> Badge:
+def revoke_badge(session: Session, badge_id: int) -> BadgeRow:
     """Revoke a badge for good (lost, stolen, member gone)."""
     return set_badge_status(session, badge_id, BadgeStatus.REVOKED)
 
@@ -587,8 +587,8 @@ def check_schedule(value: Mapping[str, Any]) -> dict[str, Any]:
     return schedule_json(parse_schedule(value))
 
 
-def _sites(session: Session, site_ids: Iterable[int]) -> list[Site]:
-    return [get(session, Site, site_id) for site_id in dict.fromkeys(site_ids)]
+def _sites(session: Session, site_ids: Iterable[int]) -> list[SiteRow]:
+    return [get(session, SiteRow, site_id) for site_id in dict.fromkeys(site_ids)]
 
 
 def create_plan(
@@ -598,18 +598,18 @@ def create_plan(
     site_ids: Sequence[int],
     schedule: Mapping[str, Any],
     booking_only: bool = False,
-) -> Plan:
+) -> PlanRow:
     if not name.strip():
         raise Invalid("a plan needs a name")
-    plan = Plan(name=name, schedule=check_schedule(schedule), booking_only=booking_only)
+    plan = PlanRow(name=name, schedule=check_schedule(schedule), booking_only=booking_only)
     plan.sites = _sites(session, site_ids)
     with _savepoint(session, f"plan {name!r} already exists"):
         session.add(plan)
     return plan
 
 
-def list_plans(session: Session) -> list[Plan]:
-    return list(session.scalars(select(Plan).order_by(Plan.id)))
+def list_plans(session: Session) -> list[PlanRow]:
+    return list(session.scalars(select(PlanRow).order_by(PlanRow.id)))
 
 
 def update_plan(
@@ -620,8 +620,8 @@ def update_plan(
     site_ids: Sequence[int] | _Unset = UNSET,
     schedule: Mapping[str, Any] | _Unset = UNSET,
     booking_only: bool | _Unset = UNSET,
-) -> Plan:
-    plan = get(session, Plan, plan_id)
+) -> PlanRow:
+    plan = get(session, PlanRow, plan_id)
     changes: dict[str, object] = {"name": name, "booking_only": booking_only}
     if not isinstance(schedule, _Unset):
         changes["schedule"] = check_schedule(schedule)
@@ -638,14 +638,14 @@ def create_membership(
     plan_id: int,
     starts_at: datetime,
     ends_at: datetime | None = None,
-) -> Membership:
+) -> MembershipRow:
     """Put a member on a plan over [starts_at, ends_at); `ends_at` None is open-ended."""
-    get(session, Member, member_id)
-    get(session, Plan, plan_id)
+    get(session, MemberRow, member_id)
+    get(session, PlanRow, plan_id)
     starts_at = _aware(starts_at, "start")
     if ends_at is not None and _aware(ends_at, "end") <= starts_at:
         raise Invalid("a membership must end after it starts")
-    membership = Membership(
+    membership = MembershipRow(
         member_id=member_id, plan_id=plan_id, starts_at=starts_at, ends_at=ends_at
     )
     session.add(membership)
@@ -653,8 +653,8 @@ def create_membership(
     return membership
 
 
-def end_membership(session: Session, membership_id: int, ends_at: datetime) -> Membership:
-    membership = get(session, Membership, membership_id)
+def end_membership(session: Session, membership_id: int, ends_at: datetime) -> MembershipRow:
+    membership = get(session, MembershipRow, membership_id)
     if _aware(ends_at, "end") <= membership.starts_at:
         raise Invalid("a membership must end after it starts")
     membership.ends_at = ends_at
@@ -662,10 +662,10 @@ def end_membership(session: Session, membership_id: int, ends_at: datetime) -> M
     return membership
 
 
-def list_memberships(session: Session, *, member_id: int | None = None) -> list[Membership]:
-    query = select(Membership).order_by(Membership.id)
+def list_memberships(session: Session, *, member_id: int | None = None) -> list[MembershipRow]:
+    query = select(MembershipRow).order_by(MembershipRow.id)
     if member_id is not None:
-        query = query.where(Membership.member_id == member_id)
+        query = query.where(MembershipRow.member_id == member_id)
     return list(session.scalars(query))
 
 
@@ -683,7 +683,7 @@ def book(
     zone_id: int | None = None,
     grace_before: int = 0,
     grace_after: int = 0,
-) -> Booking:
+) -> BookingRow:
     """Book a desk, or a whole zone (a room), for an active member over [starts_at, ends_at).
 
     Conflict when an active booking of the same desk or zone intersects that interval
@@ -697,11 +697,11 @@ def book(
         raise Invalid("a booking must end after it starts")
     _check_minutes(grace_before, "grace before")
     _check_minutes(grace_after, "grace after")
-    if not get(session, Member, member_id).active:
+    if not get(session, MemberRow, member_id).active:
         raise Invalid(f"member {member_id} is inactive: re-activate them to book")
-    get(session, Site, site_id)
+    get(session, SiteRow, site_id)
 
-    resource: type[Desk] | type[Zone] = Desk if desk_id is not None else Zone
+    resource: type[DeskRow] | type[ZoneRow] = DeskRow if desk_id is not None else ZoneRow
     resource_id = desk_id if desk_id is not None else zone_id
     assert resource_id is not None  # noqa: S101 - established by the first check
     # The lock that makes check-then-insert atomic (PostgreSQL; SQLite holds its write lock).
@@ -713,14 +713,14 @@ def book(
     if locked.site_id != site_id:
         raise Invalid(f"{resource.__name__.lower()} {resource_id} is not at site {site_id}")
 
-    column = Booking.desk_id if desk_id is not None else Booking.zone_id
+    column = BookingRow.desk_id if desk_id is not None else BookingRow.zone_id
     clash = session.scalars(
-        select(Booking.id)
+        select(BookingRow.id)
         .where(
             column == resource_id,
-            Booking.status == BookingStatus.BOOKED,
-            Booking.starts_at < ends_at,
-            Booking.ends_at > starts_at,
+            BookingRow.status == BookingStatus.BOOKED,
+            BookingRow.starts_at < ends_at,
+            BookingRow.ends_at > starts_at,
         )
         .limit(1)
     ).first()
@@ -729,7 +729,7 @@ def book(
             f"{resource.__name__.lower()} {resource_id} is already booked over that time "
             f"(booking {clash}): pick another time or another {resource.__name__.lower()}"
         )
-    booking = Booking(
+    booking = BookingRow(
         member_id=member_id,
         site_id=site_id,
         desk_id=desk_id,
@@ -746,9 +746,9 @@ def book(
     return booking
 
 
-def set_booking_status(session: Session, booking_id: int, status: BookingStatus) -> Booking:
+def set_booking_status(session: Session, booking_id: int, status: BookingStatus) -> BookingRow:
     """Cancel, release or mark a booking no-show; only a `booked` booking changes."""
-    booking = get(session, Booking, booking_id)
+    booking = get(session, BookingRow, booking_id)
     if booking.status is not BookingStatus.BOOKED:
         raise Conflict(f"booking {booking_id} is already {booking.status.value}")
     booking.status = status
@@ -756,7 +756,7 @@ def set_booking_status(session: Session, booking_id: int, status: BookingStatus)
     return booking
 
 
-def cancel_booking(session: Session, booking_id: int) -> Booking:
+def cancel_booking(session: Session, booking_id: int) -> BookingRow:
     return set_booking_status(session, booking_id, BookingStatus.CANCELLED)
 
 
@@ -769,32 +769,32 @@ def list_bookings(
     status: BookingStatus | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> list[Booking]:
+) -> list[BookingRow]:
     """Bookings matching every filter given; `since`/`until` keep those intersecting them."""
-    query = select(Booking).order_by(Booking.starts_at, Booking.id)
+    query = select(BookingRow).order_by(BookingRow.starts_at, BookingRow.id)
     if site_id is not None:
-        query = query.where(Booking.site_id == site_id)
+        query = query.where(BookingRow.site_id == site_id)
     if member_id is not None:
-        query = query.where(Booking.member_id == member_id)
+        query = query.where(BookingRow.member_id == member_id)
     if desk_id is not None:
-        query = query.where(Booking.desk_id == desk_id)
+        query = query.where(BookingRow.desk_id == desk_id)
     if status is not None:
-        query = query.where(Booking.status == status)
+        query = query.where(BookingRow.status == status)
     if since is not None:
-        query = query.where(Booking.ends_at > _aware(since, "since"))
+        query = query.where(BookingRow.ends_at > _aware(since, "since"))
     if until is not None:
-        query = query.where(Booking.starts_at < _aware(until, "until"))
+        query = query.where(BookingRow.starts_at < _aware(until, "until"))
     return list(session.scalars(query))
 
 
 # --- day passes --------------------------------------------------------------------------
 
 
-def add_day_pass(session: Session, *, member_id: int, site_id: int, day: date) -> DayPass:
+def add_day_pass(session: Session, *, member_id: int, site_id: int, day: date) -> DayPassRow:
     """Give a member the site for local date `day`; Conflict if they already have it."""
-    get(session, Member, member_id)
-    get(session, Site, site_id)
-    day_pass = DayPass(member_id=member_id, site_id=site_id, day=day)
+    get(session, MemberRow, member_id)
+    get(session, SiteRow, site_id)
+    day_pass = DayPassRow(member_id=member_id, site_id=site_id, day=day)
     with _savepoint(session, f"member {member_id} already has a day pass for {day}"):
         session.add(day_pass)
     return day_pass
@@ -802,12 +802,12 @@ def add_day_pass(session: Session, *, member_id: int, site_id: int, day: date) -
 
 def list_day_passes(
     session: Session, *, member_id: int | None = None, site_id: int | None = None
-) -> list[DayPass]:
-    query = select(DayPass).order_by(DayPass.day, DayPass.id)
+) -> list[DayPassRow]:
+    query = select(DayPassRow).order_by(DayPassRow.day, DayPassRow.id)
     if member_id is not None:
-        query = query.where(DayPass.member_id == member_id)
+        query = query.where(DayPassRow.member_id == member_id)
     if site_id is not None:
-        query = query.where(DayPass.site_id == site_id)
+        query = query.where(DayPassRow.site_id == site_id)
     return list(session.scalars(query))
 
 
@@ -825,19 +825,19 @@ def create_api_key(
     name: str = "",
     site_id: int | None = None,
     member_id: int | None = None,
-) -> tuple[ApiKey, str]:
+) -> tuple[ApiKeyRow, str]:
     """A new API key and its secret, shown this once: only a prefix and a hash are kept."""
     if (role is Role.MANAGER) != (site_id is not None):
         raise Invalid("a manager key needs a site, and only a manager key takes one")
     if (role is Role.MEMBER) != (member_id is not None):
         raise Invalid("a member key needs a member, and only a member key takes one")
     if site_id is not None:
-        get(session, Site, site_id)
+        get(session, SiteRow, site_id)
     if member_id is not None:
-        get(session, Member, member_id)
+        get(session, MemberRow, member_id)
     prefix = secrets.token_hex(6)
     secret = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    key = ApiKey(
+    key = ApiKeyRow(
         name=name,
         prefix=prefix,
         hash=_hash_key(secret),
@@ -851,19 +851,19 @@ def create_api_key(
     return key, secret
 
 
-def authenticate_api_key(session: Session, secret: str) -> ApiKey | None:
+def authenticate_api_key(session: Session, secret: str) -> ApiKeyRow | None:
     """The live key `secret` belongs to, or None (unknown, malformed or revoked)."""
     parts = secret.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
         return None
-    key = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).one_or_none()
+    key = session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == parts[1])).one_or_none()
     if key is None or key.revoked_at is not None:
         return None
     return key if hmac.compare_digest(key.hash, _hash_key(secret)) else None
 
 
-def revoke_api_key(session: Session, key_id: int) -> ApiKey:
-    key = get(session, ApiKey, key_id)
+def revoke_api_key(session: Session, key_id: int) -> ApiKeyRow:
+    key = get(session, ApiKeyRow, key_id)
     if key.revoked_at is None:
         key.revoked_at = _now()
         session.flush()

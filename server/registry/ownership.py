@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import Channel, Topic
-from ruche.server.storage.models import Agent, Desk, Door, Site, Zone
+from ruche.server.storage.models import AgentRow, DeskRow, DoorRow, SiteRow, ZoneRow
 
 _DESK_CHANNELS = frozenset({Channel.PRESENCE, Channel.DESK_BADGE})
 _DOOR_CHANNELS = frozenset({Channel.TAP, Channel.DOOR_EVENT})
@@ -78,19 +78,19 @@ class SiteDevices:
 
 def load_site_devices(session: Session, site: str) -> SiteDevices | None:
     """A site's desks and doors with their agents; None for a site the registry lacks."""
-    site_id = session.scalar(select(Site.id).where(Site.slug == site))
+    site_id = session.scalar(select(SiteRow.id).where(SiteRow.slug == site))
     if site_id is None:
         return None
     desks = session.execute(
-        select(Desk.slug, Agent.slug)
-        .join(Zone, Zone.id == Desk.zone_id)
-        .outerjoin(Agent, Agent.id == Desk.agent_id)
-        .where(Zone.site_id == site_id)
+        select(DeskRow.slug, AgentRow.slug)
+        .join(ZoneRow, ZoneRow.id == DeskRow.zone_id)
+        .outerjoin(AgentRow, AgentRow.id == DeskRow.agent_id)
+        .where(ZoneRow.site_id == site_id)
     )
     doors = session.execute(
-        select(Door.slug, Agent.slug)
-        .outerjoin(Agent, Agent.id == Door.agent_id)
-        .where(Door.site_id == site_id)
+        select(DoorRow.slug, AgentRow.slug)
+        .outerjoin(AgentRow, AgentRow.id == DoorRow.agent_id)
+        .where(DoorRow.site_id == site_id)
     )
     return SiteDevices(desks=dict(desks.all()), doors=dict(doors.all()))
 

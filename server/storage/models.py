@@ -25,6 +25,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from ruche.server.errors import Invalid
+from ruche.server.storage.enums import (
+    AuditKind,
+    AuditSource,
+    BadgeStatus,
+    BookingStatus,
+    InvoiceStatus,
+    Role,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -83,39 +91,6 @@ def _enum(cls: type[StrEnum], name: str) -> sa.Enum:
     )
 
 
-class BadgeStatus(StrEnum):
-    ACTIVE = "active"
-    DISABLED = "disabled"  # temporarily: lost and maybe found, unpaid
-    REVOKED = "revoked"  # for good: never active again
-
-
-class BookingStatus(StrEnum):
-    BOOKED = "booked"
-    CANCELLED = "cancelled"
-    RELEASED = "released"  # freed early, by the member or because the space was left
-    NO_SHOW = "no_show"  # released by the server: no presence by start + no-show minutes
-
-
-class Role(StrEnum):
-    ADMIN = "admin"  # everything
-    MANAGER = "manager"  # one site's operations and reports
-    MEMBER = "member"  # own bookings, own usage, own log
-
-
-class AuditKind(StrEnum):
-    DECISION = "decision"  # a door tap, allowed or denied
-    REMOTE_UNLOCK = "remote_unlock"
-    ALARM = "alarm"  # forced or held open
-    LOCKDOWN = "lockdown"
-
-
-class AuditSource(StrEnum):
-    ONLINE = "online"  # decided by the server as it happened
-    OFFLINE = "offline"  # decided by the agent from its cached allow-list, reported later
-    AGENT = "agent"  # reported by an agent (alarms)
-    API = "api"  # asked through the REST API or the CLI (remote unlock, lockdown)
-
-
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -123,7 +98,7 @@ class Base(DeclarativeBase):
 # --- sites and what is in them -----------------------------------------------------------
 
 
-class SiteKey(Base):
+class SiteKeyRow(Base):
     """The key badge UIDs are HMAC'd under (`ruche.broker.badge_token`).
 
     Several sites may share one key, so one enrolment of a card opens all of them; tokens
@@ -138,7 +113,7 @@ class SiteKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class Site(Base):
+class SiteRow(Base):
     __tablename__ = "sites"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -159,8 +134,8 @@ class Site(Base):
     tax_rate: Mapped[str] = mapped_column(sa.String(16), default="0", server_default="0")
     """The tax rate new price versions take unless given one: a decimal fraction, `"0.2"`."""
 
-    holidays: Mapped[list[Holiday]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, order_by="Holiday.day"
+    holidays: Mapped[list[HolidayRow]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="HolidayRow.day"
     )
 
     @validates("timezone")
@@ -183,7 +158,7 @@ def check_timezone(name: str) -> str:
     return name
 
 
-class Holiday(Base):
+class HolidayRow(Base):
     """A local date on which a site's business-hours schedules do not open it."""
 
     __tablename__ = "site_holidays"
@@ -195,7 +170,7 @@ class Holiday(Base):
     name: Mapped[str] = mapped_column(sa.String(200), default="")
 
 
-class Zone(Base):
+class ZoneRow(Base):
     """An area of a site: an open space of desks, or a room booked as a whole."""
 
     __tablename__ = "zones"
@@ -206,7 +181,7 @@ class Zone(Base):
     name: Mapped[str] = mapped_column(sa.String(100))
 
 
-class Agent(Base):
+class AgentRow(Base):
     """An edge agent (a Pi): it drives the doors and reads the desks that point at it."""
 
     __tablename__ = "agents"
@@ -220,7 +195,7 @@ class Agent(Base):
     """Mosquitto's `$7$` hash of the agent's broker password; None until one is issued."""
 
 
-class Desk(Base):
+class DeskRow(Base):
     __tablename__ = "desks"
     __table_args__ = (sa.UniqueConstraint("site_id", "slug"),)
 
@@ -237,7 +212,7 @@ class Desk(Base):
     y: Mapped[int | None]
 
 
-class Door(Base):
+class DoorRow(Base):
     __tablename__ = "doors"
     __table_args__ = (sa.UniqueConstraint("site_id", "slug"),)
 
@@ -256,7 +231,7 @@ class Door(Base):
 # --- members, badges, plans --------------------------------------------------------------
 
 
-class Member(Base):
+class MemberRow(Base):
     __tablename__ = "members"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -265,7 +240,7 @@ class Member(Base):
     active: Mapped[bool] = mapped_column(default=True)
 
 
-class Badge(Base):
+class BadgeRow(Base):
     """A card enrolled for a member, known only by its token: never the raw UID."""
 
     __tablename__ = "badges"
@@ -292,7 +267,7 @@ plan_sites = sa.Table(
 )
 
 
-class Plan(Base):
+class PlanRow(Base):
     """What a membership gives: which sites, when (the access schedule), booking only or not.
 
     `schedule` is JSON, in the site's local time (see `registry.check_schedule`):
@@ -308,10 +283,10 @@ class Plan(Base):
     schedule: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     booking_only: Mapped[bool] = mapped_column(default=False)
 
-    sites: Mapped[list[Site]] = relationship(secondary=plan_sites, order_by="Site.id")
+    sites: Mapped[list[SiteRow]] = relationship(secondary=plan_sites, order_by="SiteRow.id")
 
 
-class Membership(Base):
+class MembershipRow(Base):
     """A member on a plan from `starts_at` until `ends_at` (exclusive; None: open-ended)."""
 
     __tablename__ = "memberships"
@@ -326,7 +301,7 @@ class Membership(Base):
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class Booking(Base):
+class BookingRow(Base):
     """A desk, or a whole zone (a room), held for a member over [starts_at, ends_at).
 
     The grace minutes widen the door-access window only; they never block the next booking.
@@ -360,7 +335,7 @@ class Booking(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class DayPass(Base):
+class DayPassRow(Base):
     """A member's access to a site for one local day, whatever their plan says."""
 
     __tablename__ = "day_passes"
@@ -373,7 +348,7 @@ class DayPass(Base):
     """A date in the site's timezone."""
 
 
-class ApiKey(Base):
+class ApiKeyRow(Base):
     """A REST API key: only its public prefix and the SHA-256 of the whole key are kept.
 
     The secret part is 256 random bits, so a plain SHA-256 is enough (no password-style
@@ -440,7 +415,7 @@ class AuditRow(Base):
     hash: Mapped[str] = mapped_column(sa.String(HASH_LENGTH), unique=True)
 
 
-class AuditHead(Base):
+class AuditHeadRow(Base):
     """The chain's head: one row, locked by every append so that appends never fork.
 
     It also records the last id, so deleting the newest rows is detected too.
@@ -458,7 +433,7 @@ GENESIS_HASH = "0" * HASH_LENGTH
 """`prev_hash` of the first row, and the head's hash while the log is empty."""
 
 
-class StoredEvent(Base):
+class StoredEventRow(Base):
     """Every agent event the ingestion has made durable, once: the source of sessions,
     utilisation and billing, and of InfluxDB points if they must be written again."""
 
@@ -481,7 +456,7 @@ class StoredEvent(Base):
     """The event as validated, in its wire JSON."""
 
 
-class RefusedEvent(Base):
+class RefusedEventRow(Base):
     """An agent event refused for what it claims (a desk or door not the agent's): kept by
     key so the agent's acked seq moves past it (its outbox would resend it forever
     otherwise), and so an operator can see what was refused and why."""
@@ -498,7 +473,7 @@ class RefusedEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class AgentProgress(Base):
+class AgentProgressRow(Base):
     """Per agent, the highest seq up to which every event is stored: what `ack` says."""
 
     __tablename__ = "agent_progress"
@@ -509,7 +484,7 @@ class AgentProgress(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class OccupancyDirty(Base):
+class OccupancyDirtyRow(Base):
     """Per site, the earliest event time stored since occupancy was last refreshed.
 
     Ingestion lowers it in the same transaction that stores the events, and the refresh
@@ -592,10 +567,6 @@ exact on both databases, where SQLite would turn a NUMERIC into a float."""
 PERIOD_LENGTH = 7  # "2026-11"
 
 
-class InvoiceStatus(StrEnum):
-    ISSUED = "issued"  # final: an issued invoice never changes; corrections come as adjustments
-
-
 class PriceVersionRow(Base):
     """A plan's prices at one site from local date `valid_from` until the next version's.
 
@@ -621,7 +592,7 @@ class PriceVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class BillingClose(Base):
+class BillingCloseRow(Base):
     """A period closed at a site: its invoices are issued, and it closes only once."""
 
     __tablename__ = "billing_closes"

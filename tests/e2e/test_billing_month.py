@@ -43,8 +43,8 @@ from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.run import ServerWorkers
 from ruche.server.settings import ServerMqtt, ServerSettings
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.enums import AuditKind
 from ruche.server.storage.models import (
-    AuditKind,
     AuditRow,
     DeskSessionRow,
     InvoiceLineRow,

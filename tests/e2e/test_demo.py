@@ -33,15 +33,14 @@ from sqlalchemy.orm import Session
 from ruche.dashboards.health import DASHBOARD as HEALTH
 from ruche.dashboards.macros import expand
 from ruche.server.storage.db import make_engine
+from ruche.server.storage.enums import AuditKind, BookingStatus
 from ruche.server.storage.models import (
-    AuditKind,
     AuditRow,
-    Booking,
-    BookingStatus,
+    BookingRow,
     DeskSessionRow,
-    Membership,
-    Plan,
-    StoredEvent,
+    MembershipRow,
+    PlanRow,
+    StoredEventRow,
     VisitRow,
 )
 from ruche.sim.day import MEASUREMENTS, ExpectedSession
@@ -100,15 +99,15 @@ def read_sqlite(path: Path) -> Stored:
     engine = make_engine(f"sqlite:///{path}")
     try:
         with Session(engine) as session:
-            channels = select(StoredEvent.channel, func.count()).group_by(StoredEvent.channel)
+            channels = select(StoredEventRow.channel, func.count()).group_by(StoredEventRow.channel)
             audit = select(AuditRow.allowed).where(AuditRow.kind == AuditKind.DECISION)
-            plans = select(Plan.name).join(Membership, Membership.plan_id == Plan.id)
+            plans = select(PlanRow.name).join(MembershipRow, MembershipRow.plan_id == PlanRow.id)
             return Stored(
                 events=dict(session.execute(channels).all()),
                 decisions=Counter("allowed" if a else "denied" for a in session.scalars(audit)),
                 sessions=list(session.scalars(select(DeskSessionRow))),
                 visits=session.scalar(select(func.count()).select_from(VisitRow)) or 0,
-                bookings=Counter(str(s) for s in session.scalars(select(Booking.status))),
+                bookings=Counter(str(s) for s in session.scalars(select(BookingRow.status))),
                 members=Counter(session.scalars(plans)),
             )
     finally:
@@ -226,7 +225,7 @@ class TestInfluxDown:
 
             def stored() -> int:
                 with Session(engine) as session:
-                    return session.scalar(select(func.count()).select_from(StoredEvent)) or 0
+                    return session.scalar(select(func.count()).select_from(StoredEventRow)) or 0
 
             try:
                 eventually(lambda: stored() > 4000, what="the morning stored")

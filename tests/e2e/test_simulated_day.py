@@ -36,15 +36,8 @@ from ruche.server.occupancy.refresh import SiteRefresh, refresh_site
 from ruche.server.run import ServerWorkers
 from ruche.server.settings import ServerInflux, ServerMqtt, ServerSettings
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import (
-    AuditKind,
-    AuditRow,
-    Booking,
-    BookingStatus,
-    DeskSessionRow,
-    Role,
-    VisitRow,
-)
+from ruche.server.storage.enums import AuditKind, BookingStatus, Role
+from ruche.server.storage.models import AuditRow, BookingRow, DeskSessionRow, VisitRow
 from ruche.sim.day import (
     MEASUREMENTS,
     DayPlan,
@@ -264,7 +257,7 @@ def booking_statuses(url: str, ids: list[int]) -> dict[int, BookingStatus]:
     engine = make_engine(url)
     try:
         with make_sessions(engine)() as session:
-            rows = session.scalars(select(Booking).where(Booking.id.in_(ids)))
+            rows = session.scalars(select(BookingRow).where(BookingRow.id.in_(ids)))
             return {b.id: b.status for b in rows}
     finally:
         engine.dispose()

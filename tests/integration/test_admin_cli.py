@@ -10,8 +10,8 @@ import tomllib
 
 import pytest
 
-from ruche.ports import free_port, wait_for_port
 from ruche.sim.services.mosquitto import find_mosquitto
+from ruche.sim.services.sockets import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

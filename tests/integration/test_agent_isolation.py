@@ -45,15 +45,16 @@ from ruche.broker.mosquitto_config import BrokerFiles
 from ruche.broker.passwords import generate_password
 from ruche.mqtt import publish_properties
 from ruche.mqtt_wire import packet, utf8
-from ruche.ports import free_port
 from ruche.server import registry
 from ruche.server.access.door_events import DoorEventWorker
 from ruche.server.access.taps import DoorWorker
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.occupancy.ingest import IngestWorker
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import AuditKind, AuditRow, RefusedEvent, StoredEvent
+from ruche.server.storage.enums import AuditKind
+from ruche.server.storage.models import AuditRow, RefusedEventRow, StoredEventRow
 from ruche.sim.services.mosquitto import MosquittoProcess
+from ruche.sim.services.sockets import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -366,8 +367,8 @@ class TestOwnDevicesOnly:
                    what="the forced alarm refused")  # fmt: skip
         assert server.ingest.stats.bad == {"not_owner": 2, "unknown_device": 1}
         assert server.ingest.stats.refused == 3
-        assert server.count(StoredEvent, agent="agent-b") == 1
-        assert server.count(RefusedEvent, agent="agent-b") == 3
+        assert server.count(StoredEventRow, agent="agent-b") == 1
+        assert server.count(RefusedEventRow, agent="agent-b") == 3
         assert server.count(AuditRow) == 0, "no alarm for a door agent-b does not drive"
 
     def test_publishing_on_another_agents_topics_reaches_nobody(self, broker, server):
@@ -376,7 +377,7 @@ class TestOwnDevicesOnly:
                       Topic.door_event(broker.site, "agent-a", "front")):  # fmt: skip
             attacker.publish(str(topic), presence(1)).wait_for_publish(5)
         time.sleep(1.0)
-        assert server.count(StoredEvent) == 0
+        assert server.count(StoredEventRow) == 0
         assert server.ingest.stats.received == 0
 
 

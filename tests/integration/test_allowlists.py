@@ -24,7 +24,7 @@ from ruche.server.access.taps import DoorWorker
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.registry.schedule import merge_intervals
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import BadgeStatus
+from ruche.server.storage.enums import BadgeStatus
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,8 @@ from ruche.broker import Command, Lockdown, Unlock, badge_token
 from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import ApiKey, AuditRow, Badge, Door, Role
+from ruche.server.storage.enums import Role
+from ruche.server.storage.models import ApiKeyRow, AuditRow, BadgeRow, DoorRow
 
 pytestmark = pytest.mark.integration
 
@@ -309,7 +310,7 @@ class TestBadges:
         assert set(badge) == {"id", "member_id", "key_id", "status", "label", "created_at"}
         assert api.recorder.changed == ["lyon"]
         with transaction(api.sessions) as s:
-            stored = s.get(Badge, badge["id"])
+            stored = s.get(BadgeRow, badge["id"])
             assert stored is not None
             key = registry.site_key_of(s, api.ids["site"])
             assert stored.token == badge_token(key.key, bytes.fromhex(UID))
@@ -448,7 +449,7 @@ class TestLockdown:
         assert api.recorder.commands == [("lyon", "pi-1", Lockdown(door="front", active=True))]
         assert api.recorder.changed == ["lyon"]
         with transaction(api.sessions) as s:
-            door = s.get(Door, api.ids["door"])
+            door = s.get(DoorRow, api.ids["door"])
             assert door is not None
             assert door.locked_down
         api.recorder.clear()
@@ -535,7 +536,7 @@ class TestApiKeys:
         assert secret not in listed.text
         assert listed.json()["total"] == 3
         with transaction(api.sessions) as s:
-            assert all(secret not in row.hash for row in s.scalars(select(ApiKey)))
+            assert all(secret not in row.hash for row in s.scalars(select(ApiKeyRow)))
         revoked = api.call("admin", "DELETE", f"/api-keys/{key['id']}")
         assert revoked.json()["revoked_at"] is not None
         assert api.call("desk", "GET", "/me").status_code == 401

@@ -20,7 +20,7 @@ from ruche.server.access import audit
 from ruche.server.access.audit import AuditEntry
 from ruche.server.api.app import create_app
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import AuditKind, AuditSource, Role
+from ruche.server.storage.enums import AuditKind, AuditSource, Role
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ from ruche.server.access import audit
 from ruche.server.access.audit import AuditEntry
 from ruche.server.errors import Invalid
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import GENESIS_HASH, AuditKind, AuditSource
+from ruche.server.storage.enums import AuditKind, AuditSource
+from ruche.server.storage.models import GENESIS_HASH
 
 pytestmark = pytest.mark.integration
 

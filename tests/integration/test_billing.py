@@ -27,7 +27,7 @@ from ruche.server.billing.pricing import Period
 from ruche.server.errors import Conflict, Invalid, NotFound
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.models import (
-    BillingClose,
+    BillingCloseRow,
     DeskSessionRow,
     InvoiceLineRow,
     InvoiceRow,
@@ -231,7 +231,7 @@ class TestClose:
         assert again.sites[0].closed_at == first.sites[0].closed_at
         assert [r.key for r in again.invoices] == [r.key for r in first.invoices]
         assert ledger.stored() == before
-        assert (ledger.count(InvoiceRow), ledger.count(BillingClose)) == (3, 1)
+        assert (ledger.count(InvoiceRow), ledger.count(BillingCloseRow)) == (3, 1)
 
     def test_suspect_session_is_held_back_then_adjusted_once_approved(self, ledger):
         stuck = ledger.desk("carol", at(nov(20), 8), at(nov(21), 9), suspect=True)
@@ -345,7 +345,7 @@ class TestRefused:
     def test_a_period_not_ended(self, ledger):
         with pytest.raises(Invalid, match=r"2026-12 has not ended at lyon yet.*2027-01-01T00:00"):
             ledger.close(DEC, now=datetime(2026, 12, 31, 22, 59, tzinfo=UTC))
-        assert ledger.count(BillingClose) == 0
+        assert ledger.count(BillingCloseRow) == 0
 
     def test_out_of_order(self, ledger):
         ledger.close(NOV)

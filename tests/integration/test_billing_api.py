@@ -22,7 +22,8 @@ from ruche.broker import Command
 from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import DeskSessionRow, Role, VisitRow
+from ruche.server.storage.enums import Role
+from ruche.server.storage.models import DeskSessionRow, VisitRow
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from ruche.ports import free_port, wait_for_port
 from ruche.server.storage.db import run_migrations
 from ruche.sim.bench.access import BodyFlood, RssSampler
+from ruche.sim.services.sockets import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

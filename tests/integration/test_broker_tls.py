@@ -14,8 +14,8 @@ from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.mosquitto_config import BrokerOptions, TlsOptions
 from ruche.broker.passwords import generate_password
 from ruche.mqtt import stop_client
-from ruche.ports import free_port, wait_for_port
 from ruche.sim.services.mosquitto import MosquittoProcess
+from ruche.sim.services.sockets import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

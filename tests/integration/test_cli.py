@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from ruche.ports import free_port, wait_for_port
 from ruche.sim.services.mosquitto import find_mosquitto
+from ruche.sim.services.sockets import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

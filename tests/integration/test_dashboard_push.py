@@ -25,7 +25,7 @@ from ruche.dashboards.catalogue import DASHBOARDS
 from ruche.dashboards.datasource import Datasource
 from ruche.dashboards.model import DATASOURCE_UID, dashboard_json
 from ruche.dashboards.push import PushError, push
-from ruche.ports import free_port
+from ruche.sim.services.sockets import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -43,7 +43,8 @@ from ruche.server.occupancy.worker import OccupancyWorker
 from ruche.server.run import ServerWorkers
 from ruche.server.settings import ServerInflux, ServerMqtt, ServerSettings
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import AuditKind, AuditRow, Booking, BookingStatus, Role
+from ruche.server.storage.enums import AuditKind, BookingStatus, Role
+from ruche.server.storage.models import AuditRow, BookingRow
 from ruche.server.timeseries.influx import InfluxWriter
 from ruche.server.timeseries.lineprotocol import Point
 from ruche.server.timeseries.points import points_of, time_ns
@@ -855,7 +856,9 @@ class TestBookingPoints:
             assert len(batches) == 1
             with sessions.begin() as session:
                 session.execute(
-                    update(Booking).where(Booking.id == kept).values(status=BookingStatus.RELEASED)
+                    update(BookingRow)
+                    .where(BookingRow.id == kept)
+                    .values(status=BookingStatus.RELEASED)
                 )
             worker.refresh_all()
             [point] = batches[1]
@@ -864,6 +867,8 @@ class TestBookingPoints:
         finally:
             with sessions.begin() as session:
                 session.execute(
-                    update(Booking).where(Booking.id == kept).values(status=BookingStatus.BOOKED)
+                    update(BookingRow)
+                    .where(BookingRow.id == kept)
+                    .values(status=BookingStatus.BOOKED)
                 )
             engine.dispose()

@@ -26,7 +26,7 @@ from ruche.server.access import audit
 from ruche.server.access.taps import DoorWorker
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import AuditSource, BadgeStatus
+from ruche.server.storage.enums import AuditSource, BadgeStatus
 
 pytestmark = pytest.mark.integration
 

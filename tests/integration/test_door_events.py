@@ -30,7 +30,7 @@ from ruche.server.access import audit
 from ruche.server.access.door_events import DoorEventWorker, audit_entry
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import AuditKind, AuditSource
+from ruche.server.storage.enums import AuditKind, AuditSource
 from ruche.sim.door import ScriptedPerson, SimDoor, force_through, walk_through
 from ruche.sim.receiver import EventReceiver
 

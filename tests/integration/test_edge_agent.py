@@ -28,10 +28,10 @@ from ruche.broker import (
 )
 from ruche.edge.agent import Agent
 from ruche.edge.gpio import DoorPins
-from ruche.ports import free_port
 from ruche.sim.door import ScriptedPerson, SimDoor, force_through, walk_through
 from ruche.sim.nfc import BadgeEmulator
 from ruche.sim.receiver import EventReceiver
+from ruche.sim.services.sockets import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from ruche.broker import Presence, PresenceState, Status, Topic, encode
 from ruche.broker.payloads import MAX_INT64
 from ruche.broker.tokens import badge_token
-from ruche.ports import free_port, wait_for_port
 from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.run import ServerWorkers
@@ -36,6 +35,7 @@ from ruche.server.settings import ServerInflux, ServerMqtt, ServerSettings
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.sim.bench.access import Door
 from ruche.sim.services.influxd import InfluxdProcess
+from ruche.sim.services.sockets import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,6 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from ruche.ports import free_port
 from ruche.server.timeseries.influx import (
     InfluxError,
     InfluxUnavailable,
@@ -30,6 +29,7 @@ from ruche.server.timeseries.influx import (
 )
 from ruche.server.timeseries.lineprotocol import LineProtocolError, Point, encode_points
 from ruche.sim.services.influxd import InfluxdProcess
+from ruche.sim.services.sockets import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from ruche.server.messaging.connection import MqttOptions
 from ruche.server.occupancy.event_store import stored_count
 from ruche.server.occupancy.ingest import IngestWorker
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations
-from ruche.server.storage.models import AgentProgress, StoredEvent
+from ruche.server.storage.models import AgentProgressRow, StoredEventRow
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,9 @@ def session_on(url: str) -> Iterator[Session]:
 
 
 def stored_seqs(url: str, site: str) -> list[int]:
-    query = select(StoredEvent.seq).where(StoredEvent.site == site).order_by(StoredEvent.seq)
+    query = (
+        select(StoredEventRow.seq).where(StoredEventRow.site == site).order_by(StoredEventRow.seq)
+    )
     with session_on(url) as session:
         return list(session.scalars(query))
 
@@ -122,7 +124,7 @@ class TestIngestion:
             engine.dispose()
         assert stored_seqs(db_url, site.site) == list(range(1, 1501))
         with session_on(db_url) as session:
-            progress = session.get(AgentProgress, (site.site, "agent-a"))
+            progress = session.get(AgentProgressRow, (site.site, "agent-a"))
             assert progress is not None
             assert progress.acked_seq == 1500
             assert stored_count(session) >= 1500

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from ruche.edge.nfc import NfcError, NfcReader
-from ruche.ports import free_port
 from ruche.sim.nfc import BadgeEmulator, BadgeEmulatorError
+from ruche.sim.services.sockets import free_port
 
 pytestmark = pytest.mark.integration
 

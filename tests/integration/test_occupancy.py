@@ -16,7 +16,7 @@ from ruche.server.messaging.connection import MqttOptions
 from ruche.server.occupancy.ingest import IngestWorker
 from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import Booking, DeskSessionRow, StoredEvent
+from ruche.server.storage.models import BookingRow, DeskSessionRow, StoredEventRow
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +172,7 @@ class TestNoShows:
             ids = (came.id, stayed_away.id, later.id)
             arrival = Presence(seq=1, ts=at(9, 5), mono=1.0, state=PresenceState.OCCUPIED)
             # The row ingestion stores for an agent's event.
-            stored = StoredEvent(
+            stored = StoredEventRow(
                 site="lab",
                 agent="agent-a",
                 seq=1,
@@ -188,5 +188,5 @@ class TestNoShows:
             result = refresh_site(session, "lab", now=at(10))
         assert result.released == (ids[1],)
         with sessions() as session:
-            statuses = [session.get(Booking, i).status.value for i in ids]  # type: ignore[union-attr]
+            statuses = [session.get(BookingRow, i).status.value for i in ids]  # type: ignore[union-attr]
         assert statuses == ["booked", "no_show", "booked"]

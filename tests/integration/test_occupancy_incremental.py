@@ -41,7 +41,7 @@ from ruche.server.occupancy.event_store import store_events
 from ruche.server.occupancy.limits import REFRESH_NICENESS
 from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import Booking, DeskSessionRow, OccupancyDirty, VisitRow
+from ruche.server.storage.models import BookingRow, DeskSessionRow, OccupancyDirtyRow, VisitRow
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +174,7 @@ class Database:
                 # Bookings for attribution and no-shows: some used, some not.
                 desk = list(desk_ids)[i % len(desk_ids)]
                 session.add(
-                    Booking(member_id=member.id, site_id=site.id, desk_id=desk_ids[desk],
+                    BookingRow(member_id=member.id, site_id=site.id, desk_id=desk_ids[desk],
                             starts_at=DAY + timedelta(hours=1 + 2 * i),
                             ends_at=DAY + timedelta(hours=4 + 2 * i),
                             created_at=DAY - timedelta(days=1))
@@ -199,12 +199,12 @@ class Database:
                 (v.member_id, v.entry_agent, v.entry_seq, v.entries, v.start, v.end, v.closed_by)
                 for v in session.scalars(select(VisitRow))
             )
-            bookings = sorted((b.id, b.status.value) for b in session.scalars(select(Booking)))
+            bookings = sorted((b.id, b.status.value) for b in session.scalars(select(BookingRow)))
         return desks, visits, bookings
 
     def dirty(self) -> int:
         with self.sessions() as session:
-            return len(session.scalars(select(OccupancyDirty)).all())
+            return len(session.scalars(select(OccupancyDirtyRow)).all())
 
 
 @pytest.fixture

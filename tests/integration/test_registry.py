@@ -17,18 +17,16 @@ from ruche.broker import badge_token
 from ruche.server import registry
 from ruche.server.errors import Conflict, Invalid, NotFound
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.enums import BadgeStatus, BookingStatus, Role
 from ruche.server.storage.models import (
-    Badge,
-    BadgeStatus,
+    BadgeRow,
     Base,
-    Booking,
-    BookingStatus,
-    Desk,
-    Door,
-    Member,
-    Plan,
-    Role,
-    Site,
+    BookingRow,
+    DeskRow,
+    DoorRow,
+    MemberRow,
+    PlanRow,
+    SiteRow,
 )
 
 pytestmark = pytest.mark.integration
@@ -107,11 +105,11 @@ class TestSites:
             assert [(h.day, h.name) for h in site.holidays] == [(date(2025, 12, 25), "Noël")]
             registry.update_site(s, site_id, name="Lyon Part-Dieu", timezone="America/Montreal")
         with transaction(sessions) as s:
-            site = registry.get(s, Site, site_id)
+            site = registry.get(s, SiteRow, site_id)
             assert (site.name, site.timezone) == ("Lyon Part-Dieu", "America/Montreal")
             registry.remove_holiday(s, site_id, date(2025, 12, 25))
             assert registry.list_holidays(s, site_id) == []
-            registry.delete(s, Site, site_id)
+            registry.delete(s, SiteRow, site_id)
         with transaction(sessions) as s:
             assert registry.list_sites(s) == []
 
@@ -137,7 +135,7 @@ class TestSites:
     def test_site_in_use_is_not_deleted(self, sessions):
         ids = _world(sessions)
         with transaction(sessions) as s, pytest.raises(Conflict, match="still in use"):
-            registry.delete(s, Site, ids["site"])
+            registry.delete(s, SiteRow, ids["site"])
 
 
 class TestPlacesAndPeople:
@@ -146,7 +144,7 @@ class TestPlacesAndPeople:
     def test_round_trip(self, sessions):
         ids = _world(sessions)
         with transaction(sessions) as s:
-            desk = registry.get(s, Desk, ids["d1"])
+            desk = registry.get(s, DeskRow, ids["d1"])
             assert (desk.site_id, desk.zone_id, desk.agent_id, desk.x, desk.y) == (
                 ids["site"],
                 ids["zone"],
@@ -157,7 +155,7 @@ class TestPlacesAndPeople:
             assert [d.slug for d in registry.list_desks(s, site_id=ids["site"])] == ["d1", "d2"]
             assert registry.get_door_by_slug(s, ids["site"], "front").agent_id == ids["agent"]
             assert registry.get_agent_by_slug(s, ids["site"], "pi-1").id == ids["agent"]
-            assert registry.get(s, Member, ids["member"]).email == "ada@example.org"
+            assert registry.get(s, MemberRow, ids["member"]).email == "ada@example.org"
             registry.update_desk(s, ids["d1"], x=None, y=None, agent_id=None)
             registry.update_door(s, ids["door"], anti_passback=True, locked_down=True)
             registry.update_member(s, ids["other"], active=False)
@@ -176,13 +174,13 @@ class TestPlacesAndPeople:
             )
             plan_id = plan.id
         with transaction(sessions) as s:
-            desk = registry.get(s, Desk, ids["d1"])
+            desk = registry.get(s, DeskRow, ids["d1"])
             assert (desk.agent_id, desk.x, desk.y) == (None, None, None)
-            door = registry.get(s, Door, ids["door"])
+            door = registry.get(s, DoorRow, ids["door"])
             assert door.anti_passback
             assert door.locked_down
             assert [m.name for m in registry.list_members(s, active=True)] == ["Ada"]
-            plan = registry.get(s, Plan, plan_id)
+            plan = registry.get(s, PlanRow, plan_id)
             assert plan.schedule == {
                 "kind": "custom",
                 "days": {"fri": ["08:00-12:00", "13:00-19:00"]},
@@ -197,7 +195,7 @@ class TestPlacesAndPeople:
             assert day_pass.day == date(2025, 3, 11)
             registry.update_plan(s, plan_id, schedule={"kind": "24/7"}, site_ids=[])
         with transaction(sessions) as s:
-            plan = registry.get(s, Plan, plan_id)
+            plan = registry.get(s, PlanRow, plan_id)
             assert (plan.schedule, plan.sites) == ({"kind": "24/7"}, [])
 
     def test_refusals(self, sessions):
@@ -232,7 +230,7 @@ class TestPlacesAndPeople:
                 ends_at=T0 + timedelta(hours=1),
             )
             with pytest.raises(Conflict, match="still in use"):
-                registry.delete(s, Member, ids["member"])
+                registry.delete(s, MemberRow, ids["member"])
 
 
 class TestBadges:
@@ -274,7 +272,7 @@ class TestBadges:
             registry.revoke_badge(s, badge.id)
             badge_id = badge.id
         with transaction(sessions) as s:
-            assert registry.get(s, Badge, badge_id).status is BadgeStatus.REVOKED
+            assert registry.get(s, BadgeRow, badge_id).status is BadgeStatus.REVOKED
             with pytest.raises(Conflict, match="revoked"):
                 registry.set_badge_status(s, badge_id, BadgeStatus.ACTIVE)
             assert len(registry.list_badges(s, member_id=ids["member"])) == 2
@@ -423,7 +421,7 @@ class TestTimezones:
             booking_id = booking.id
         with transaction(sessions) as s:
             s.expire_all()
-            stored = registry.get(s, Booking, booking_id)
+            stored = registry.get(s, BookingRow, booking_id)
             assert stored.starts_at == start
             assert stored.ends_at == end
             assert stored.starts_at.tzinfo is UTC
@@ -433,8 +431,8 @@ class TestTimezones:
             assert stored.created_at.tzinfo is UTC
             # Comparisons happen in SQL too, as instants.
             found = s.scalars(
-                select(Booking.id).where(
-                    Booking.starts_at < datetime(2025, 3, 30, 2, 0, tzinfo=UTC)
+                select(BookingRow.id).where(
+                    BookingRow.starts_at < datetime(2025, 3, 30, 2, 0, tzinfo=UTC)
                 )
             ).all()
             assert found == [booking_id]
@@ -452,7 +450,7 @@ class TestTimezones:
     def test_model_refuses_naive(self, sessions):
         ids = _world(sessions)
         naive = datetime(2025, 1, 1)  # noqa: DTZ001 - the point of the test
-        row = Booking(
+        row = BookingRow(
             member_id=ids["member"],
             site_id=ids["site"],
             desk_id=ids["d1"],

@@ -10,9 +10,9 @@ import sys
 import httpx
 import pytest
 
-from ruche.ports import free_port, wait_for_port
 from ruche.server.storage.db import run_migrations
 from ruche.sim.bench.access import Door, seed
+from ruche.sim.services.sockets import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

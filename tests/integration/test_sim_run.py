@@ -13,7 +13,7 @@ from ruche.broker import PresenceState
 from ruche.edge.nfc import NfcReader
 from ruche.edge.presence import PresenceConfig, PresenceUpdate
 from ruche.edge.radar import RadarReader
-from ruche.ports import free_port
+from ruche.sim.services.sockets import free_port
 
 pytestmark = pytest.mark.integration
 

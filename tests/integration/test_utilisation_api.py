@@ -34,7 +34,8 @@ from ruche.server.api.app import create_app
 from ruche.server.occupancy.batch import event_row
 from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import AuditKind, AuditSource, Role, StoredEvent
+from ruche.server.storage.enums import AuditKind, AuditSource, Role
+from ruche.server.storage.models import StoredEventRow
 
 pytestmark = pytest.mark.integration
 
@@ -78,11 +79,11 @@ class Api:
 
 def _store_events(sessions: Any) -> None:
     seqs = itertools.count(1)
-    rows: list[StoredEvent] = []
+    rows: list[StoredEventRow] = []
 
     def store(topic: Topic, payload: Any) -> None:
         raw = encode(payload)
-        rows.append(StoredEvent(**event_row(decode(str(topic), raw), local(TUESDAY, 23), raw)))
+        rows.append(StoredEventRow(**event_row(decode(str(topic), raw), local(TUESDAY, 23), raw)))
 
     def sit(desk: str, start: datetime, end: datetime) -> None:
         topic = Topic.presence("lyon", "pi-1", desk)

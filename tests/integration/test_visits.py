@@ -31,7 +31,8 @@ from ruche.server.access import audit
 from ruche.server.occupancy.batch import event_row
 from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import AuditKind, AuditSource, StoredEvent, VisitRow
+from ruche.server.storage.enums import AuditKind, AuditSource
+from ruche.server.storage.models import StoredEventRow, VisitRow
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ class Door:
     def store(self, topic: Topic, payload: object) -> None:
         raw = encode(payload)  # type: ignore[arg-type]
         with transaction(self.sessions) as session:
-            session.add(StoredEvent(**event_row(decode(str(topic), raw), NOW, raw)))
+            session.add(StoredEventRow(**event_row(decode(str(topic), raw), NOW, raw)))
 
     def tap(self, who: str, when: datetime, *, reader: str = "in") -> int:
         seq = next(self.seqs)

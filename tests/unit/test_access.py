@@ -19,12 +19,12 @@ from ruche.server.access.rules import (
     Booking,
     DayPass,
     Decision,
+    DecisionReason,
     Direction,
     Door,
     Member,
     MemberFacts,
     Plan,
-    Reason,
     Site,
     allowlist_windows,
     decide_access,
@@ -98,7 +98,7 @@ def decide(
     door: Door = DOOR,
     site: Site = SITE,
     direction: Direction = Direction.IN,
-) -> Reason:
+) -> DecisionReason:
     """The reason decide_access gives, checking that `allowed` agrees with it."""
     decision = decide_access(
         AccessRequest(TOKEN, door.id, direction), AccessFacts(site, door, facts), now
@@ -124,11 +124,13 @@ class TestReasons:
             "booking",
             "day_pass",
         }
-        assert names <= {reason.value for reason in Reason}
+        assert names <= {reason.value for reason in DecisionReason}
 
     def test_allowed_reasons(self) -> None:
         assert {r.value for r in ALLOW_REASONS} == {"schedule", "booking", "day_pass", "exit"}
-        assert all(Decision(reason).allowed is (reason in ALLOW_REASONS) for reason in Reason)
+        assert all(
+            Decision(reason).allowed is (reason in ALLOW_REASONS) for reason in DecisionReason
+        )
 
 
 class TestDeny:
@@ -137,13 +139,15 @@ class TestDeny:
     @pytest.mark.parametrize(
         ("facts", "now", "door", "site", "expected"),
         [
-            pytest.param(None, WEDNESDAY_10, DOOR, SITE, Reason.UNKNOWN_BADGE, id="unknown"),
+            pytest.param(
+                None, WEDNESDAY_10, DOOR, SITE, DecisionReason.UNKNOWN_BADGE, id="unknown"
+            ),
             pytest.param(
                 holder(status=BadgeStatus.DISABLED),
                 WEDNESDAY_10,
                 DOOR,
                 SITE,
-                Reason.BADGE_DISABLED,
+                DecisionReason.BADGE_DISABLED,
                 id="disabled",
             ),
             pytest.param(
@@ -151,7 +155,7 @@ class TestDeny:
                 WEDNESDAY_10,
                 DOOR,
                 SITE,
-                Reason.BADGE_REVOKED,
+                DecisionReason.BADGE_REVOKED,
                 id="revoked",
             ),
             pytest.param(
@@ -159,7 +163,7 @@ class TestDeny:
                 WEDNESDAY_10,
                 replace(DOOR, locked_down=True),
                 SITE,
-                Reason.DOOR_LOCKED_DOWN,
+                DecisionReason.DOOR_LOCKED_DOWN,
                 id="door-locked-down",
             ),
             pytest.param(
@@ -167,7 +171,7 @@ class TestDeny:
                 WEDNESDAY_10,
                 DOOR,
                 replace(SITE, locked_down=True),
-                Reason.DOOR_LOCKED_DOWN,
+                DecisionReason.DOOR_LOCKED_DOWN,
                 id="site-locked-down",
             ),
             pytest.param(
@@ -175,7 +179,7 @@ class TestDeny:
                 WEDNESDAY_10,
                 DOOR,
                 SITE,
-                Reason.MEMBER_INACTIVE,
+                DecisionReason.MEMBER_INACTIVE,
                 id="member-disabled",
             ),
             pytest.param(
@@ -183,27 +187,34 @@ class TestDeny:
                 paris(2025, 12, 31, 23, 59),
                 DOOR,
                 SITE,
-                Reason.MEMBER_INACTIVE,
+                DecisionReason.MEMBER_INACTIVE,
                 id="before-membership",
             ),
             pytest.param(
-                holder(LYON_ONLY), WEDNESDAY_10, DOOR, SITE, Reason.WRONG_SITE, id="wrong-site"
+                holder(LYON_ONLY),
+                WEDNESDAY_10,
+                DOOR,
+                SITE,
+                DecisionReason.WRONG_SITE,
+                id="wrong-site",
             ),
             pytest.param(
                 HOLDER,
                 paris(2026, 3, 25, 7, 59),
                 DOOR,
                 SITE,
-                Reason.OUTSIDE_SCHEDULE,
+                DecisionReason.OUTSIDE_SCHEDULE,
                 id="before-hours",
             ),
-            pytest.param(HOLDER, SATURDAY_10, DOOR, SITE, Reason.OUTSIDE_SCHEDULE, id="weekend"),
+            pytest.param(
+                HOLDER, SATURDAY_10, DOOR, SITE, DecisionReason.OUTSIDE_SCHEDULE, id="weekend"
+            ),
             pytest.param(
                 HOLDER,
                 paris(2026, 5, 1, 10),
                 DOOR,
                 SITE,
-                Reason.OUTSIDE_SCHEDULE,
+                DecisionReason.OUTSIDE_SCHEDULE,
                 id="holiday",
             ),
             pytest.param(
@@ -211,18 +222,18 @@ class TestDeny:
                 SATURDAY_10 + MINUTE,
                 DOOR,
                 SITE,
-                Reason.OUTSIDE_SCHEDULE,
+                DecisionReason.OUTSIDE_SCHEDULE,
                 id="booking-at-another-site",
             ),
             pytest.param(
-                holder(FLEX), WEDNESDAY_10, DOOR, SITE, Reason.NO_BOOKING, id="no-booking"
+                holder(FLEX), WEDNESDAY_10, DOOR, SITE, DecisionReason.NO_BOOKING, id="no-booking"
             ),
             pytest.param(
                 holder(FLEX, bookings=(booking(paris(2026, 3, 25, 14), paris(2026, 3, 25, 16)),)),
                 WEDNESDAY_10,
                 DOOR,
                 SITE,
-                Reason.NO_BOOKING,
+                DecisionReason.NO_BOOKING,
                 id="booking-later",
             ),
             pytest.param(
@@ -230,7 +241,7 @@ class TestDeny:
                 WEDNESDAY_10,
                 DOOR,
                 SITE,
-                Reason.NO_BOOKING,
+                DecisionReason.NO_BOOKING,
                 id="day-pass-tomorrow",
             ),
             pytest.param(
@@ -238,7 +249,7 @@ class TestDeny:
                 WEDNESDAY_10,
                 DOOR,
                 SITE,
-                Reason.NO_BOOKING,
+                DecisionReason.NO_BOOKING,
                 id="day-pass-elsewhere",
             ),
             pytest.param(
@@ -246,13 +257,18 @@ class TestDeny:
                 WEDNESDAY_10,
                 GUARDED,
                 SITE,
-                Reason.ANTI_PASSBACK,
+                DecisionReason.ANTI_PASSBACK,
                 id="anti-passback",
             ),
         ],
     )
     def test_table(
-        self, facts: MemberFacts | None, now: datetime, door: Door, site: Site, expected: Reason
+        self,
+        facts: MemberFacts | None,
+        now: datetime,
+        door: Door,
+        site: Site,
+        expected: DecisionReason,
     ) -> None:
         assert decide(facts, now, door=door, site=site) is expected
 
@@ -263,47 +279,52 @@ class TestAllow:
     @pytest.mark.parametrize(
         ("facts", "now", "expected"),
         [
-            pytest.param(HOLDER, WEDNESDAY_10, Reason.SCHEDULE, id="business-hours"),
-            pytest.param(holder(RESIDENT), paris(2026, 3, 28, 3), Reason.SCHEDULE, id="24/7"),
+            pytest.param(HOLDER, WEDNESDAY_10, DecisionReason.SCHEDULE, id="business-hours"),
             pytest.param(
-                holder(RESIDENT), paris(2026, 5, 1, 3), Reason.SCHEDULE, id="24/7-holiday"
+                holder(RESIDENT), paris(2026, 3, 28, 3), DecisionReason.SCHEDULE, id="24/7"
+            ),
+            pytest.param(
+                holder(RESIDENT), paris(2026, 5, 1, 3), DecisionReason.SCHEDULE, id="24/7-holiday"
             ),
             pytest.param(
                 holder(FLEX, bookings=(booking(paris(2026, 3, 25, 9), paris(2026, 3, 25, 12)),)),
                 WEDNESDAY_10,
-                Reason.BOOKING,
+                DecisionReason.BOOKING,
                 id="booking-only-plan",
             ),
             pytest.param(
                 holder(bookings=(booking(SATURDAY_10, SATURDAY_10 + 60 * MINUTE),)),
                 SATURDAY_10,
-                Reason.BOOKING,
+                DecisionReason.BOOKING,
                 id="booking-outside-hours",
             ),
             pytest.param(
                 holder(FLEX, day_passes=(DayPass(SITE.id, date(2026, 3, 25)),)),
                 paris(2026, 3, 25, 0, 0),
-                Reason.DAY_PASS,
+                DecisionReason.DAY_PASS,
                 id="day-pass-midnight",
             ),
             pytest.param(
                 holder(FLEX, day_passes=(DayPass(SITE.id, date(2026, 3, 25)),)),
                 paris(2026, 3, 25, 23, 59),
-                Reason.DAY_PASS,
+                DecisionReason.DAY_PASS,
                 id="day-pass-late",
             ),
             pytest.param(
-                holder(last=Direction.OUT), WEDNESDAY_10, Reason.SCHEDULE, id="passback-after-out"
+                holder(last=Direction.OUT),
+                WEDNESDAY_10,
+                DecisionReason.SCHEDULE,
+                id="passback-after-out",
             ),
         ],
     )
-    def test_table(self, facts: MemberFacts, now: datetime, expected: Reason) -> None:
+    def test_table(self, facts: MemberFacts, now: datetime, expected: DecisionReason) -> None:
         assert decide(facts, now) is expected
 
     def test_day_pass_ends_at_local_midnight(self) -> None:
         facts = holder(FLEX, day_passes=(DayPass(SITE.id, date(2026, 3, 25)),))
-        assert decide(facts, paris(2026, 3, 24, 23, 59)) is Reason.NO_BOOKING
-        assert decide(facts, paris(2026, 3, 26, 0, 0)) is Reason.NO_BOOKING
+        assert decide(facts, paris(2026, 3, 24, 23, 59)) is DecisionReason.NO_BOOKING
+        assert decide(facts, paris(2026, 3, 26, 0, 0)) is DecisionReason.NO_BOOKING
 
 
 class TestPrecedence:
@@ -316,63 +337,63 @@ class TestPrecedence:
                 None,
                 SATURDAY_10,
                 replace(DOOR, locked_down=True),
-                Reason.UNKNOWN_BADGE,
+                DecisionReason.UNKNOWN_BADGE,
                 id="unknown-before-lockdown",
             ),
             pytest.param(
                 holder(status=BadgeStatus.REVOKED, active=False),
                 SATURDAY_10,
                 replace(DOOR, locked_down=True),
-                Reason.BADGE_REVOKED,
+                DecisionReason.BADGE_REVOKED,
                 id="revoked-before-lockdown",
             ),
             pytest.param(
                 holder(status=BadgeStatus.DISABLED, active=False),
                 SATURDAY_10,
                 DOOR,
-                Reason.BADGE_DISABLED,
+                DecisionReason.BADGE_DISABLED,
                 id="disabled-before-member",
             ),
             pytest.param(
                 holder(LYON_ONLY, active=False),
                 WEDNESDAY_10,
                 replace(DOOR, locked_down=True),
-                Reason.DOOR_LOCKED_DOWN,
+                DecisionReason.DOOR_LOCKED_DOWN,
                 id="lockdown-before-member",
             ),
             pytest.param(
                 holder(LYON_ONLY, active=False),
                 SATURDAY_10,
                 DOOR,
-                Reason.MEMBER_INACTIVE,
+                DecisionReason.MEMBER_INACTIVE,
                 id="member-before-site",
             ),
             pytest.param(
                 holder(LYON_ONLY, bookings=(booking(WEDNESDAY_10, WEDNESDAY_10 + 60 * MINUTE),)),
                 WEDNESDAY_10,
                 DOOR,
-                Reason.WRONG_SITE,
+                DecisionReason.WRONG_SITE,
                 id="plan-says-where",
             ),
             pytest.param(
                 holder(LYON_ONLY, day_passes=(DayPass(SITE.id, date(2026, 3, 25)),)),
                 WEDNESDAY_10,
                 DOOR,
-                Reason.WRONG_SITE,
+                DecisionReason.WRONG_SITE,
                 id="day-pass-outside-plan",
             ),
             pytest.param(
                 holder(last=Direction.IN),
                 SATURDAY_10,
                 GUARDED,
-                Reason.OUTSIDE_SCHEDULE,
+                DecisionReason.OUTSIDE_SCHEDULE,
                 id="schedule-before-passback",
             ),
             pytest.param(
                 holder(FLEX, last=Direction.IN),
                 SATURDAY_10,
                 GUARDED,
-                Reason.NO_BOOKING,
+                DecisionReason.NO_BOOKING,
                 id="booking-before-passback",
             ),
             pytest.param(
@@ -382,7 +403,7 @@ class TestPrecedence:
                 ),
                 WEDNESDAY_10,
                 DOOR,
-                Reason.SCHEDULE,
+                DecisionReason.SCHEDULE,
                 id="schedule-first",
             ),
             pytest.param(
@@ -393,13 +414,13 @@ class TestPrecedence:
                 ),
                 WEDNESDAY_10,
                 DOOR,
-                Reason.BOOKING,
+                DecisionReason.BOOKING,
                 id="booking-before-day-pass",
             ),
         ],
     )
     def test_table(
-        self, facts: MemberFacts | None, now: datetime, door: Door, expected: Reason
+        self, facts: MemberFacts | None, now: datetime, door: Door, expected: DecisionReason
     ) -> None:
         assert decide(facts, now, door=door) is expected
 
@@ -417,29 +438,39 @@ class TestBookingGrace:
     @pytest.mark.parametrize(
         ("facts", "now", "expected"),
         [
-            pytest.param(GRACEFUL, paris(2026, 3, 25, 8, 44), Reason.NO_BOOKING, id="minute-early"),
             pytest.param(
-                GRACEFUL, paris(2026, 3, 25, 8, 45), Reason.BOOKING, id="start-minus-grace"
-            ),
-            pytest.param(GRACEFUL, paris(2026, 3, 25, 9), Reason.BOOKING, id="start"),
-            pytest.param(GRACEFUL, paris(2026, 3, 25, 12), Reason.BOOKING, id="end"),
-            pytest.param(GRACEFUL, paris(2026, 3, 25, 12, 29), Reason.BOOKING, id="in-grace-after"),
-            pytest.param(
-                GRACEFUL, paris(2026, 3, 25, 12, 30), Reason.NO_BOOKING, id="end-plus-grace"
+                GRACEFUL, paris(2026, 3, 25, 8, 44), DecisionReason.NO_BOOKING, id="minute-early"
             ),
             pytest.param(
-                NIGHT, paris(2026, 3, 21, 21, 49), Reason.OUTSIDE_SCHEDULE, id="night-early"
+                GRACEFUL, paris(2026, 3, 25, 8, 45), DecisionReason.BOOKING, id="start-minus-grace"
             ),
-            pytest.param(NIGHT, paris(2026, 3, 21, 21, 50), Reason.BOOKING, id="night-grace"),
-            pytest.param(NIGHT, paris(2026, 3, 21, 23, 59), Reason.BOOKING, id="before-midnight"),
-            pytest.param(NIGHT, paris(2026, 3, 22, 0, 0), Reason.BOOKING, id="midnight"),
-            pytest.param(NIGHT, paris(2026, 3, 22, 2, 9), Reason.BOOKING, id="after-midnight"),
+            pytest.param(GRACEFUL, paris(2026, 3, 25, 9), DecisionReason.BOOKING, id="start"),
+            pytest.param(GRACEFUL, paris(2026, 3, 25, 12), DecisionReason.BOOKING, id="end"),
             pytest.param(
-                NIGHT, paris(2026, 3, 22, 2, 10), Reason.OUTSIDE_SCHEDULE, id="night-over"
+                GRACEFUL, paris(2026, 3, 25, 12, 29), DecisionReason.BOOKING, id="in-grace-after"
+            ),
+            pytest.param(
+                GRACEFUL, paris(2026, 3, 25, 12, 30), DecisionReason.NO_BOOKING, id="end-plus-grace"
+            ),
+            pytest.param(
+                NIGHT, paris(2026, 3, 21, 21, 49), DecisionReason.OUTSIDE_SCHEDULE, id="night-early"
+            ),
+            pytest.param(
+                NIGHT, paris(2026, 3, 21, 21, 50), DecisionReason.BOOKING, id="night-grace"
+            ),
+            pytest.param(
+                NIGHT, paris(2026, 3, 21, 23, 59), DecisionReason.BOOKING, id="before-midnight"
+            ),
+            pytest.param(NIGHT, paris(2026, 3, 22, 0, 0), DecisionReason.BOOKING, id="midnight"),
+            pytest.param(
+                NIGHT, paris(2026, 3, 22, 2, 9), DecisionReason.BOOKING, id="after-midnight"
+            ),
+            pytest.param(
+                NIGHT, paris(2026, 3, 22, 2, 10), DecisionReason.OUTSIDE_SCHEDULE, id="night-over"
             ),
         ],
     )
-    def test_table(self, facts: MemberFacts, now: datetime, expected: Reason) -> None:
+    def test_table(self, facts: MemberFacts, now: datetime, expected: DecisionReason) -> None:
         assert decide(facts, now) is expected
 
 
@@ -452,19 +483,21 @@ class TestMembership:
     @pytest.mark.parametrize(
         ("now", "expected"),
         [
-            pytest.param(paris(2026, 3, 2) - timedelta(microseconds=1), Reason.MEMBER_INACTIVE),
-            pytest.param(paris(2026, 3, 2), Reason.SCHEDULE, id="start"),
             pytest.param(
-                paris(2026, 4, 1) - timedelta(seconds=1), Reason.SCHEDULE, id="before-end"
+                paris(2026, 3, 2) - timedelta(microseconds=1), DecisionReason.MEMBER_INACTIVE
             ),
-            pytest.param(paris(2026, 4, 1), Reason.MEMBER_INACTIVE, id="end"),
+            pytest.param(paris(2026, 3, 2), DecisionReason.SCHEDULE, id="start"),
+            pytest.param(
+                paris(2026, 4, 1) - timedelta(seconds=1), DecisionReason.SCHEDULE, id="before-end"
+            ),
+            pytest.param(paris(2026, 4, 1), DecisionReason.MEMBER_INACTIVE, id="end"),
         ],
     )
-    def test_boundaries(self, now: datetime, expected: Reason) -> None:
+    def test_boundaries(self, now: datetime, expected: DecisionReason) -> None:
         assert decide(self.FACTS, now) is expected
 
     def test_open_ended(self) -> None:
-        assert decide(holder(RESIDENT), paris(2036, 3, 2)) is Reason.SCHEDULE
+        assert decide(holder(RESIDENT), paris(2036, 3, 2)) is DecisionReason.SCHEDULE
 
 
 class TestAntiPassback:
@@ -473,18 +506,18 @@ class TestAntiPassback:
     @pytest.mark.parametrize(
         ("door", "last", "direction", "expected"),
         [
-            (GUARDED, Direction.IN, Direction.IN, Reason.ANTI_PASSBACK),
-            (GUARDED, Direction.OUT, Direction.OUT, Reason.ANTI_PASSBACK),
-            (GUARDED, Direction.OUT, Direction.IN, Reason.SCHEDULE),
-            (GUARDED, Direction.IN, Direction.OUT, Reason.EXIT),
-            (GUARDED, None, Direction.IN, Reason.SCHEDULE),
-            (GUARDED, None, Direction.OUT, Reason.EXIT),
-            (DOOR, Direction.IN, Direction.IN, Reason.SCHEDULE),
-            (DOOR, Direction.OUT, Direction.OUT, Reason.EXIT),
+            (GUARDED, Direction.IN, Direction.IN, DecisionReason.ANTI_PASSBACK),
+            (GUARDED, Direction.OUT, Direction.OUT, DecisionReason.ANTI_PASSBACK),
+            (GUARDED, Direction.OUT, Direction.IN, DecisionReason.SCHEDULE),
+            (GUARDED, Direction.IN, Direction.OUT, DecisionReason.EXIT),
+            (GUARDED, None, Direction.IN, DecisionReason.SCHEDULE),
+            (GUARDED, None, Direction.OUT, DecisionReason.EXIT),
+            (DOOR, Direction.IN, Direction.IN, DecisionReason.SCHEDULE),
+            (DOOR, Direction.OUT, Direction.OUT, DecisionReason.EXIT),
         ],
     )
     def test_table(
-        self, door: Door, last: Direction | None, direction: Direction, expected: Reason
+        self, door: Door, last: Direction | None, direction: Direction, expected: DecisionReason
     ) -> None:
         assert decide(holder(last=last), WEDNESDAY_10, door=door, direction=direction) is expected
 
@@ -495,17 +528,17 @@ class TestExit:
     @pytest.mark.parametrize(
         ("facts", "door", "expected"),
         [
-            pytest.param(HOLDER, DOOR, Reason.EXIT, id="outside-hours"),
-            pytest.param(holder(active=False), DOOR, Reason.EXIT, id="member-inactive"),
-            pytest.param(holder(LYON_ONLY), DOOR, Reason.EXIT, id="wrong-site"),
-            pytest.param(holder(FLEX), DOOR, Reason.EXIT, id="no-booking"),
-            pytest.param(None, DOOR, Reason.UNKNOWN_BADGE, id="unknown"),
-            pytest.param(holder(status=BadgeStatus.DISABLED), DOOR, Reason.BADGE_DISABLED),
-            pytest.param(holder(status=BadgeStatus.REVOKED), DOOR, Reason.BADGE_REVOKED),
-            pytest.param(HOLDER, replace(DOOR, locked_down=True), Reason.DOOR_LOCKED_DOWN),
+            pytest.param(HOLDER, DOOR, DecisionReason.EXIT, id="outside-hours"),
+            pytest.param(holder(active=False), DOOR, DecisionReason.EXIT, id="member-inactive"),
+            pytest.param(holder(LYON_ONLY), DOOR, DecisionReason.EXIT, id="wrong-site"),
+            pytest.param(holder(FLEX), DOOR, DecisionReason.EXIT, id="no-booking"),
+            pytest.param(None, DOOR, DecisionReason.UNKNOWN_BADGE, id="unknown"),
+            pytest.param(holder(status=BadgeStatus.DISABLED), DOOR, DecisionReason.BADGE_DISABLED),
+            pytest.param(holder(status=BadgeStatus.REVOKED), DOOR, DecisionReason.BADGE_REVOKED),
+            pytest.param(HOLDER, replace(DOOR, locked_down=True), DecisionReason.DOOR_LOCKED_DOWN),
         ],
     )
-    def test_table(self, facts: MemberFacts | None, door: Door, expected: Reason) -> None:
+    def test_table(self, facts: MemberFacts | None, door: Door, expected: DecisionReason) -> None:
         assert decide(facts, SATURDAY_10, door=door, direction=Direction.OUT) is expected
 
 
@@ -524,39 +557,47 @@ class TestDaylightSaving:
         ],
     )
     def test_24_7_plan(self, now: datetime) -> None:
-        assert decide(holder(RESIDENT), now) is Reason.SCHEDULE
+        assert decide(holder(RESIDENT), now) is DecisionReason.SCHEDULE
 
     @pytest.mark.parametrize(
         ("now", "expected"),
         [
             # 2026-03-29 is 23 hours long: 08:00 CEST is 06:00 UTC, 19:00 CEST 17:00 UTC.
-            pytest.param(utc(2026, 3, 29, 5, 59), Reason.OUTSIDE_SCHEDULE, id="spring-early"),
-            pytest.param(utc(2026, 3, 29, 6), Reason.SCHEDULE, id="spring-opens"),
-            pytest.param(utc(2026, 3, 29, 16, 59), Reason.SCHEDULE, id="spring-late"),
-            pytest.param(utc(2026, 3, 29, 17), Reason.OUTSIDE_SCHEDULE, id="spring-closes"),
+            pytest.param(
+                utc(2026, 3, 29, 5, 59), DecisionReason.OUTSIDE_SCHEDULE, id="spring-early"
+            ),
+            pytest.param(utc(2026, 3, 29, 6), DecisionReason.SCHEDULE, id="spring-opens"),
+            pytest.param(utc(2026, 3, 29, 16, 59), DecisionReason.SCHEDULE, id="spring-late"),
+            pytest.param(utc(2026, 3, 29, 17), DecisionReason.OUTSIDE_SCHEDULE, id="spring-closes"),
             # 2026-10-25 is 25 hours long: 08:00 CET is 07:00 UTC, 19:00 CET 18:00 UTC.
-            pytest.param(utc(2026, 10, 25, 6, 59), Reason.OUTSIDE_SCHEDULE, id="fall-early"),
-            pytest.param(utc(2026, 10, 25, 7), Reason.SCHEDULE, id="fall-opens"),
-            pytest.param(utc(2026, 10, 25, 17, 59), Reason.SCHEDULE, id="fall-late"),
-            pytest.param(utc(2026, 10, 25, 18), Reason.OUTSIDE_SCHEDULE, id="fall-closes"),
+            pytest.param(
+                utc(2026, 10, 25, 6, 59), DecisionReason.OUTSIDE_SCHEDULE, id="fall-early"
+            ),
+            pytest.param(utc(2026, 10, 25, 7), DecisionReason.SCHEDULE, id="fall-opens"),
+            pytest.param(utc(2026, 10, 25, 17, 59), DecisionReason.SCHEDULE, id="fall-late"),
+            pytest.param(utc(2026, 10, 25, 18), DecisionReason.OUTSIDE_SCHEDULE, id="fall-closes"),
         ],
     )
     def test_business_hours_plan_on_the_day_of_the_change(
-        self, now: datetime, expected: Reason
+        self, now: datetime, expected: DecisionReason
     ) -> None:
         assert decide(holder(self.EVERY_DAY), now) is expected
 
     @pytest.mark.parametrize(
         ("now", "expected"),
         [
-            pytest.param(utc(2026, 3, 27, 6, 59), Reason.OUTSIDE_SCHEDULE, id="friday-winter"),
-            pytest.param(utc(2026, 3, 27, 7), Reason.SCHEDULE, id="friday-opens"),
-            pytest.param(utc(2026, 3, 30, 5, 59), Reason.OUTSIDE_SCHEDULE, id="monday-summer"),
-            pytest.param(utc(2026, 3, 30, 6), Reason.SCHEDULE, id="monday-opens"),
+            pytest.param(
+                utc(2026, 3, 27, 6, 59), DecisionReason.OUTSIDE_SCHEDULE, id="friday-winter"
+            ),
+            pytest.param(utc(2026, 3, 27, 7), DecisionReason.SCHEDULE, id="friday-opens"),
+            pytest.param(
+                utc(2026, 3, 30, 5, 59), DecisionReason.OUTSIDE_SCHEDULE, id="monday-summer"
+            ),
+            pytest.param(utc(2026, 3, 30, 6), DecisionReason.SCHEDULE, id="monday-opens"),
         ],
     )
     def test_business_hours_around_the_weekend_of_the_change(
-        self, now: datetime, expected: Reason
+        self, now: datetime, expected: DecisionReason
     ) -> None:
         assert decide(HOLDER, now) is expected
 
@@ -573,26 +614,42 @@ class TestDaylightSaving:
         ("facts", "now", "expected"),
         [
             pytest.param(
-                SPRING_NIGHT, utc(2026, 3, 28, 21, 59), Reason.NO_BOOKING, id="spring-early"
-            ),
-            pytest.param(SPRING_NIGHT, utc(2026, 3, 29, 1), Reason.BOOKING, id="spring-at-jump"),
-            pytest.param(SPRING_NIGHT, utc(2026, 3, 29, 2, 29), Reason.BOOKING, id="spring-grace"),
-            pytest.param(
-                SPRING_NIGHT, utc(2026, 3, 29, 2, 30), Reason.NO_BOOKING, id="spring-over"
-            ),
-            pytest.param(FALL_NIGHT, utc(2026, 10, 24, 20, 59), Reason.NO_BOOKING, id="fall-early"),
-            pytest.param(
-                FALL_NIGHT, paris(2026, 10, 25, 2, 30, fold=0), Reason.BOOKING, id="fall-first"
+                SPRING_NIGHT, utc(2026, 3, 28, 21, 59), DecisionReason.NO_BOOKING, id="spring-early"
             ),
             pytest.param(
-                FALL_NIGHT, paris(2026, 10, 25, 2, 30, fold=1), Reason.BOOKING, id="fall-second"
+                SPRING_NIGHT, utc(2026, 3, 29, 1), DecisionReason.BOOKING, id="spring-at-jump"
             ),
-            pytest.param(FALL_NIGHT, utc(2026, 10, 25, 3, 29), Reason.BOOKING, id="fall-grace"),
-            pytest.param(FALL_NIGHT, utc(2026, 10, 25, 3, 30), Reason.NO_BOOKING, id="fall-over"),
+            pytest.param(
+                SPRING_NIGHT, utc(2026, 3, 29, 2, 29), DecisionReason.BOOKING, id="spring-grace"
+            ),
+            pytest.param(
+                SPRING_NIGHT, utc(2026, 3, 29, 2, 30), DecisionReason.NO_BOOKING, id="spring-over"
+            ),
+            pytest.param(
+                FALL_NIGHT, utc(2026, 10, 24, 20, 59), DecisionReason.NO_BOOKING, id="fall-early"
+            ),
+            pytest.param(
+                FALL_NIGHT,
+                paris(2026, 10, 25, 2, 30, fold=0),
+                DecisionReason.BOOKING,
+                id="fall-first",
+            ),
+            pytest.param(
+                FALL_NIGHT,
+                paris(2026, 10, 25, 2, 30, fold=1),
+                DecisionReason.BOOKING,
+                id="fall-second",
+            ),
+            pytest.param(
+                FALL_NIGHT, utc(2026, 10, 25, 3, 29), DecisionReason.BOOKING, id="fall-grace"
+            ),
+            pytest.param(
+                FALL_NIGHT, utc(2026, 10, 25, 3, 30), DecisionReason.NO_BOOKING, id="fall-over"
+            ),
         ],
     )
     def test_booking_spanning_the_change(
-        self, facts: MemberFacts, now: datetime, expected: Reason
+        self, facts: MemberFacts, now: datetime, expected: DecisionReason
     ) -> None:
         assert decide(facts, now) is expected
 
@@ -608,10 +665,10 @@ class TestDaylightSaving:
     ) -> None:
         facts = holder(FLEX, day_passes=(DayPass(SITE.id, day),))
         last = first + timedelta(hours=hours)
-        assert decide(facts, first - MINUTE) is Reason.NO_BOOKING
-        assert decide(facts, first) is Reason.DAY_PASS
-        assert decide(facts, last - MINUTE) is Reason.DAY_PASS
-        assert decide(facts, last) is Reason.NO_BOOKING
+        assert decide(facts, first - MINUTE) is DecisionReason.NO_BOOKING
+        assert decide(facts, first) is DecisionReason.DAY_PASS
+        assert decide(facts, last - MINUTE) is DecisionReason.DAY_PASS
+        assert decide(facts, last) is DecisionReason.NO_BOOKING
 
 
 class TestFactsAboutAnotherTap:

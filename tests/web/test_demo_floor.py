@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from ruche.ports import free_port
+from ruche.sim.services.sockets import free_port
 
 pytestmark = pytest.mark.integration
 

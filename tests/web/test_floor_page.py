@@ -13,13 +13,13 @@ import uvicorn
 from playwright.sync_api import sync_playwright
 
 from ruche.broker import Presence, PresenceState, Topic, encode
-from ruche.ports import free_port, wait_for_port
 from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.occupancy.live import LiveHub
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.models import Role
+from ruche.server.storage.enums import Role
+from ruche.sim.services.sockets import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

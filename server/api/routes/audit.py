@@ -19,7 +19,7 @@ from ruche.server.api.schemas import (
     Instant,
 )
 from ruche.server.errors import Invalid
-from ruche.server.storage.models import Door, Site
+from ruche.server.storage.models import DoorRow, SiteRow
 
 router = APIRouter(tags=["audit"])
 OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -41,7 +41,7 @@ def query_audit(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> AuditPagePublic:
     """Audit rows, newest first: a manager's site's, a member's own, or any for an admin."""
-    door_row = None if door is None else registry.get(session, Door, door)
+    door_row = None if door is None else registry.get(session, DoorRow, door)
     if door_row is not None:
         if site is not None and site != door_row.site_id:
             raise Invalid(f"door {door} is not at site {site}")
@@ -50,7 +50,7 @@ def query_audit(
     page = audit.query(
         session,
         member_id=member_id,
-        site=None if site_id is None else registry.get(session, Site, site_id).slug,
+        site=None if site_id is None else registry.get(session, SiteRow, site_id).slug,
         door=None if door_row is None else door_row.slug,
         since=since,
         until=until,

@@ -44,7 +44,8 @@ from ruche.server.billing.export import to_csv, to_json
 from ruche.server.billing.pdf import render_invoice_pdf
 from ruche.server.billing.pricing import Period
 from ruche.server.errors import Invalid
-from ruche.server.storage.models import InvoiceRow, Member, Role, Site
+from ruche.server.storage.enums import Role
+from ruche.server.storage.models import InvoiceRow, MemberRow, SiteRow
 
 router = APIRouter(tags=["billing"])
 OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -69,7 +70,7 @@ def _period(text: str) -> Period:
 # --- a site's currency, tax rate and prices ------------------------------------------------
 
 
-def _site_billing(session: SessionDep, site: Site) -> SiteBillingPublic:
+def _site_billing(session: SessionDep, site: SiteRow) -> SiteBillingPublic:
     closed = billing.closed_through(session, site.id)
     return SiteBillingPublic(
         site_id=site.id,
@@ -148,7 +149,7 @@ def close_period(body: CloseRequest, key: CurrentKey, session: SessionDep) -> Cl
     """
     period = _period(body.period)
     site_id = _managed_or_all(key, body.site_id)
-    slug = None if site_id is None else registry.get(session, Site, site_id).slug
+    slug = None if site_id is None else registry.get(session, SiteRow, site_id).slug
     result = billing.close_period(session, period, site=slug, now=_now())
     session.commit()
     return ClosePublic(
@@ -275,7 +276,7 @@ def export_invoices(
     parsed = _period(period)
     site_id = _managed_or_all(key, site_id)
     if site_id is not None:
-        registry.get(session, Site, site_id)
+        registry.get(session, SiteRow, site_id)
     rows = billing.list_invoices(session, site_id=site_id, period=parsed)
     name = f"invoices-{parsed}" + ("" if site_id is None else f"-site{site_id}")
     if export_format is ExportFormat.JSON:
@@ -304,9 +305,9 @@ def read_usage(
     site_id, member_id = narrow(key, site_id=site_id, member_id=member_id)
     if member_id is None:
         raise Invalid("member_id is required: whose usage?")
-    registry.get(session, Member, member_id)
+    registry.get(session, MemberRow, member_id)
     if site_id is not None:
-        sites = [registry.get(session, Site, site_id)]
+        sites = [registry.get(session, SiteRow, site_id)]
     else:
         sites = billing.sites_used(session, member_id, parsed)
     out: list[SiteUsagePublic] = []

@@ -27,7 +27,8 @@ from ruche.server.api.schemas import (
     Instant,
 )
 from ruche.server.errors import Invalid
-from ruche.server.storage.models import BookingStatus, DayPass, Site
+from ruche.server.storage.enums import BookingStatus
+from ruche.server.storage.models import DayPassRow, SiteRow
 
 router = APIRouter()
 OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -77,7 +78,7 @@ def create_booking(
         raise Invalid("say whose booking this is: give member_id")
     authorize(key, Scope.site(body.site_id, member_id=member_id))
     booking = registry.book(session, **body.model_dump(exclude={"member_id"}), member_id=member_id)
-    changes.site_changed(registry.get(session, Site, booking.site_id).slug)
+    changes.site_changed(registry.get(session, SiteRow, booking.site_id).slug)
     changes.commit()
     return BookingPublic.model_validate(booking)
 
@@ -93,7 +94,7 @@ def cancel_booking(
 ) -> BookingPublic:
     """Cancel a booking that is still `booked` (409 otherwise)."""
     registry.cancel_booking(session, booking.id)
-    changes.site_changed(registry.get(session, Site, booking.site_id).slug)
+    changes.site_changed(registry.get(session, SiteRow, booking.site_id).slug)
     changes.commit()
     return BookingPublic.model_validate(booking)
 
@@ -124,7 +125,7 @@ def create_day_pass(
     day_pass = registry.add_day_pass(
         session, member_id=body.member_id, site_id=body.site_id, day=body.day
     )
-    changes.site_changed(registry.get(session, Site, body.site_id).slug)
+    changes.site_changed(registry.get(session, SiteRow, body.site_id).slug)
     changes.commit()
     return DayPassPublic.model_validate(day_pass)
 
@@ -138,7 +139,7 @@ def read_day_pass(day_pass: DayPassInScope) -> DayPassPublic:
     "/day-passes/{day_pass_id}", tags=["bookings"], status_code=status.HTTP_204_NO_CONTENT
 )
 def delete_day_pass(day_pass: DayPassInScope, session: SessionDep, changes: ChangesDep) -> None:
-    site = registry.get(session, Site, day_pass.site_id)
-    registry.delete(session, DayPass, day_pass.id)
+    site = registry.get(session, SiteRow, day_pass.site_id)
+    registry.delete(session, DayPassRow, day_pass.id)
     changes.site_changed(site.slug)
     changes.commit()

@@ -37,7 +37,8 @@ from ruche.server.api.schemas import (
     patch,
 )
 from ruche.server.errors import Conflict
-from ruche.server.storage.models import Agent, AuditKind, AuditSource, Door, Site
+from ruche.server.storage.enums import AuditKind, AuditSource
+from ruche.server.storage.models import AgentRow, DoorRow, SiteRow
 
 router = APIRouter(tags=["doors"])
 
@@ -68,15 +69,15 @@ def update_door(
 ) -> DoorPublic:
     """Rename, re-assign to an agent (null: none) or set anti-passback; lockdown has its own."""
     registry.update_door(session, door.id, **patch(body, frozenset({"agent_id"})))
-    changes.site_changed(registry.get(session, Site, door.site_id).slug)
+    changes.site_changed(registry.get(session, SiteRow, door.site_id).slug)
     changes.commit()
     return DoorPublic.model_validate(door)
 
 
 @router.delete("/doors/{door_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_door(door: DoorInScope, session: SessionDep, changes: ChangesDep) -> None:
-    site = registry.get(session, Site, door.site_id)
-    registry.delete(session, Door, door.id)
+    site = registry.get(session, SiteRow, door.site_id)
+    registry.delete(session, DoorRow, door.id)
     changes.site_changed(site.slug)
     changes.commit()
 
@@ -94,8 +95,8 @@ def unlock_door(
         raise Conflict(f"door {door.slug!r} has no agent to drive it: assign one first")
     if door.locked_down:
         raise Conflict(f"door {door.slug!r} is locked down: lift the lockdown first")
-    site = registry.get(session, Site, door.site_id)
-    agent = registry.get(session, Agent, door.agent_id)
+    site = registry.get(session, SiteRow, door.site_id)
+    agent = registry.get(session, AgentRow, door.agent_id)
     now = datetime.now(UTC)
     row = audit.append(
         session,
@@ -120,10 +121,10 @@ def _lockdown(
     session: Session,
     changes: Changes,
     key: Principal,
-    site: Site,
-    doors: Sequence[Door],
+    site: SiteRow,
+    doors: Sequence[DoorRow],
     *,
-    door: Door | None,
+    door: DoorRow | None,
     active: bool,
 ) -> LockdownPublic:
     """Audit and command a lockdown already set on `doors`, then commit.
@@ -132,7 +133,7 @@ def _lockdown(
     any of its doors gets `Lockdown(door=None)`, i.e. all its doors.
     """
     agent_ids = sorted({d.agent_id for d in doors if d.agent_id is not None})
-    agents = [registry.get(session, Agent, agent_id) for agent_id in agent_ids]
+    agents = [registry.get(session, AgentRow, agent_id) for agent_id in agent_ids]
     now = datetime.now(UTC)
     row = audit.append(
         session,
@@ -159,15 +160,15 @@ def _lockdown(
 
 
 def _door_lockdown(
-    door: Door, key: Principal, session: Session, changes: Changes, *, active: bool
+    door: DoorRow, key: Principal, session: Session, changes: Changes, *, active: bool
 ) -> LockdownPublic:
-    site = registry.get(session, Site, door.site_id)
+    site = registry.get(session, SiteRow, door.site_id)
     registry.update_door(session, door.id, locked_down=active)
     return _lockdown(session, changes, key, site, [door], door=door, active=active)
 
 
 def _site_lockdown(
-    site: Site, key: Principal, session: Session, changes: Changes, *, active: bool
+    site: SiteRow, key: Principal, session: Session, changes: Changes, *, active: bool
 ) -> LockdownPublic:
     doors = registry.set_site_lockdown(session, site.id, locked_down=active)
     return _lockdown(session, changes, key, site, doors, door=None, active=active)

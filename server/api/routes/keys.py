@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ruche.server import registry
 from ruche.server.api.deps import AdminKey, ChangesDep, CurrentKey, PagingDep, SessionDep, id_path
 from ruche.server.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic
-from ruche.server.storage.models import ApiKey
+from ruche.server.storage.models import ApiKeyRow
 
 router = APIRouter(tags=["api keys"])
 KeyId = Annotated[int, id_path("An API key id.")]
@@ -19,12 +19,14 @@ KeyId = Annotated[int, id_path("An API key id.")]
 @router.get("/me")
 def read_own_key(key: CurrentKey, session: SessionDep) -> ApiKeyPublic:
     """The key this request came with: its role and, for a manager or member, its scope."""
-    return ApiKeyPublic.model_validate(registry.get(session, ApiKey, key.key_id))
+    return ApiKeyPublic.model_validate(registry.get(session, ApiKeyRow, key.key_id))
 
 
 @router.get("/api-keys")
 def list_api_keys(_key: AdminKey, session: SessionDep, paging: PagingDep) -> ApiKeysPublic:
-    return paging.page(ApiKeysPublic, list(session.scalars(select(ApiKey).order_by(ApiKey.id))))
+    return paging.page(
+        ApiKeysPublic, list(session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)))
+    )
 
 
 @router.post("/api-keys", status_code=status.HTTP_201_CREATED)
@@ -44,7 +46,7 @@ def create_api_key(
 
 @router.get("/api-keys/{key_id}")
 def read_api_key(key_id: KeyId, _key: AdminKey, session: SessionDep) -> ApiKeyPublic:
-    return ApiKeyPublic.model_validate(registry.get(session, ApiKey, key_id))
+    return ApiKeyPublic.model_validate(registry.get(session, ApiKeyRow, key_id))
 
 
 @router.delete("/api-keys/{key_id}")

@@ -22,7 +22,8 @@ from sqlalchemy import select
 from ruche.server.api.deps import SessionDep, bearer, current_key
 from ruche.server.api.policy import Principal, Scope, authorize
 from ruche.server.occupancy.live import Change, LiveHub
-from ruche.server.storage.models import Role, Site
+from ruche.server.storage.enums import Role
+from ruche.server.storage.models import SiteRow
 
 router = APIRouter(tags=["live"])
 """The page and its login: always there."""
@@ -71,7 +72,9 @@ SiteQuery = Annotated[str | None, Query(max_length=64, description="A site slug;
 
 def _sites(session: SessionDep, key: PageKey, site: SiteQuery = None) -> frozenset[str]:
     """The slugs the key may watch: `site` (authorised), else all those in its scope."""
-    rows = session.scalars(select(Site) if site is None else select(Site).where(Site.slug == site))
+    rows = session.scalars(
+        select(SiteRow) if site is None else select(SiteRow).where(SiteRow.slug == site)
+    )
     found = list(rows)
     if site is not None:
         if not found:

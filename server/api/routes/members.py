@@ -41,7 +41,7 @@ from ruche.server.api.schemas import (
     PlanUpdate,
     patch,
 )
-from ruche.server.storage.models import Member, Plan
+from ruche.server.storage.models import MemberRow, PlanRow
 
 router = APIRouter()
 CREATED = status.HTTP_201_CREATED
@@ -102,7 +102,7 @@ def delete_member(
     _key: AdminKey, member: MemberInScope, session: SessionDep, changes: ChangesDep
 ) -> None:
     """Delete a member with no history (409 otherwise: deactivate them instead)."""
-    registry.delete(session, Member, member.id)
+    registry.delete(session, MemberRow, member.id)
     changes.commit()
 
 
@@ -155,7 +155,7 @@ def update_badge(
 # --- plans -------------------------------------------------------------------------------
 
 
-def _plan_public(plan: Plan) -> PlanPublic:
+def _plan_public(plan: PlanRow) -> PlanPublic:
     return PlanPublic(
         id=plan.id,
         name=plan.name,
@@ -191,7 +191,7 @@ def create_plan(
 def read_plan(
     plan_id: Annotated[int, id_path("A plan id.")], _key: AdminKey, session: SessionDep
 ) -> PlanPublic:
-    return _plan_public(registry.get(session, Plan, plan_id))
+    return _plan_public(registry.get(session, PlanRow, plan_id))
 
 
 @router.patch("/plans/{plan_id}", tags=["plans"])
@@ -203,7 +203,7 @@ def update_plan(
     changes: ChangesDep,
 ) -> PlanPublic:
     """Change a plan: the sites it gave before and those it gives now are told."""
-    plan = registry.get(session, Plan, plan_id)
+    plan = registry.get(session, PlanRow, plan_id)
     before = [site.slug for site in plan.sites]
     registry.update_plan(session, plan_id, **patch(body))
     changes.site_changed(*before, *(site.slug for site in plan.sites))
@@ -219,9 +219,9 @@ def delete_plan(
     changes: ChangesDep,
 ) -> None:
     """Delete a plan nobody is on (409 while memberships refer to it)."""
-    plan = registry.get(session, Plan, plan_id)
+    plan = registry.get(session, PlanRow, plan_id)
     sites = [site.slug for site in plan.sites]
-    registry.delete(session, Plan, plan_id)
+    registry.delete(session, PlanRow, plan_id)
     changes.site_changed(*sites)
     changes.commit()
 
@@ -230,7 +230,7 @@ def delete_plan(
 
 
 def _plan_sites(session: Session, plan_id: int) -> list[str]:
-    return [site.slug for site in registry.get(session, Plan, plan_id).sites]
+    return [site.slug for site in registry.get(session, PlanRow, plan_id).sites]
 
 
 @router.get("/memberships", tags=["plans"])

@@ -44,7 +44,7 @@ from ruche.server.api.schemas import (
     patch,
 )
 from ruche.server.errors import Invalid
-from ruche.server.storage.models import Agent, Desk, Site, Zone
+from ruche.server.storage.models import AgentRow, DeskRow, SiteRow, ZoneRow
 
 router = APIRouter()
 CREATED = status.HTTP_201_CREATED
@@ -72,7 +72,7 @@ def create_site(
     """A new site, with a badge key of its own or shared with `share_key_with`."""
     key_id = None
     if body.share_key_with is not None:
-        key_id = registry.get(session, Site, body.share_key_with).key_id
+        key_id = registry.get(session, SiteRow, body.share_key_with).key_id
     site = registry.create_site(
         session,
         slug=body.slug,
@@ -107,7 +107,7 @@ def delete_site(
     _key: AdminKey, site: ManagedSite, session: SessionDep, changes: ChangesDep
 ) -> None:
     """Delete an empty site (409 while zones, doors, agents or bookings refer to it)."""
-    registry.delete(session, Site, site.id)
+    registry.delete(session, SiteRow, site.id)
     changes.commit()
 
 
@@ -178,7 +178,7 @@ def update_zone(
 @router.delete("/zones/{zone_id}", tags=["floor"], status_code=NO_CONTENT)
 def delete_zone(zone: ZoneInScope, session: SessionDep, changes: ChangesDep) -> None:
     """Delete a zone (409 while desks or bookings refer to it)."""
-    registry.delete(session, Zone, zone.id)
+    registry.delete(session, ZoneRow, zone.id)
     changes.commit()
 
 
@@ -201,7 +201,7 @@ def create_desk(
     site: ManagedSite, body: DeskCreate, session: SessionDep, changes: ChangesDep
 ) -> DeskPublic:
     """A desk in one of the site's zones, optionally read by one of its agents."""
-    if registry.get(session, Zone, body.zone_id).site_id != site.id:
+    if registry.get(session, ZoneRow, body.zone_id).site_id != site.id:
         raise Invalid(f"zone {body.zone_id} is not at site {site.id}: pick one of its zones")
     desk = registry.create_desk(
         session, zone_id=body.zone_id, slug=body.slug, agent_id=body.agent_id, x=body.x, y=body.y
@@ -228,7 +228,7 @@ def update_desk(
 @router.delete("/desks/{desk_id}", tags=["floor"], status_code=NO_CONTENT)
 def delete_desk(desk: DeskInScope, session: SessionDep, changes: ChangesDep) -> None:
     """Delete a desk (409 while bookings refer to it)."""
-    registry.delete(session, Desk, desk.id)
+    registry.delete(session, DeskRow, desk.id)
     changes.commit()
 
 
@@ -259,7 +259,7 @@ def read_agent(agent: AgentInScope) -> AgentPublic:
 @router.delete("/agents/{agent_id}", tags=["floor"], status_code=NO_CONTENT)
 def delete_agent(agent: AgentInScope, session: SessionDep, changes: ChangesDep) -> None:
     """Unplug an agent: its doors and desks are left unassigned."""
-    site = registry.get(session, Site, agent.site_id)
-    registry.delete(session, Agent, agent.id)
+    site = registry.get(session, SiteRow, agent.site_id)
+    registry.delete(session, AgentRow, agent.id)
     changes.site_changed(site.slug)
     changes.commit()

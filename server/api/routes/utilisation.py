@@ -40,7 +40,7 @@ from ruche.server.occupancy.utilisation import (
     utilisation,
 )
 from ruche.server.registry.schedule import local_day
-from ruche.server.storage.models import Site
+from ruche.server.storage.models import SiteRow
 
 router = APIRouter()
 
@@ -66,7 +66,7 @@ def _now() -> datetime:
 
 
 def _span(
-    site: Site, first: date, last: date, *, max_days: int = MAX_LIST_DAYS
+    site: SiteRow, first: date, last: date, *, max_days: int = MAX_LIST_DAYS
 ) -> tuple[datetime, datetime]:
     """`[first, last)` as UTC instants: from the first's local midnight to the last's."""
     if last <= first:

@@ -1,4 +1,5 @@
-"""Free local ports for the services Ruche starts itself (tests, demo, benchmarks)."""
+"""Free local ports for the services Ruche starts itself (tests, demo, benchmarks), and
+waiting for one to accept connections."""
 
 from __future__ import annotations
 
