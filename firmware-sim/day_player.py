@@ -6,7 +6,7 @@ summary.acked == plan.total
 ```
 
 Each agent of the plan gets its own MQTT v5 connection under its own account (a
-`ruche.mqtt.BufferedClient`, Nagle off), subscribes to its `ack` and `cmd` topics, and
+`ruche.paho_internals.BufferedClient`, Nagle off), subscribes to its `ack` and `cmd` topics, and
 publishes its retained `status` (with the last will), as `ruche.edge.link` does. Then:
 
 - **The clock.** With `speed`, the simulated clock runs `speed` simulated seconds per real
@@ -64,7 +64,8 @@ from ruche.broker import (
 )
 from ruche.broker.accounts import AgentAccount
 from ruche.edge.delivery import DeliveryWindow
-from ruche.mqtt import BufferedClient, no_delay, publish_properties, stop_client
+from ruche.mqtt import no_delay, publish_properties, stop_client
+from ruche.paho_internals import BufferedClient
 from ruche.sim.day import DayPlan, PlannedEvent
 
 __all__ = ["DayPlayError", "DayProgress", "DaySummary", "TapAnswer", "play_day"]

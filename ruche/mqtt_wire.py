@@ -1,6 +1,6 @@
 """MQTT's wire primitives, written once: the Variable Byte Integer, the length-prefixed
 string and the fixed header. Standard library only: the load
-generator's lean client, `ruche.mqtt.BufferedClient` and the tests that speak raw MQTT
+generator's lean client, `ruche.paho_internals.BufferedClient` and the tests that speak raw MQTT
 share them."""
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ruche.mqtt import BufferedClient, no_delay, publish_properties, stop_client
+from ruche.mqtt import no_delay, publish_properties, stop_client
+from ruche.paho_internals import BufferedClient
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,11 @@ Metric names and meanings are listed in docs/operations.md.
 
 from __future__ import annotations
 
-import bisect
 import logging
-import math
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -50,6 +48,7 @@ from ruche.server.ops.health import (
     percentile,
     server_stats_point,
 )
+from ruche.server.ops.prometheus_batch import observe_many
 from ruche.server.timeseries.influx import SEGMENT_SUFFIX, InfluxWriter, InfluxWriterStats
 from ruche.server.timeseries.lineprotocol import Point
 from ruche.server.timeseries.points import time_ns
@@ -226,26 +225,6 @@ class _ChildrenCollector(Collector):
                                 value=sum(running.values()))  # fmt: skip
         yield _counter("ruche_ingest_children_restarts", "Extra ingest processes restarted "
                        "after dying.", self._children.restarts)  # fmt: skip
-
-
-def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
-    """`histogram.observe` each amount, at the cost of one: a bucket count per bucket.
-
-    prometheus_client observes one value at a time (a lock and a walk over the buckets
-    each): about 4 % of ingestion's thread in a profile at 7,000 events a second. This
-    adds to the same private counters `observe` does; `tests/unit/test_health.py`
-    (TestObserveMany) pins it to `observe` on the installed version.
-    """
-    if not amounts:
-        return
-    bounds: Sequence[float] = histogram._upper_bounds  # private: see the docstring
-    counts = [0] * len(bounds)
-    for amount in amounts:
-        counts[bisect.bisect_left(bounds, amount)] += 1  # the first bound >= amount
-    histogram._sum.inc(math.fsum(amounts))
-    for bucket, count in zip(histogram._buckets, counts, strict=True):
-        if count:
-            bucket.inc(count)
 
 
 class ProcessMetrics:

@@ -1,4 +1,4 @@
-"""`ruche.mqtt.BufferedClient` against the real broker: bursts, the last message of a
+"""`ruche.paho_internals.BufferedClient` against the real broker: bursts, the last message of a
 burst, big packets, and a reconnect, with nothing lost, reordered or stalled."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ruche.broker import Channel, Topic, topic_filter
-from ruche.mqtt import BufferedClient, no_delay, stop_client
+from ruche.mqtt import no_delay, stop_client
+from ruche.paho_internals import BufferedClient
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from ruche.server.ops.health import (
     readiness,
     server_stats_point,
 )
-from ruche.server.ops.metrics import observe_many
+from ruche.server.ops.prometheus_batch import observe_many
 from ruche.server.timeseries.lineprotocol import encode_points
 
 TS = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
