@@ -247,17 +247,12 @@ class AgentHarness:
     def _register(self, sessions: sessionmaker[Session]) -> None:
         """The site, the agent, its door and its desks, as the agent's config has them: the
         server counts an agent's events only for devices the registry gives it."""
-        from ruche.server import registry  # noqa: PLC0415
+        from ruche.sim.testing.sites import SiteBuilder  # noqa: PLC0415 - the server's stack
 
         with sessions.begin() as session:
-            site = registry.create_site(session, slug=SITE, name="Lab", timezone="Europe/Paris")
-            agent = registry.create_agent(session, site_id=site.id, slug=AGENT)
-            zone = registry.create_zone(session, site_id=site.id, name="lab")
-            session.flush()
-            registry.create_door(session, site_id=site.id, slug="front", agent_id=agent.id)
-            for i in range(len(self.radars)):
-                registry.create_desk(session, zone_id=zone.id, slug=f"desk-{i}",
-                                     agent_id=agent.id)  # fmt: skip
+            site = SiteBuilder(session, SITE, name="Lab")
+            site.agent(AGENT, doors=["front"], desks=[f"desk-{i}" for i in range(len(self.radars))],
+                       zone="lab")  # fmt: skip
 
     def __enter__(self) -> AgentHarness:
         self.start()

@@ -35,7 +35,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy import select
 
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.control import BrokerControl
@@ -45,14 +44,12 @@ from ruche.edge.agent import Agent
 from ruche.edge.gpio import DoorPins
 from ruche.edge.settings import AgentSettings, DoorSettings, MqttSettings
 from ruche.mqtt import stop_client
-from ruche.server import registry
-from ruche.server.errors import NotFound
-from ruche.server.storage.db import make_engine, make_sessions
-from ruche.server.storage.models import SiteRow
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations
 from ruche.sim.door import SimDoor
 from ruche.sim.services.influxd import InfluxdError, InfluxdProcess
 from ruche.sim.services.mosquitto import MosquittoError, MosquittoProcess
 from ruche.sim.services.sockets import free_port
+from ruche.sim.testing.sites import SiteBuilder
 
 _counter = itertools.count(1)
 
@@ -497,6 +494,18 @@ def pg_url(postgres: PostgresServer) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on a SQLite file and on a PostgreSQL database of its own, migrated."""
+    url = (
+        f"sqlite:///{tmp_path / 'ruche.db'}"
+        if request.param == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )
+    run_migrations(url)
+    return url
+
+
 @pytest.fixture
 def pg_dsn(postgres: PostgresServer, pg_url: str) -> str:
     """The libpq DSN of the same per-test database as `pg_url`."""
@@ -519,26 +528,11 @@ def _register_devices(
     engine = make_engine(url)
     try:
         with make_sessions(engine).begin() as session:
-            row = session.scalars(select(SiteRow).where(SiteRow.slug == site)).first()
-            if row is None:
-                row = registry.create_site(session, slug=site, name=site, timezone="Europe/Paris")
-            zone = registry.create_zone(session, site_id=row.id, name=unique_name("zone-"))
-            agents: dict[str, int] = {}
+            builder = SiteBuilder(session, site, existing=True)
+            zone = unique_name("zone-")
             for agent in sorted({*desks, *doors}):
-                try:
-                    found = registry.get_agent_by_slug(session, row.id, agent)
-                except NotFound:
-                    found = registry.create_agent(session, site_id=row.id, slug=agent)
-                    session.flush()
-                agents[agent] = found.id
-            for agent, slugs in desks.items():
-                for slug in slugs:
-                    registry.create_desk(session, zone_id=zone.id, slug=slug,
-                                         agent_id=agents[agent])  # fmt: skip
-            for agent, slugs in doors.items():
-                for slug in slugs:
-                    registry.create_door(session, site_id=row.id, slug=slug,
-                                         agent_id=agents[agent])  # fmt: skip
+                builder.agent(agent, desks=desks.get(agent, ()), doors=doors.get(agent, ()),
+                              zone=zone)  # fmt: skip
     finally:
         engine.dispose()
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.orm import Session
 
 from ruche.broker import Deny, Tap, Topic, Unlock, decode, encode_for
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
@@ -46,6 +47,7 @@ from ruche.server.storage.db import make_engine, make_sessions, run_migrations, 
 from ruche.server.storage.enums import BadgeStatus
 from ruche.sim.services.mosquitto import MosquittoProcess
 from ruche.sim.services.sockets import free_port
+from ruche.sim.testing.sites import SiteBuilder
 
 SITE = "bench"
 ANSWER_TIMEOUT_S = 2.0
@@ -86,66 +88,46 @@ def seed(url: str, *, agents: int, members: int) -> dict[str, Expected]:
     now = datetime.now(UTC)
     expected: dict[str, Expected] = {}
     with transaction(make_sessions(make_engine(url))) as session:
-        site = registry.create_site(session, slug=SITE, name="Bench", timezone="Europe/Paris")
-        key = registry.site_key_of(session, site.id)
-        zone = registry.create_zone(session, site_id=site.id, name="open space")
-        resident = registry.create_plan(
-            session, name="resident", site_ids=[site.id], schedule={"kind": "24/7"}
-        )
-        flex = registry.create_plan(
-            session,
-            name="flex",
-            site_ids=[site.id],
-            schedule={"kind": "24/7"},
-            booking_only=True,
-        )
+        site = SiteBuilder(session, SITE, name="Bench")
+        resident = site.plan("resident")
+        flex = site.plan("flex", booking_only=True)
         for i in range(agents):
-            agent = registry.create_agent(session, site_id=site.id, slug=f"agent-{i}")
-            session.flush()
-            registry.create_door(session, site_id=site.id, slug=f"door-{i}", agent_id=agent.id)
+            site.agent(f"agent-{i}", doors=[f"door-{i}"])
+        key = registry.site_key_of(session, site.id)
         for i in range(members):
             kind = i % 7
             uid = i.to_bytes(8, "big")
-            token = badge_token(bytes(key.key), uid)
             if kind == 5:  # never enrolled
-                expected[token] = Expected(allowed=False, reason="unknown_badge")
+                expected[badge_token(bytes(key.key), uid)] = Expected(False, "unknown_badge")
                 continue
-            member = registry.create_member(
-                session, name=f"Member {i}", email=f"m{i}@bench.example"
-            )
-            session.flush()
-            plan = flex if kind in (1, 2) else resident
-            registry.create_membership(
-                session, member_id=member.id, plan_id=plan.id, starts_at=now - timedelta(days=30)
-            )
-            badge = registry.enrol_badge(session, member.id, key, uid)
-            session.flush()
+            email = f"m{i}@bench.example"
+            member = site.member(f"Member {i}", email, plan=flex if kind in (1, 2) else resident,
+                                 badge=uid)  # fmt: skip
+            token = site.tokens[email]
             if kind == 0:
                 expected[token] = Expected(allowed=True, reason="schedule")
             elif kind == 1:
-                desk = registry.create_desk(session, zone_id=zone.id, slug=f"desk-{i}")
-                session.flush()
-                registry.book(
-                    session,
-                    member_id=member.id,
-                    site_id=site.id,
-                    desk_id=desk.id,
-                    starts_at=now - timedelta(hours=1),
-                    ends_at=now + timedelta(hours=8),
-                )
+                desk = site.desk(f"desk-{i}")
+                registry.book(session, member_id=member, site_id=site.id, desk_id=desk,
+                              starts_at=now - timedelta(hours=1),
+                              ends_at=now + timedelta(hours=8))  # fmt: skip
                 expected[token] = Expected(allowed=True, reason="booking")
             elif kind == 2:
                 expected[token] = Expected(allowed=False, reason="no_booking")
             elif kind == 3:
-                registry.update_member(session, member.id, active=False)
+                registry.update_member(session, member, active=False)
                 expected[token] = Expected(allowed=False, reason="member_inactive")
             elif kind == 4:
-                registry.revoke_badge(session, badge.id)
+                registry.revoke_badge(session, _badge_id(session, token))
                 expected[token] = Expected(allowed=False, reason="badge_revoked")
             else:
-                registry.set_badge_status(session, badge.id, BadgeStatus.DISABLED)
+                registry.set_badge_status(session, _badge_id(session, token), BadgeStatus.DISABLED)
                 expected[token] = Expected(allowed=False, reason="badge_disabled")
     return expected
+
+
+def _badge_id(session: Session, token: str) -> int:
+    return registry.get_badge_by_token(session, token).id
 
 
 class Door:

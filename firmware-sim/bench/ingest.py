@@ -42,13 +42,13 @@ from ruche.broker import Ack, Presence, PresenceState, Topic, decode, encode_for
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount, agent_username
 from ruche.broker.passwords import generate_password
 from ruche.broker.topics import Channel
-from ruche.server import registry
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.models import StoredEventRow
 from ruche.sim.bench.mqtt_load import LoadConnection
 from ruche.sim.services.influxd import InfluxdProcess
 from ruche.sim.services.mosquitto import MosquittoProcess
 from ruche.sim.services.sockets import free_port
+from ruche.sim.testing.sites import SiteBuilder
 
 SITE = "bench"
 DATABASE = "ruche_bench"
@@ -359,15 +359,12 @@ def _seed(url: str, plan: BenchPlan) -> None:
     engine = make_engine(url)
     try:
         with transaction(make_sessions(engine)) as session:
-            site = registry.create_site(session, slug=SITE, name="Bench", timezone="Europe/Paris")
-            zone = registry.create_zone(session, site_id=site.id, name="open space")
+            site = SiteBuilder(session, SITE, name="Bench")
             for i in range(plan.agents):
                 agent = f"agent-{i}"
-                row = registry.create_agent(session, site_id=site.id, slug=agent)
-                session.flush()
+                site.agent(agent)
                 for d in range(plan.desks_per_agent):
-                    registry.create_desk(session, zone_id=zone.id, slug=f"{agent}-desk-{d}",
-                                         agent_id=row.id, x=d, y=i)  # fmt: skip
+                    site.desk(f"{agent}-desk-{d}", agent=agent, x=d, y=i)
     finally:
         engine.dispose()
 

@@ -21,6 +21,7 @@ from ruche.server.storage.enums import Role
 from ruche.server.storage.models import DeskRow, MemberRow
 from ruche.sim.day import PlannedBooking
 from ruche.sim.demo.plan import PLANS, DemoSite
+from ruche.sim.testing.sites import SiteBuilder
 
 __all__ = ["SeededSite", "add_bookings", "seed_demo_site"]
 
@@ -53,63 +54,42 @@ def seed_demo_site(
     layout = site.layout
     try:
         with transaction(make_sessions(engine)) as session:
-            key = registry.create_site_key(session, layout.site_key)
-            row = registry.create_site(
-                session,
-                slug=layout.site,
-                name=site.name,
-                timezone=layout.timezone,
-                no_show_minutes=site.no_show_minutes,
-                key_id=key.id,
-                opening_hours={"kind": "custom", "days": {
-                    d: [f"{site.opening:%H:%M}-{site.closing:%H:%M}"]
-                    for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
+            days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+            hours = [f"{site.opening:%H:%M}-{site.closing:%H:%M}"]
+            built = SiteBuilder(
+                session, layout.site, name=site.name, timezone=layout.timezone,
+                key=layout.site_key, no_show_minutes=site.no_show_minutes,
+                opening_hours={"kind": "custom", "days": dict.fromkeys(days, hours)},
             )  # fmt: skip
-            session.flush()
-            billing.set_site_billing(session, row.id, currency="EUR", rate=TAX_RATE)
-            agents = {
-                slug: registry.create_agent(session, site_id=row.id, slug=slug)
-                for slug in layout.agents
-            }
-            zones = {name: registry.create_zone(session, site_id=row.id, name=name)
-                     for name in site.zones}  # fmt: skip
-            session.flush()
+            billing.set_site_billing(session, built.id, currency="EUR", rate=TAX_RATE)
+            for agent in layout.agents:
+                built.agent(agent)
+            for zone in site.zones:
+                built.zone(zone)
             for door in layout.doors:
-                registry.create_door(session, site_id=row.id, slug=door.door,
-                                     agent_id=agents[door.agent].id)  # fmt: skip
-            desks = {
-                d.spot.desk: registry.create_desk(session, zone_id=zones[d.zone].id,
-                                                  slug=d.spot.desk,
-                                                  agent_id=agents[d.spot.agent].id, x=d.x, y=d.y)
-                for d in site.desks
-            }  # fmt: skip
-            plans = {p.name: registry.create_plan(session, name=p.name, site_ids=[row.id],
-                                                  schedule={"kind": "24/7"})
-                     for p in PLANS}  # fmt: skip
-            session.flush()
+                built.door(door.door, agent=door.agent)
+            for d in site.desks:
+                built.desk(d.spot.desk, agent=d.spot.agent, zone=d.zone, x=d.x, y=d.y)
+            for plan in PLANS:
+                built.plan(plan.name)
             for name, versions in site.prices(day).items():
                 for price in versions:
-                    billing.add_price_version(session, site_id=row.id, plan_id=plans[name].id,
+                    billing.add_price_version(session, site_id=built.id, plan_id=built.plans[name],
                                               valid_from=price.valid_from, terms=price.terms,
                                               label=price.label, now=now)  # fmt: skip
             since = now - timedelta(days=60)
-            members: dict[str, int] = {}
             for demo in site.members:
-                member = registry.create_member(session, name=demo.name, email=demo.member.key)
-                session.flush()
-                plan_id = plans[demo.plan].id
-                registry.create_membership(session, member_id=member.id, plan_id=plan_id,
-                                           starts_at=since)  # fmt: skip
-                badge = registry.enrol_badge(session, member.id, key, demo.member.uid)
-                session.flush()
+                built.member(demo.name, demo.member.key, plan=built.plans[demo.plan],
+                             since=since, badge=demo.member.uid)  # fmt: skip
                 if demo.member.revoked:
-                    registry.revoke_badge(session, badge.id)
-                members[demo.member.key] = member.id
-            desk_ids = {slug: desk.id for slug, desk in desks.items()}
-            _book(session, row.id, members, desk_ids, bookings)
-            _, secret = registry.create_api_key(session, role=Role.MANAGER, site_id=row.id,
+                    token = built.tokens[demo.member.key]
+                    registry.revoke_badge(session, registry.get_badge_by_token(session, token).id)
+            members = dict(built.members)
+            desk_ids = dict(built.desks)
+            _book(session, built.id, members, desk_ids, bookings)
+            _, secret = registry.create_api_key(session, role=Role.MANAGER, site_id=built.id,
                                                 name="demo manager")  # fmt: skip
-            return SeededSite(row.id, members, desk_ids, secret)
+            return SeededSite(built.id, members, desk_ids, secret)
     finally:
         engine.dispose()
 

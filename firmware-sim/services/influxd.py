@@ -67,6 +67,9 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
+PORT_ATTEMPTS = 3
+
+
 class InfluxdProcess(ChildProcess):
     """One influxd with its data in `directory`; stop and start keep the data."""
 
@@ -74,20 +77,38 @@ class InfluxdProcess(ChildProcess):
         self.directory = directory.resolve()
         super().__init__(self.directory / "influxd.log")
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._fixed_port = http_port is not None
         self.http_port = http_port or free_port()
         self.conf_path = self.directory / "influxd.conf"
+        self._write_conf()
+        self._binary = find_influxd()
+
+    def _write_conf(self) -> None:
         self.conf_path.write_text(
             render_influxd_conf(self.directory, http_port=self.http_port, rpc_port=free_port()),
             encoding="utf-8",
         )
-        self._binary = find_influxd()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self, *, timeout: float = 30.0) -> None:
-        """Start and wait until `/ping` answers."""
+        """Start and wait until `/ping` answers. A free port another process took between
+        our choosing it and influxd binding it is chosen again (a few times)."""
+        for _ in range(PORT_ATTEMPTS - 1):
+            try:
+                self._start_once(timeout)
+            except InfluxdError as exc:
+                if self._fixed_port or "address already in use" not in str(exc):
+                    raise
+                self.http_port = free_port()
+                self._write_conf()
+            else:
+                return
+        self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> None:
         if self.running:
             return
         with self.log_path.open("ab") as log:

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -47,23 +46,13 @@ from ruche.sim.day import MEASUREMENTS, ExpectedSession
 from ruche.sim.demo.plan import PLANS, cut, deadline, demo_day, demo_site
 from ruche.sim.demo.run import INFLUX_DATABASE, SEED, Console, Demo, Played
 from ruche.sim.services.influxd import InfluxdProcess
+from ruche.sim.testing.waits import eventually
 
 pytestmark = pytest.mark.integration
 
 RUCHE = [sys.executable, "-m", "ruche"]
 EVENT_MEASUREMENTS = {m: c.value for c, m in MEASUREMENTS.items()}
 """InfluxDB measurement -> the event channel it holds."""
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
-    deadline_at = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline_at:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"{what} never held in {timeout} s; last: {last!r}")
 
 
 def count_points(url: str, database: str = "ruche") -> dict[str, int]:

@@ -55,6 +55,7 @@ from ruche.server.storage.enums import AuditKind
 from ruche.server.storage.models import AuditRow, RefusedEventRow, StoredEventRow
 from ruche.sim.services.mosquitto import MosquittoProcess
 from ruche.sim.services.sockets import free_port
+from ruche.sim.testing.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +63,6 @@ SITE_KEY = "00112233445566778899aabbccddeeff"
 ADA = b"\x04\xa2\x2b\x1a\x00\x00\x01"
 SERVER_GROUPS = ("ruche-doors", "ruche-ingest", "ruche-door-events")
 """The server workers' shared subscription groups."""
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"not in {timeout} s: {what}"
-        time.sleep(0.02)
 
 
 # --- the broker under test -----------------------------------------------------------

@@ -25,18 +25,12 @@ from ruche.server.messaging.connection import MqttOptions
 from ruche.server.registry.schedule import merge_intervals
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import BadgeStatus
+from ruche.sim.testing.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
 SITE_KEY = "00112233445566778899aabbccddeeff"
 TUESDAY_10 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # 10:00 in Paris
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 def uid(name: str) -> bytes:

@@ -6,7 +6,7 @@ what reaches MQTT from them is tested with the real broker elsewhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,12 +15,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ruche.broker import Command, Lockdown, Unlock, badge_token
+from ruche.broker import Lockdown, Unlock, badge_token
 from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import Role
 from ruche.server.storage.models import ApiKeyRow, AuditRow, BadgeRow, DoorRow
+from ruche.sim.testing.fakes import RecordingPorts
 
 pytestmark = pytest.mark.integration
 
@@ -29,28 +30,10 @@ UID = "04A224B2C35E80"
 
 
 @dataclass
-class Recorder:
-    """Both ports of the API, recording what they were given."""
-
-    commands: list[tuple[str, str, Command]] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-
-    def send(self, site: str, agent: str, command: Command) -> None:
-        self.commands.append((site, agent, command))
-
-    def site_changed(self, site: str) -> None:
-        self.changed.append(site)
-
-    def clear(self) -> None:
-        self.commands.clear()
-        self.changed.clear()
-
-
-@dataclass
 class Api:
     client: TestClient
     sessions: sessionmaker[Session]
-    recorder: Recorder
+    recorder: RecordingPorts
     ids: dict[str, int]
     secrets: dict[str, str]
 
@@ -59,13 +42,6 @@ class Api:
 
     def call(self, who: str, method: str, url: str, **kwargs: Any) -> Any:
         return self.client.request(method, url, headers=self.auth(who), **kwargs)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ruche.db'}"
-    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
@@ -96,7 +72,7 @@ def api(db_url):
             "ada": ada.id,
             "bob": bob.id,
         }
-    recorder = Recorder()
+    recorder = RecordingPorts()
     app = create_app(sessions=sessions, commands=recorder, listener=recorder)
     with TestClient(app) as client:
         yield Api(client, sessions, recorder, ids, {"admin": admin, "ada": member})

@@ -7,20 +7,20 @@ admin, lyon's manager and ada.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from ruche.broker import Command
 from ruche.server import registry
 from ruche.server.access import audit
 from ruche.server.access.audit import AuditEntry
 from ruche.server.api.app import create_app
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import AuditKind, AuditSource, Role
+from ruche.sim.testing.fakes import RecordingPorts
 
 pytestmark = pytest.mark.integration
 
@@ -28,23 +28,9 @@ T0 = datetime(2030, 3, 11, 9, 0, tzinfo=UTC)
 
 
 @dataclass
-class Recorder:
-    """Both ports of the API, recording what they were given."""
-
-    commands: list[tuple[str, str, Command]] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-
-    def send(self, site: str, agent: str, command: Command) -> None:
-        self.commands.append((site, agent, command))
-
-    def site_changed(self, site: str) -> None:
-        self.changed.append(site)
-
-
-@dataclass
 class World:
     client: TestClient
-    recorder: Recorder
+    recorder: RecordingPorts
     ids: dict[str, int]
     secrets: dict[str, str]
 
@@ -99,7 +85,7 @@ def world(tmp_path):
         secrets["admin"] = registry.create_api_key(s, role=Role.ADMIN)[1]
         secrets["manager"] = registry.create_api_key(s, role=Role.MANAGER, site_id=ids["lyon"])[1]
         secrets["ada"] = registry.create_api_key(s, role=Role.MEMBER, member_id=ids["ada"])[1]
-    recorder = Recorder()
+    recorder = RecordingPorts()
     app = create_app(sessions=sessions, commands=recorder, listener=recorder)
     with TestClient(app) as client:
         yield World(client, recorder, ids, secrets)

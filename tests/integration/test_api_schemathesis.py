@@ -7,7 +7,6 @@ As an admin, on a seeded SQLite database, through schemathesis's in-process ASGI
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,30 +19,16 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from sqlalchemy.orm import sessionmaker
 
-from ruche.broker import Command
 from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import Role
+from ruche.sim.testing.fakes import RecordingPorts
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2030, 3, 11, 9, 0, tzinfo=UTC)
 EXAMPLES_PER_OPERATION = 20
-
-
-@dataclass
-class Recorder:
-    """Both ports of the API, recording what they were given."""
-
-    commands: list[tuple[str, str, Command]] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-
-    def send(self, site: str, agent: str, command: Command) -> None:
-        self.commands.append((site, agent, command))
-
-    def site_changed(self, site: str) -> None:
-        self.changed.append(site)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +74,7 @@ def seeded(template, tmp_path):
     copy = tmp_path / "ruche.db"
     shutil.copyfile(path, copy)
     engine = make_engine(f"sqlite:///{copy}")
-    recorder = Recorder()
+    recorder = RecordingPorts()
     yield create_app(sessions=make_sessions(engine), commands=recorder, listener=recorder), secret
     engine.dispose()
 
@@ -102,7 +87,7 @@ def api_schema(seeded):
 
 def _operations() -> list[tuple[str, str]]:
     """Every (method, path) the app serves, read from an app on no database at all."""
-    app = create_app(sessions=sessionmaker(), commands=Recorder(), listener=Recorder())
+    app = create_app(sessions=sessionmaker(), commands=RecordingPorts(), listener=RecordingPorts())
     return sorted(
         (method.upper(), path)
         for path, operations in app.openapi()["paths"].items()

@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 
-from ruche.broker import Command
 from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import Role
 from ruche.server.storage.models import DeskSessionRow, VisitRow
+from ruche.sim.testing.fakes import RecordingPorts
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +34,6 @@ GO = {"kind": "pay_as_you_go", "per_minute": "0.05", "minimum_charge": "5", "dai
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2025, 3, day, hour, minute, tzinfo=PARIS)
-
-
-class Recorder:
-    def send(self, site: str, agent: str, command: Command) -> None:
-        pass
-
-    def site_changed(self, site: str) -> None:
-        pass
 
 
 @dataclass
@@ -92,7 +84,7 @@ def world(tmp_path):
         secrets["manager"] = registry.create_api_key(s, role=Role.MANAGER, site_id=ids["lyon"])[1]
         for who in ("ada", "bob"):
             secrets[who] = registry.create_api_key(s, role=Role.MEMBER, member_id=ids[who])[1]
-    app = create_app(sessions=sessions, commands=Recorder(), listener=Recorder())
+    app = create_app(sessions=sessions, commands=RecordingPorts(), listener=RecordingPorts())
     with TestClient(app) as client:
         yield World(client, ids, secrets)
     engine.dispose()

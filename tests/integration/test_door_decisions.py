@@ -27,6 +27,7 @@ from ruche.server.access.taps import DoorWorker
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import AuditSource, BadgeStatus
+from ruche.sim.testing.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +35,6 @@ SITE_KEY = "00112233445566778899aabbccddeeff"
 # Tuesday 24 November 2026, 10:00 in Paris (CET, UTC+1).
 TUESDAY_10 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 SATURDAY_12 = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 class Clock:
@@ -131,16 +125,6 @@ def build_world(sessions, site_slug: str) -> World:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'ruche.db'}"
-    run_migrations(url)
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ruche.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
     run_migrations(url)
     return url
 

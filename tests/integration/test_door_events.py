@@ -7,8 +7,7 @@ must land in the audit log once.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,6 +32,7 @@ from ruche.server.storage.db import make_engine, make_sessions, run_migrations, 
 from ruche.server.storage.enums import AuditKind, AuditSource
 from ruche.sim.door import ScriptedPerson, SimDoor, force_through, walk_through
 from ruche.sim.receiver import EventReceiver
+from ruche.sim.testing.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +44,6 @@ PINS = DoorPins(relay_pin=17, contact_pin=27, exit_pin=22)
 
 def token(uid: bytes) -> str:
     return badge_token(bytes.fromhex(SITE_KEY), uid)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ device and callback code.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -28,32 +27,28 @@ from ruche.sim.door import (
     force_through,
     walk_through,
 )
+from ruche.sim.testing.fakes import Collector
+from ruche.sim.testing.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
 PINS = DoorPins(relay_pin=17, contact_pin=27, exit_pin=22)
 
 
-@dataclass
-class Recorder:
-    """Collects door signals from gpiozero's and the worker's threads."""
+class Recorder(Collector[DoorSignal]):
+    """Door signals from gpiozero's and the worker's threads."""
 
-    signals: list[DoorSignal] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __call__(self, signal: DoorSignal) -> None:
-        with self.lock:
-            self.signals.append(signal)
+    @property
+    def signals(self) -> list[DoorSignal]:
+        return self.items()
 
     def kinds(self) -> list[str]:
-        with self.lock:
-            return [s.kind for s in self.signals]
+        return [s.kind for s in self.items()]
 
-    def wait_for(self, kinds: list[str], timeout: float = 3.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while self.kinds() != kinds and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return self.kinds()
+    def until(self, kinds: list[str], timeout: float = 3.0) -> list[str]:
+        """The kinds seen once they are `kinds`, or at `timeout`."""
+        return [s.kind for s in self.wait_for(lambda got: [s.kind for s in got] == kinds,
+                                              timeout=timeout)]  # fmt: skip
 
 
 @dataclass
@@ -91,15 +86,6 @@ def rig() -> Iterator[Rig]:
             door.close()
         factory.close()
         Device.pin_factory = previous
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> float:
-    """Seconds until `predicate` held; fails the test after `timeout`."""
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < timeout, "condition not reached in time"
-        time.sleep(0.002)
-    return time.monotonic() - start
 
 
 class TestRelay:
@@ -148,7 +134,7 @@ class TestWalkThrough:
         door, sim, person = rig.make(rules=DoorRules(held_open_s=5.0))
         door.unlock(2_000)
         assert person.run(walk_through(hold_s=0.05)) is True
-        assert rig.recorder.wait_for(["opened", "closed"]) == ["opened", "closed"]
+        assert rig.recorder.until(["opened", "closed"]) == ["opened", "closed"]
         assert not sim.released  # relocked on close
         assert not door.machine.is_open
 
@@ -160,14 +146,14 @@ class TestAlarms:
         _, _, person = rig.make()
         assert person.run(force_through(hold_s=0.05)) is True
         expected = ["opened", "forced", "closed"]
-        assert rig.recorder.wait_for(expected) == expected
+        assert rig.recorder.until(expected) == expected
 
     def test_held_open_fires_once(self, rig: Rig) -> None:
         door, _, person = rig.make(rules=DoorRules(held_open_s=0.2))
         door.unlock(1_000)
         person.run(walk_through(hold_s=0.6))
         expected = ["opened", "held_open", "closed"]
-        assert rig.recorder.wait_for(expected) == expected
+        assert rig.recorder.until(expected) == expected
         held = rig.recorder.signals[1]
         assert held.open_s is not None
         assert held.open_s >= 0.2
@@ -176,13 +162,13 @@ class TestAlarms:
         door, sim, person = rig.make(rules=DoorRules(held_open_s=0.2))
         door.unlock(1_000)
         person.run(walk_through(hold_s=0.0)[:-1])  # opens and walks away
-        assert rig.recorder.wait_for(["opened", "held_open"]) == ["opened", "held_open"]
+        assert rig.recorder.until(["opened", "held_open"]) == ["opened", "held_open"]
         assert sim.is_open
 
     def test_signals_become_contract_events(self, rig: Rig) -> None:
         _, _, person = rig.make()
         person.run(force_through(hold_s=0.0))
-        rig.recorder.wait_for(["opened", "forced", "closed"])
+        rig.recorder.until(["opened", "forced", "closed"])
         payloads = [
             s.to_payload(seq=i + 1, ts=datetime.now(UTC))
             for i, s in enumerate(rig.recorder.signals)
@@ -196,7 +182,7 @@ class TestExitButton:
     def test_exit_is_legitimate(self, rig: Rig) -> None:
         _, sim, person = rig.make()
         assert person.run(exit_through(hold_s=0.05)) is True
-        assert rig.recorder.wait_for(["opened", "closed"]) == ["opened", "closed"]
+        assert rig.recorder.until(["opened", "closed"]) == ["opened", "closed"]
         assert not sim.released
 
 
@@ -239,7 +225,7 @@ class TestWiring:
         person.run(force_through(hold_s=0.0))
         person.run(exit_through(hold_s=0.0))
         expected = ["opened", "forced", "closed", "opened", "closed"]
-        assert rig.recorder.wait_for(expected) == expected
+        assert rig.recorder.until(expected) == expected
 
 
 class TestStartAndPins:
@@ -249,7 +235,7 @@ class TestStartAndPins:
         door, sim, _ = rig.make(is_open=True)
         assert door.machine.is_open
         sim.close()
-        assert rig.recorder.wait_for(["closed"]) == ["closed"]
+        assert rig.recorder.until(["closed"]) == ["closed"]
 
     def test_pin_in_use(self, rig: Rig) -> None:
         rig.make()

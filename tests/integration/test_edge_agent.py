@@ -7,7 +7,6 @@ them, and answers taps when told to) or is absent.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -32,6 +31,7 @@ from ruche.sim.door import ScriptedPerson, SimDoor, force_through, walk_through
 from ruche.sim.nfc import BadgeEmulator
 from ruche.sim.receiver import EventReceiver
 from ruche.sim.services.sockets import free_port
+from ruche.sim.testing.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +45,6 @@ PINS = DoorPins(relay_pin=17, contact_pin=27, exit_pin=22)
 
 def token(uid: bytes) -> str:
     return badge_token(bytes.fromhex(SITE_KEY), uid)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 @pytest.fixture

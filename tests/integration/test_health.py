@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,22 +36,11 @@ from ruche.server.storage.db import make_engine, make_sessions, run_migrations, 
 from ruche.sim.bench.access import Door
 from ruche.sim.services.influxd import InfluxdProcess
 from ruche.sim.services.sockets import free_port, wait_for_port
+from ruche.sim.testing.waits import eventually
 
 pytestmark = pytest.mark.integration
 
 STATS_INTERVAL_S = 0.5
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "") -> Any:
-    """Poll `check` until it returns something truthy; fail with the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"{what or check} never held in {timeout} s; last: {last!r}")
 
 
 @dataclass(frozen=True)

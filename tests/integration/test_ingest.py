@@ -34,15 +34,11 @@ DESKS = {"agent-a": [f"desk-{i}" for i in range(3)]}
 """The desks `presence` reports for, as the registry gives them to agent-a."""
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path, site, register_devices) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ruche.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    run_migrations(url)
-    register_devices(url, site.site, desks=DESKS)
-    return url
+@pytest.fixture
+def db_url(db_url, site, register_devices) -> str:
+    """The rig's database, with the desks `presence` reports for."""
+    register_devices(db_url, site.site, desks=DESKS)
+    return db_url
 
 
 def mqtt_options(site) -> MqttOptions:

@@ -7,7 +7,6 @@ times are in scenario seconds and the delays read as configured.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from ruche.sim.ld2410 import (
     StillLost,
     Truncated,
 )
+from ruche.sim.testing.fakes import Collector
 
 pytestmark = pytest.mark.integration
 
@@ -51,21 +51,12 @@ CONFIG = PresenceConfig(
 OCCUPIED, VACANT = PresenceState.OCCUPIED, PresenceState.VACANT
 
 
-class Recorder:
-    """Collects what the adapter reports, thread-safely."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[PresenceEvent] = []
-
-    def __call__(self, event: PresenceEvent) -> None:
-        with self._lock:
-            self._events.append(event)
+class Recorder(Collector[PresenceEvent]):
+    """What the adapter reports, from its thread."""
 
     @property
     def events(self) -> list[PresenceEvent]:
-        with self._lock:
-            return list(self._events)
+        return self.items()
 
     def summary(self, until: float) -> list[tuple[str, float]]:
         """(what, when) of every change and fault up to `until`, heartbeats left out."""

@@ -36,14 +36,6 @@ T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 UID = bytes.fromhex("04a224b2c35e80")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path) -> str:
-    """The same test on a SQLite file and on a PostgreSQL database of its own."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ruche.db'}"
-    return request.getfixturevalue("pg_url")
-
-
 @pytest.fixture
 def sessions(db_url):
     run_migrations(db_url)

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 
-from ruche.broker import Command, Presence, PresenceState, Tap, Topic, badge_token, decode, encode
+from ruche.broker import Presence, PresenceState, Tap, Topic, badge_token, decode, encode
 from ruche.server import registry
 from ruche.server.access import audit
 from ruche.server.api.app import create_app
@@ -36,6 +36,7 @@ from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import AuditKind, AuditSource, Role
 from ruche.server.storage.models import StoredEventRow
+from ruche.sim.testing.fakes import RecordingPorts
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +50,6 @@ MONDAY_URL = "from=2026-11-23&to=2026-11-24"
 
 def local(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=PARIS).astimezone(UTC)
-
-
-class Recorder:
-    def send(self, site: str, agent: str, command: Command) -> None:
-        pass
-
-    def site_changed(self, site: str) -> None:
-        pass
 
 
 @dataclass
@@ -182,7 +175,7 @@ def api(request, tmp_path) -> Iterator[Api]:
         result = refresh_site(s, "lyon", now=local(TUESDAY, 23))
     assert result.released == (ids["bob_booking"],)
     assert result.visits == 2
-    recorder = Recorder()
+    recorder = RecordingPorts()
     app = create_app(sessions=sessions, commands=recorder, listener=recorder)
     secrets = {"admin": admin, "manager": manager, "stranger": stranger, "member": member}
     with TestClient(app) as client:
