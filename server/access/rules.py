@@ -14,7 +14,7 @@ intervals an agent's cached allow-list holds for one badge.
     >>> holder = MemberFacts(Badge("ab" * 32), member, plan)
     >>> now = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
     >>> decide_access(AccessRequest("ab" * 32, "front"), AccessFacts(site, door, holder), now)
-    Decision(reason=<Reason.SCHEDULE: 'schedule'>)
+    Decision(reason=<DecisionReason.SCHEDULE: 'schedule'>)
 
 The rules (DESIGN section 4). An entry is allowed when the badge is active, the member
 is active and their membership covers now, the door's site is one of the plan's sites,

@@ -3,7 +3,7 @@ typed model of that JSON (`TermsSpec`), checked once where it comes in, and turn
 the pure `PlanTerms` of `ruche.server.billing.pricing` where prices are computed.
 
     >>> terms_of({"kind": "day_pass", "price": "15.00"})
-    DayPass(price=Decimal('15.00'))
+    DayPass(price=Decimal('15'))
     >>> terms_json(terms_of({"kind": "day_pass", "price": "15.00"}))
     {'kind': 'day_pass', 'price': '15'}
     >>> terms_of({"kind": "monthly", "fee": "200", "included": "10", "unit": "day"})
