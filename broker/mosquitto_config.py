@@ -1,7 +1,7 @@
 """Render and write the Mosquitto configuration: mosquitto.conf and the dynamic security
 plugin's accounts and roles (hashed passwords, per-agent rules, client ids bound).
 
-The settings here make no-loss the default (DESIGN section 8). With Mosquitto's
+The settings here make no-loss the default. With Mosquitto's
 own defaults, a burst of QoS 1 messages to one subscriber arrives at about 150
 msgs/s and most of it is dropped; with these, 50,000 arrive with none lost.
 """
@@ -128,7 +128,7 @@ def render_conf(options: BrokerOptions, *, plugin: Path, dynsec_file: Path, data
         lines.append(f"require_certificate {'true' if tls.require_certificate else 'false'}")
     lines += [
         "",
-        "# --- No loss by default (DESIGN section 8) ---",
+        "# --- No loss by default ---",
         "",
         "# Nagle's algorithm holds small packets back waiting for an ACK that the peer",
         "# delays: QoS 1 round trips crawl at ~150 msgs/s without this.",

@@ -1,4 +1,4 @@
-"""Versioned payload schemas: the right-hand column of DESIGN section 3.
+"""Versioned payload schemas: the payloads of docs/contract.md.
 
 Every payload is a JSON object with `v` (the schema version). Unknown fields are
 ignored so a newer sender can add fields; wrong types are rejected, never coerced

@@ -1,4 +1,4 @@
-"""Topic builders and parsers: the left-hand column of DESIGN section 3.
+"""Topic builders and parsers: the topic table of docs/contract.md.
 
 Every topic starts `ruche/v1/{site}/{agent}/`, so one ACL pattern confines an
 agent to its own subtree. Nothing outside this module writes a topic string.

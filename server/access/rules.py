@@ -16,7 +16,7 @@ intervals an agent's cached allow-list holds for one badge.
     >>> decide_access(AccessRequest("ab" * 32, "front"), AccessFacts(site, door, holder), now)
     Decision(reason=<DecisionReason.SCHEDULE: 'schedule'>)
 
-The rules (DESIGN section 4). An entry is allowed when the badge is active, the member
+The rules. An entry is allowed when the badge is active, the member
 is active and their membership covers now, the door's site is one of the plan's sites,
 and now is inside the plan's schedule (site timezone and holidays), or inside one of the
 member's bookings at that site widened by its grace minutes, or on the local date of a

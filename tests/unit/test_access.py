@@ -108,7 +108,7 @@ def decide(
 
 
 class TestReasons:
-    """The reason codes are the ones the issue names, valid on the wire, allowed ones apart."""
+    """The reason codes are the contract's, valid on the wire, allowed ones apart."""
 
     def test_issue_reasons_exist(self) -> None:
         names = {
