@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,6 @@ from ruche.broker.mosquitto_config import BrokerFiles
 from ruche.broker.passwords import generate_password
 from ruche.mqtt import publish_properties
 from ruche.mqtt_wire import packet, utf8
-from ruche.server import registry
 from ruche.server.access.door_events import DoorEventWorker
 from ruche.server.access.taps import DoorWorker
 from ruche.server.messaging.connection import MqttOptions
@@ -55,6 +54,7 @@ from ruche.server.storage.enums import AuditKind
 from ruche.server.storage.models import AuditRow, RefusedEventRow, StoredEventRow
 from ruche.sim.services.mosquitto import MosquittoProcess
 from ruche.sim.services.sockets import free_port
+from ruche.sim.testing.sites import SiteBuilder
 from ruche.sim.testing.waits import wait_until
 
 pytestmark = pytest.mark.integration
@@ -209,23 +209,10 @@ def server(broker: SiteBroker, tmp_path) -> Iterator[Server]:
     engine = make_engine(url)
     sessions = make_sessions(engine)
     with transaction(sessions) as s:
-        key = registry.create_site_key(s, bytes.fromhex(SITE_KEY))
-        row = registry.create_site(s, slug=broker.site, name="Lab", timezone="Europe/Paris",
-                                   key_id=key.id)  # fmt: skip
-        a = registry.create_agent(s, site_id=row.id, slug="agent-a")
-        b = registry.create_agent(s, site_id=row.id, slug="agent-b")
-        zone = registry.create_zone(s, site_id=row.id, name="open space")
-        s.flush()
-        registry.create_door(s, site_id=row.id, slug="front", agent_id=a.id)
-        registry.create_desk(s, zone_id=zone.id, slug="a-desk", agent_id=a.id)
-        registry.create_desk(s, zone_id=zone.id, slug="b-desk", agent_id=b.id)
-        plan = registry.create_plan(s, name="resident", site_ids=[row.id],
-                                    schedule={"kind": "24/7"})  # fmt: skip
-        ada = registry.create_member(s, name="Ada", email="ada@example.org")
-        s.flush()
-        registry.create_membership(s, member_id=ada.id, plan_id=plan.id,
-                                   starts_at=datetime.now(UTC) - timedelta(days=1))  # fmt: skip
-        registry.enrol_badge(s, ada.id, key, ADA)
+        site = SiteBuilder(s, broker.site, name="Lab", key=bytes.fromhex(SITE_KEY))
+        site.agent("agent-a", doors=["front"], desks=["a-desk"])
+        site.agent("agent-b", desks=["b-desk"])
+        site.member("Ada", "ada@example.org", plan=site.plan("resident"), badge=ADA)
     options = broker.options()
     workers = Server(
         sessions,

@@ -36,6 +36,7 @@ from ruche.server.storage.db import make_engine, make_sessions, run_migrations, 
 from ruche.sim.bench.access import Door
 from ruche.sim.services.influxd import InfluxdProcess
 from ruche.sim.services.sockets import free_port, wait_for_port
+from ruche.sim.testing.sites import SiteBuilder
 from ruche.sim.testing.waits import eventually
 
 pytestmark = pytest.mark.integration
@@ -57,26 +58,12 @@ def seed(url: str, site: str) -> Seeded:
     engine = make_engine(url)
     try:
         with transaction(make_sessions(engine)) as session:
-            row = registry.create_site(session, slug=site, name="Health", timezone="Europe/Paris")
-            key = registry.site_key_of(session, row.id)
-            agent = registry.create_agent(session, site_id=row.id, slug="agent-a")
-            session.flush()
-            registry.create_door(session, site_id=row.id, slug="front", agent_id=agent.id)
-            zone = registry.create_zone(session, site_id=row.id, name="open space")
-            session.flush()
-            for desk in ("desk-0", "desk-1", "desk-2"):
-                registry.create_desk(session, zone_id=zone.id, slug=desk, agent_id=agent.id)
-            plan = registry.create_plan(
-                session, name="resident", site_ids=[row.id], schedule={"kind": "24/7"}
-            )
-            member = registry.create_member(session, name="Ada", email="ada@example.org")
-            session.flush()
-            since = datetime.now(UTC) - timedelta(days=1)
-            registry.create_membership(
-                session, member_id=member.id, plan_id=plan.id, starts_at=since
-            )
-            registry.enrol_badge(session, member.id, key, b"\x04\xa2\x2b\x1a")
-            secret = bytes(key.key)
+            built = SiteBuilder(session, site, name="Health")
+            built.agent("agent-a", doors=["front"], desks=["desk-0", "desk-1", "desk-2"])
+            built.member("Ada", "ada@example.org", plan=built.plan("resident"),
+                         since=datetime.now(UTC) - timedelta(days=1),
+                         badge=b"\x04\xa2\x2b\x1a")  # fmt: skip
+            secret = bytes(registry.site_key_of(session, built.id).key)
         return Seeded(badge_token(secret, b"\x04\xa2\x2b\x1a"), badge_token(secret, b"\x01"))
     finally:
         engine.dispose()
