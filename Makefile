@@ -68,6 +68,8 @@ system-deps:
 $(STAMP): pyproject.toml
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	@# A virtualenv made when the distribution was still called `ruche` holds it too.
+	@$(BIN)/python -m pip uninstall -q -y ruche 2>/dev/null || true
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 

@@ -209,7 +209,7 @@ class AgentHarness:
         if self.server == "stand-in":
             return [e.payload for e in self.receiver.snapshot()]
         # The server's stack is imported only when a real server is asked for: the
-        # simulator alone (ruche[sim]) does not have it.
+        # simulator alone (ruche-coworking[sim]) does not have it.
         from sqlalchemy import select  # noqa: PLC0415
         from sqlalchemy.orm import Session  # noqa: PLC0415
 

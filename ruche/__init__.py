@@ -2,4 +2,8 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+DISTRIBUTION = "ruche-coworking"
+"""What `pip install` takes: the import name and the command are `ruche`, but on PyPI
+`ruche` is another project's."""
+
+__all__ = ["DISTRIBUTION", "__version__"]

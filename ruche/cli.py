@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ruche import __version__
+from ruche import DISTRIBUTION, __version__
 from ruche.commands import CliError, Filler, Handler
 
 
@@ -24,7 +24,7 @@ class Command:
     """The module whose `COMMANDS[name]` fills the command's parser."""
     help: str
     extra: str
-    """The extras that install what the module needs (`pip install 'ruche[EXTRA]'`); empty
+    """The extras that install what the module needs (`pip install 'ruche-coworking[EXTRA]'`); empty
     when the core has it all."""
 
 
@@ -56,7 +56,7 @@ def _filler(name: str) -> Filler:
     try:
         module = importlib.import_module(command.module)
     except ModuleNotFoundError as exc:
-        wanted = f"ruche[{command.extra}]" if command.extra else "ruche"
+        wanted = f"{DISTRIBUTION}[{command.extra}]" if command.extra else DISTRIBUTION
         raise CliError(
             f"`ruche {name}` needs {exc.name!r}, which is not installed: pip install '{wanted}'"
         ) from exc
