@@ -14,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from ruche.broker.errors import ContractError, Reason
 from ruche.broker.payloads import (
     Ack,
+    AgentConfig,
     Allowlist,
     Command,
     DeskBadge,
@@ -32,6 +33,9 @@ MAX_ALLOWLIST_BYTES: Final = 4 * 1024 * 1024
 """Largest allow-list: about 15,000 badges with a few windows each. Also the broker's
 `message_size_limit`, so nothing larger ever reaches a client."""
 
+MAX_CONFIG_BYTES: Final = 256 * 1024
+"""Largest agent config: 64 doors and 512 desks fit in a third of it."""
+
 _ADAPTERS: Final[dict[Channel, TypeAdapter[Any]]] = {
     Channel.STATUS: TypeAdapter(Status),
     Channel.PRESENCE: TypeAdapter(Presence),
@@ -41,6 +45,7 @@ _ADAPTERS: Final[dict[Channel, TypeAdapter[Any]]] = {
     Channel.CMD: TypeAdapter(Command),
     Channel.ALLOWLIST: TypeAdapter(Allowlist),
     Channel.ACK: TypeAdapter(Ack),
+    Channel.CONFIG: TypeAdapter(AgentConfig),
 }
 
 _TAGGED_CHANNELS: Final = frozenset({Channel.DOOR_EVENT, Channel.CMD})
@@ -57,7 +62,9 @@ class Message:
 
 def max_bytes(channel: Channel) -> int:
     """The size limit of a channel's payloads."""
-    return MAX_ALLOWLIST_BYTES if channel is Channel.ALLOWLIST else MAX_EVENT_BYTES
+    if channel is Channel.ALLOWLIST:
+        return MAX_ALLOWLIST_BYTES
+    return MAX_CONFIG_BYTES if channel is Channel.CONFIG else MAX_EVENT_BYTES
 
 
 def encode(payload: BaseModel) -> bytes:

@@ -35,7 +35,7 @@ _AGENT_SENDS: Final = (
     Channel.TAP,
     Channel.DOOR_EVENT,
 )
-_AGENT_READS: Final = (Channel.CMD, Channel.ALLOWLIST, Channel.ACK)
+_AGENT_READS: Final = (Channel.CMD, Channel.ALLOWLIST, Channel.ACK, Channel.CONFIG)
 
 DEFAULT_ACCESS: Final = {
     "publishClientSend": False,
@@ -59,7 +59,7 @@ def agent_role_name(site: str, agent: str) -> str:
 
 def agent_role(site: str, agent: str) -> dict[str, Any]:
     """What one agent may do: publish its own events and status, and subscribe to and
-    receive only the three topics the server writes for it, literally (no wildcard,
+    receive only the four topics the server writes for it, literally (no wildcard,
     no shared group)."""
     acls = [
         _acl("publishClientSend", topic_filter(c, site=site, agent=agent)) for c in _AGENT_SENDS

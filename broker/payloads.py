@@ -7,9 +7,10 @@ ignored so a newer sender can add fields; wrong types are rejected, never coerce
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticKnownError
@@ -82,6 +83,10 @@ class Status(_Payload):
     outbox_depth: int = Field(default=0, ge=0, le=MAX_INT64)
     faults: tuple[Id, ...] = Field(default=(), max_length=64)
     """Desks or doors whose sensor is not reporting (e.g. a radar gone silent)."""
+    config_version: int | None = Field(default=None, ge=0, le=MAX_INT64)
+    """The version of the server's `config` the agent runs; None when it runs its file's."""
+    config_refused: str | None = Field(default=None, max_length=500)
+    """Why the latest `config` from the server was not applied (the previous one runs)."""
 
 
 # --- agent -> server --------------------------------------------------------------
@@ -203,6 +208,106 @@ class Reload(_Payload):
 Command = Annotated[Unlock | Deny | Lockdown | Reload, Field(discriminator="cmd")]
 
 
+Pin = Annotated[int, Field(ge=0, le=40)]
+"""A BCM GPIO number on the Pi's header."""
+
+_NFC_DEVICE = re.compile(r"^(usb(:[0-9a-fA-F:]+)?|tty:[\w./-]+(:\w+)?|udp(:[\w.-]+)?(:\d+)?)$")
+
+
+class DoorHardware(_Payload):
+    """How a door is wired to its agent's Pi, and how long its strike stays released."""
+
+    reader: str = Field(default="usb", max_length=128)
+    """The nfcpy device string of this door's reader."""
+    relay_pin: Pin
+    contact_pin: Pin
+    """The door contact (reed switch, made when closed): forced and held-open alarms need it."""
+    exit_pin: Pin | None = None
+    relay_active_high: bool = True
+    exit_ms: int = Field(default=5000, ge=100, le=60_000)
+    unlock_ms: int = Field(default=3000, ge=100, le=60_000)
+    """How long a tap the agent allows offline releases the strike."""
+    held_open_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("reader")
+    @classmethod
+    def _nfc_device(cls, value: str) -> str:
+        if not _NFC_DEVICE.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an nfcpy device: use usb, usb:VID:PID, tty:PORT:DRIVER "
+                "or udp:HOST:PORT"
+            )
+        return value
+
+    @property
+    def pins(self) -> tuple[int, ...]:
+        return tuple(p for p in (self.relay_pin, self.contact_pin, self.exit_pin) if p is not None)
+
+    @model_validator(mode="after")
+    def _distinct_pins(self) -> Self:
+        if len(self.pins) != len(set(self.pins)):
+            raise ValueError(f"a door uses one pin twice: {list(self.pins)}")
+        return self
+
+
+class DoorSetup(DoorHardware):
+    id: Id
+
+
+class DeskSensor(_Payload):
+    """A desk's presence sensor on its agent's Pi: an LD2410 radar or a PIR."""
+
+    serial: str | None = Field(default=None, min_length=1, max_length=256)
+    """Serial port of an LD2410 radar (e.g. /dev/ttyUSB0)."""
+    baudrate: int = Field(default=256_000, ge=9600, le=4_000_000)
+    pir_pin: Pin | None = None
+    arrive_s: float = Field(default=5.0, ge=0, le=600)
+    leave_s: float = Field(default=60.0, ge=0, le=3600)
+    heartbeat_s: float = Field(default=300.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _one_sensor(self) -> Self:
+        if (self.serial is None) == (self.pir_pin is None):
+            raise ValueError("a desk needs exactly one of serial (radar) or pir_pin")
+        return self
+
+
+class DeskSetup(DeskSensor):
+    id: Id
+
+
+def check_setup(doors: tuple[DoorSetup, ...], desks: tuple[DeskSetup, ...]) -> None:
+    """One agent's doors and desks side by side: unique ids, no pin or serial port used twice."""
+    for kind, ids in (("door", [d.id for d in doors]), ("desk", [d.id for d in desks])):
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"{kind} ids must be unique: {ids}")
+    pins = [p for d in doors for p in d.pins] + [d.pir_pin for d in desks if d.pir_pin is not None]
+    if len(pins) != len(set(pins)):
+        raise ValueError(f"a pin is wired to two things: {sorted(pins)}")
+    ports = [d.serial for d in desks if d.serial is not None]
+    if len(ports) != len(set(ports)):
+        raise ValueError(f"a serial port reads two desks: {sorted(ports)}")
+
+
+class AgentConfig(_Payload):
+    """Retained per agent: its doors and desks as the registry has them.
+
+    An agent whose file lists no doors and no desks runs this; it applies a new version
+    without a restart and reports the version it runs (or why it refused one) in its
+    status.
+    """
+
+    version: int = Field(ge=0, le=MAX_INT64)
+    issued: AwareDatetime
+    doors: tuple[DoorSetup, ...] = Field(default=(), max_length=64)
+    desks: tuple[DeskSetup, ...] = Field(default=(), max_length=512)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        check_setup(self.doors, self.desks)
+        return self
+
+
 class Window(_Payload):
     """A time interval in which a badge may open the agent's doors."""
 
@@ -261,6 +366,7 @@ Payload = (
     | Reload
     | Allowlist
     | Ack
+    | AgentConfig
 )
 
 EventPayload = (

@@ -34,6 +34,7 @@ class Channel(StrEnum):
     CMD = "cmd"
     ALLOWLIST = "allowlist"
     ACK = "ack"
+    CONFIG = "config"
 
 
 # The path after `ruche/v1/{site}/{agent}/`; `{id}` is the desk or door id.
@@ -46,6 +47,7 @@ _LAYOUT: dict[Channel, tuple[str, ...]] = {
     Channel.CMD: ("cmd",),
     Channel.ALLOWLIST: ("allowlist",),
     Channel.ACK: ("ack",),
+    Channel.CONFIG: ("config",),
 }
 
 AGENT_CHANNELS: frozenset[Channel] = frozenset(
@@ -161,6 +163,10 @@ class Topic:
     @classmethod
     def ack(cls, site: str, agent: str) -> Topic:
         return cls(site, agent, Channel.ACK)
+
+    @classmethod
+    def config(cls, site: str, agent: str) -> Topic:
+        return cls(site, agent, Channel.CONFIG)
 
 
 def topic_filter(channel: Channel, *, site: str = "+", agent: str = "+") -> str:

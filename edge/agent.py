@@ -25,11 +25,14 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ruche.broker import (
+    AgentConfig,
     Allowlist,
     Channel,
     Command,
     ContractError,
     Deny,
+    DeskSetup,
+    DoorSetup,
     Lockdown,
     Presence,
     PresenceState,
@@ -58,7 +61,8 @@ from ruche.edge.presence import (
     SensorSilent,
 )
 from ruche.edge.radar import RadarReader
-from ruche.edge.settings import AgentSettings, DeskSettings, DoorSettings
+from ruche.edge.remote_config import RemoteConfig
+from ruche.edge.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +125,13 @@ class Agent:
         self._allowlist_path = state / ALLOWLIST_FILE
         self._allowlist = self._load_cached_allowlist()
         self.outbox = Outbox(state / OUTBOX_FILE, capacity=settings.outbox_capacity)
+        self.remote: RemoteConfig | None = None
+        doors: tuple[DoorSetup, ...] = settings.doors
+        desks: tuple[DeskSetup, ...] = settings.desks
+        if settings.managed:
+            self.remote = RemoteConfig(state, self._rewire_to, self._announce)
+            if self.remote.running is not None:
+                doors, desks = self.remote.running.doors, self.remote.running.desks
         mqtt = settings.mqtt
         self.link = AgentLink(
             LinkOptions(
@@ -137,20 +148,26 @@ class Agent:
             self.outbox,
             on_command=self._on_command,
             on_allowlist=self._on_allowlist,
+            on_config=None if self.remote is None else self.remote.offer,
             faults=self._faults,
+            config_state=(lambda: (None, None)) if self.remote is None else self.remote.state,
             clock=clock,
         )
-        self._door_settings = {d.id: d for d in settings.doors}
+        self._door_settings: dict[str, DoorSetup] = {}
+        self._desk_settings = {d.id: d for d in desks}
+        self._wiring = threading.Lock()
+        self._started = False
         self.outcomes: deque[TapOutcome] = deque(maxlen=100)
         """The latest taps and what the doors did, for diagnosis."""
-        self._readers: list[NfcReader] = []
-        self._desks: list[RadarReader | PirReader] = []
+        self._readers: dict[str, NfcReader] = {}
+        self._desks: dict[str, RadarReader | PirReader] = {}
         self._silent: set[str] = set()
         self._pin_factory = pin_factory
         self.doors: dict[str, GpioDoor] = {}
         try:
-            for door in settings.doors:
+            for door in doors:
                 self.doors[door.id] = self._open_door(door, pin_factory)
+                self._door_settings[door.id] = door
         except BaseException:
             self._close_doors()
             self.outbox.close()
@@ -162,29 +179,35 @@ class Agent:
         """Connect, and open every door's badge reader (NfcError names a missing one)."""
         self.link.start()
         try:
-            for door in self.settings.doors:
-                self._readers.append(
-                    NfcReader(device=door.reader, reader_id=f"{door.id}-reader",
-                              on_tap=functools.partial(self._read, door.id))
-                )  # fmt: skip
-            for desk in self.settings.desks:
-                self._desks.append(self._open_desk(desk))
+            with self._wiring:
+                self._started = True
+                for door in self._door_settings.values():
+                    self._readers[door.id] = self._open_reader(door)
+                for desk in self._desk_settings.values():
+                    self._desks[desk.id] = self._open_desk(desk)
         except BaseException:
             self.stop()
             raise
+        if self.remote is not None:
+            self.remote.start()
         log.info(
-            "agent %s/%s started: %d doors, %d desks, %d events waiting in the outbox",
-            self.settings.site, self.settings.agent, len(self.doors),
-            len(self.settings.desks), self.outbox.depth,
+            "agent %s/%s started%s: %d doors, %d desks, %d events waiting in the outbox",
+            self.settings.site, self.settings.agent,
+            "" if self.remote is None else f" (config version {self.remote.version})",
+            len(self.doors), len(self._desks), self.outbox.depth,
         )  # fmt: skip
 
     def stop(self) -> None:
-        for reader in self._readers:
-            reader.close()
-        self._readers.clear()
-        for sensor in self._desks:
-            sensor.close()
-        self._desks.clear()
+        if self.remote is not None:
+            self.remote.stop()
+        with self._wiring:
+            self._started = False
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
+            for sensor in self._desks.values():
+                sensor.close()
+            self._desks.clear()
         self.link.stop()
         self._close_doors()
         self.outbox.close()
@@ -290,8 +313,9 @@ class Agent:
     ) -> TapOutcome:
         self.stats.taps_offline += 1
         verdict = decide_offline(self._allowlist, token, door_id, self._wall(), self._policy)
-        if verdict.allowed:
-            self.doors[door_id].unlock(self._door_settings[door_id].unlock_ms)
+        door, setup = self.doors.get(door_id), self._door_settings.get(door_id)
+        if verdict.allowed and door is not None and setup is not None:  # not rewired away
+            door.unlock(setup.unlock_ms)
         outcome = self._outcome(
             door_id, allowed=verdict.allowed, source="offline", reason=verdict.reason,
             seq=tap_seq, started=started,
@@ -322,7 +346,7 @@ class Agent:
 
     # --- desks --------------------------------------------------------------------
 
-    def _open_desk(self, desk: DeskSettings) -> RadarReader | PirReader:
+    def _open_desk(self, desk: DeskSetup) -> RadarReader | PirReader:
         config = PresenceConfig(
             arrive_delay=desk.arrive_s,
             leave_delay=desk.leave_s,
@@ -370,12 +394,19 @@ class Agent:
             self.link.announce()
             log.info("desk %s: sensor back after %.1f s", desk, event.silent_for)
 
+    def _announce(self) -> None:
+        self.link.announce()
+
     def _faults(self) -> tuple[str, ...]:
         return tuple(sorted(self._silent))
 
     # --- doors --------------------------------------------------------------------
 
-    def _open_door(self, door: DoorSettings, pin_factory: object | None) -> GpioDoor:
+    def _open_reader(self, door: DoorSetup) -> NfcReader:
+        return NfcReader(device=door.reader, reader_id=f"{door.id}-reader",
+                         on_tap=functools.partial(self._read, door.id))  # fmt: skip
+
+    def _open_door(self, door: DoorSetup, pin_factory: object | None) -> GpioDoor:
         pins = DoorPins(
             relay_pin=door.relay_pin,
             relay_active_high=door.relay_active_high,
@@ -402,6 +433,63 @@ class Agent:
         for door in self.doors.values():
             door.close()
         self.doors.clear()
+
+    # --- rewiring -----------------------------------------------------------------
+
+    def _rewire_to(self, config: AgentConfig) -> None:
+        """Run `config`'s doors and desks: close what changed or went, open what changed or
+        came, leave the rest running. If anything cannot open, put back what was running
+        and raise (`RemoteConfig` refuses the version)."""
+        doors = {d.id: d for d in config.doors}
+        desks = {d.id: d for d in config.desks}
+        with self._wiring:
+            old_doors = [d for i, d in self._door_settings.items() if doors.get(i) != d]
+            old_desks = [d for i, d in self._desk_settings.items() if desks.get(i) != d]
+            new_doors = [d for i, d in doors.items() if self._door_settings.get(i) != d]
+            new_desks = [d for i, d in desks.items() if self._desk_settings.get(i) != d]
+            for door in old_doors:
+                self._close_door_parts(door.id)
+            for desk in old_desks:
+                self._close_desk_parts(desk.id)
+            try:
+                self._open_parts(new_doors, new_desks)
+            except BaseException:
+                for door in new_doors:
+                    self._close_door_parts(door.id)
+                for desk in new_desks:
+                    self._close_desk_parts(desk.id)
+                try:
+                    self._open_parts(old_doors, old_desks)
+                except Exception:
+                    log.exception("the previous doors and desks did not all open again")
+                raise
+
+    def _open_parts(self, doors: list[DoorSetup], desks: list[DeskSetup]) -> None:
+        for door in doors:
+            self.doors[door.id] = self._open_door(door, self._pin_factory)
+            self._door_settings[door.id] = door
+            if self._started:
+                self._readers[door.id] = self._open_reader(door)
+        for desk in desks:
+            self._desk_settings[desk.id] = desk
+            if self._started:
+                self._desks[desk.id] = self._open_desk(desk)
+
+    def _close_door_parts(self, door_id: str) -> None:
+        self._door_settings.pop(door_id, None)
+        reader = self._readers.pop(door_id, None)
+        if reader is not None:
+            reader.close()
+        door = self.doors.pop(door_id, None)
+        if door is not None:
+            door.close()
+
+    def _close_desk_parts(self, desk_id: str) -> None:
+        self._desk_settings.pop(desk_id, None)
+        self._silent.discard(desk_id)
+        sensor = self._desks.pop(desk_id, None)
+        if sensor is not None:
+            sensor.close()
 
     # --- from the server ----------------------------------------------------------
 
@@ -432,7 +520,7 @@ class Agent:
                     self.doors[door_id].set_lockdown(active=command.active)
             log.warning("lockdown %s on %s", "on" if command.active else "off", targets)
         elif isinstance(command, Reload):
-            log.info("reload requested: the allow-list is re-read from the retained topic")
+            log.info("reload requested: the allow-list and the config come retained at connect")
 
     def _on_allowlist(self, allowlist: Allowlist) -> None:
         self._allowlist = AllowlistIndex.build(allowlist)

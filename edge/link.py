@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from ruche import __version__
 from ruche.broker import (
     Ack,
+    AgentConfig,
     Allowlist,
     Channel,
     Command,
@@ -91,7 +92,9 @@ class AgentLink:
         *,
         on_command: CommandHandler,
         on_allowlist: AllowlistHandler,
+        on_config: Callable[[AgentConfig], None] | None = None,
         faults: Callable[[], tuple[str, ...]] = tuple,
+        config_state: Callable[[], tuple[int | None, str | None]] = lambda: (None, None),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options
@@ -99,7 +102,9 @@ class AgentLink:
         self.stats = LinkStats()
         self._on_command = on_command
         self._on_allowlist = on_allowlist
+        self._on_config = on_config
         self._faults = faults
+        self._config_state = config_state
         self._announce = threading.Event()
         self._clock = clock
         self._started = clock()
@@ -113,6 +118,7 @@ class AgentLink:
             Channel.CMD: str(Topic.cmd(options.site, options.agent)),
             Channel.ALLOWLIST: str(Topic.allowlist(options.site, options.agent)),
             Channel.ACK: str(Topic.ack(options.site, options.agent)),
+            Channel.CONFIG: str(Topic.config(options.site, options.agent)),
         }
         self._status_topic = str(Topic.status(options.site, options.agent))
         # A Pi's SD card must not fill with a line per bad message, however many come.
@@ -243,6 +249,9 @@ class AgentLink:
                 self._take_ack(payload.seq)
             elif isinstance(payload, Allowlist):
                 self._on_allowlist(payload)
+            elif isinstance(payload, AgentConfig):
+                if self._on_config is not None:
+                    self._on_config(payload)
             elif message.topic.channel is Channel.CMD:
                 self._on_command(payload)  # type: ignore[arg-type]
         except Exception:
@@ -299,6 +308,7 @@ class AgentLink:
                 self._window.sent(items[-1].seq)
 
     def _status(self, *, online: bool) -> bytes:
+        config_version, config_refused = self._config_state() if online else (None, None)
         return encode(
             Status(
                 state="online" if online else "offline",
@@ -307,5 +317,7 @@ class AgentLink:
                 uptime_s=max(0.0, self._clock() - self._started) if online else 0.0,
                 outbox_depth=self.outbox.depth if online else 0,
                 faults=self._faults() if online else (),
+                config_version=config_version,
+                config_refused=config_refused,
             )
         )

@@ -29,11 +29,15 @@ pir_pin = 5              # or a PIR sensor
 ```
 
 Environment variables override the file: `RUCHE_MQTT__PASSWORD=...`.
+
+An agent enrolled from the server needs only the first lines: with no `[[doors]]` and
+no `[[desks]]`, it takes them from the server's retained `config` (the registry's doors
+and desks of this agent, with their wiring) and applies each new version as it comes,
+without a restart; it keeps the last one it applied in `state_dir` for the next start.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -52,14 +56,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ruche.broker.payloads import DeskSetup, DoorSetup, check_setup
 from ruche.broker.topics import ID_PATTERN
 from ruche.config import describe, is_placeholder, read_toml
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
-Pin = Annotated[int, Field(ge=0, le=40)]
-"""A BCM GPIO number on the Pi's header."""
-
-_NFC_DEVICE = re.compile(r"^(usb(:[0-9a-fA-F:]+)?|tty:[\w./-]+(:\w+)?|udp(:[\w.-]+)?(:\d+)?)$")
 
 
 class ConfigError(ValueError):
@@ -88,52 +89,16 @@ class MqttSettings(_Group):
         return value
 
 
-class DoorSettings(_Group):
-    id: Id
-    reader: str = "usb"
-    """The nfcpy device string of this door's reader."""
-    relay_pin: Pin
-    contact_pin: Pin
-    """The door contact (reed switch, made when closed): forced and held-open alarms need it."""
-    exit_pin: Pin | None = None
-    relay_active_high: bool = True
-    exit_ms: int = Field(default=5000, ge=100, le=60_000)
-    unlock_ms: int = Field(default=3000, ge=100, le=60_000)
-    held_open_s: float = Field(default=30.0, gt=0, le=3600)
+class DoorSettings(DoorSetup):
+    """A door as the agent's file lists it: the contract's `DoorSetup`, typos refused."""
 
-    @field_validator("reader")
-    @classmethod
-    def _nfc_device(cls, value: str) -> str:
-        if not _NFC_DEVICE.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not an nfcpy device: use usb, usb:VID:PID, tty:PORT:DRIVER "
-                "or udp:HOST:PORT"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _distinct_pins(self) -> Self:
-        pins = [p for p in (self.relay_pin, self.contact_pin, self.exit_pin) if p is not None]
-        if len(pins) != len(set(pins)):
-            raise ValueError(f"door {self.id} uses one pin twice: {pins}")
-        return self
+    model_config = ConfigDict(extra="forbid", strict=False)
 
 
-class DeskSettings(_Group):
-    id: Id
-    serial: str | None = None
-    """Serial port of an LD2410 radar (e.g. /dev/ttyUSB0)."""
-    baudrate: int = Field(default=256_000, ge=9600)
-    pir_pin: Pin | None = None
-    arrive_s: float = Field(default=5.0, ge=0, le=600)
-    leave_s: float = Field(default=60.0, ge=0, le=3600)
-    heartbeat_s: float = Field(default=300.0, gt=0, le=86_400)
+class DeskSettings(DeskSetup):
+    """A desk as the agent's file lists it: the contract's `DeskSetup`, typos refused."""
 
-    @model_validator(mode="after")
-    def _one_sensor(self) -> Self:
-        if (self.serial is None) == (self.pir_pin is None):
-            raise ValueError(f"desk {self.id} needs exactly one of serial (radar) or pir_pin")
-        return self
+    model_config = ConfigDict(extra="forbid", strict=False)
 
 
 class AgentSettings(BaseSettings):
@@ -173,12 +138,14 @@ class AgentSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> Self:
-        groups = (("door", [d.id for d in self.doors]), ("desk", [d.id for d in self.desks]))
-        for kind, ids in groups:
-            if len(ids) != len(set(ids)):
-                raise ValueError(f"{kind} ids must be unique: {ids}")
+    def _consistent(self) -> Self:
+        check_setup(self.doors, self.desks)
         return self
+
+    @property
+    def managed(self) -> bool:
+        """Doors and desks come from the server (`config`): the file lists none."""
+        return not self.doors and not self.desks
 
     @property
     def site_key_bytes(self) -> bytes:

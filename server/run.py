@@ -36,6 +36,7 @@ from ruche.server.occupancy.ingest import IngestWorker
 from ruche.server.occupancy.live import LiveHub
 from ruche.server.occupancy.worker import OccupancyWorker
 from ruche.server.ops.metrics import STATS_INTERVAL_S, ProcessMetrics, StatsReporter, StatusRecorder
+from ruche.server.registry.config_publisher import ConfigPublisher
 from ruche.server.registry.listener import RegistryListener, SiteChangeFanout
 from ruche.server.registry.ownership import DeviceOwners
 from ruche.server.settings import ServerSettings
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 Worker = (
     DoorWorker
     | AllowlistPublisher
+    | ConfigPublisher
     | DoorEventWorker
     | IngestWorker
     | OccupancyWorker
@@ -69,6 +71,7 @@ class ServerWorkers:
     occupancy: OccupancyWorker
     live: LiveHub
     influx: InfluxWriter | None = None
+    configs: ConfigPublisher | None = None
     metrics: ProcessMetrics = field(default_factory=ProcessMetrics)
     reporter: StatsReporter | None = None
     checkpointer: WalCheckpointer | None = None
@@ -127,6 +130,7 @@ class ServerWorkers:
             allowlists=AllowlistPublisher(
                 sessions, options, horizon=timedelta(hours=settings.allowlist_hours)
             ),
+            configs=ConfigPublisher(sessions, options),
             door_events=door_events,
             owners=owners,
             ingest=ingest,
@@ -142,6 +146,8 @@ class ServerWorkers:
         listeners: list[RegistryListener] = [self.doors, self.allowlists, self.live]
         if self.owners is not None:
             listeners.append(self.owners)
+        if self.configs is not None:
+            listeners.append(self.configs)
         return SiteChangeFanout(*listeners)
 
     def start(self, timeout: float = 30.0) -> None:
@@ -149,9 +155,10 @@ class ServerWorkers:
         self.occupancy.listener = self.listener
         started: list[Worker] = []
         first: tuple[Worker, ...] = () if self.checkpointer is None else (self.checkpointer,)
+        configs: tuple[Worker, ...] = () if self.configs is None else (self.configs,)
         try:
             for worker in (
-                *first, self.ingest, self.doors, self.allowlists, self.door_events,
+                *first, self.ingest, self.doors, self.allowlists, *configs, self.door_events,
                 self.occupancy, self.live,
             ):  # fmt: skip
                 worker.start(timeout)
@@ -164,8 +171,10 @@ class ServerWorkers:
             self.reporter.start()
 
     def stop(self) -> None:
+        configs: tuple[Worker, ...] = () if self.configs is None else (self.configs,)
         stopping: tuple[Worker, ...] = (
-            self.live, self.occupancy, self.door_events, self.allowlists, self.doors, self.ingest,
+            self.live, self.occupancy, self.door_events, *configs, self.allowlists, self.doors,
+            self.ingest,
         )  # fmt: skip
         for worker in stopping:
             worker.stop()
@@ -182,9 +191,13 @@ class ServerWorkers:
             "ingest": lambda: self.ingest.connection.connected,
             "doors": lambda: self.doors.connection.connected,
             "allowlists": lambda: self.allowlists.connection.connected,
+            **({} if self.configs is None else {"configs": self._configs_connected}),
             "door_events": lambda: self.door_events.connection.connected,
             "live": lambda: self.live.connected,
         }
+
+    def _configs_connected(self) -> bool:
+        return self.configs is not None and self.configs.connection.connected
 
     def health_checks(self, sessions: sessionmaker[Session]) -> HealthChecks:
         """What `/readyz` and `/metrics` of this process read."""

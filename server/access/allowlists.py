@@ -26,14 +26,10 @@ cached allow-list (`ruche.edge.allowlist`). Per agent, the list holds:
 - `issued` now, `expires` now + `horizon`.
 
 Lists are published retained, QoS 1, after `encode_for` has checked the 4 MiB limit (a
-list over it is refused and logged, never sent). They are republished:
-
-- for every site when the publisher starts, then every `refresh` (15 minutes) so the
-  windows roll forward long before they run out;
-- for a site, `debounce` (150 ms) after `site_changed(site)`: the changes of a burst
-  (an API call that touches several rows, a bulk import) coalesce into one publication,
-  and the delay runs from the first change, so a list goes out within a second of any
-  change even while changes keep coming.
+list over it is refused and logged, never sent). They are republished on the schedule of
+`ruche.server.messaging.site_publisher`: every site at start and every `refresh` (15
+minutes, so the windows roll forward long before they run out), and a site `debounce`
+(150 ms) after `site_changed(site)`.
 
 Building is pure (`build_allowlist`); reading uses `facts.load_site_snapshot`, one set
 of queries per site for all its agents.
@@ -42,22 +38,20 @@ of queries per site for all its agents.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker import AllowEntry, Allowlist, Channel, ContractError, Topic, Window, encode_for
 from ruche.server.access.facts import AllowlistInputs, Holder, load_site_snapshot
 from ruche.server.access.rules import allowlist_windows
 from ruche.server.errors import NotFound
-from ruche.server.messaging.connection import MqttOptions, ServerConnection
+from ruche.server.messaging.connection import MqttOptions
+from ruche.server.messaging.site_publisher import SitePublisher
 from ruche.server.registry.schedule import Interval, merge_intervals
-from ruche.server.storage.models import SiteRow
+from ruche.server.registry.sites import site_slugs
 
 __all__ = [
     "DEFAULT_HORIZON",
@@ -120,18 +114,18 @@ class PublisherStats:
     published: int = 0
     refused: int = 0
     """Lists not sent: over the size limit."""
-    failures: int = 0
-    """Sites whose lists could not be built (database errors)."""
     last_versions: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
-class AllowlistPublisher:
+class AllowlistPublisher(SitePublisher):
     """Publishes every agent's retained allow-list; a `RegistryListener`.
 
     Keyword arguments: `horizon` (24 h) the span a list covers; `refresh` (15 min) how
     often every site is republished; `debounce` (0.15 s) how long a change waits for the
     ones that follow it; `clock` the server's wall clock, timezone-aware.
     """
+
+    what = "allow-lists"
 
     def __init__(
         self,
@@ -143,43 +137,12 @@ class AllowlistPublisher:
         debounce: float = 0.15,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        if debounce >= 1.0:
-            raise ValueError("debounce must stay well under the one-second republish promise")
+        super().__init__(mqtt_options, name="allowlists", sites=self._site_slugs,
+                         refresh=refresh.total_seconds(), debounce=debounce)  # fmt: skip
         self.sessions = sessions
         self.stats = PublisherStats()
         self._horizon = horizon
-        self._refresh = refresh.total_seconds()
-        self._debounce = debounce
         self._clock = clock
-        self._due: dict[str, float] = {}
-        self._all_due = 0.0
-        self._lock = threading.Condition()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self.connection = ServerConnection(mqtt_options, name="ruche-allowlists")
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Connect, then publish every site's lists and keep them fresh in a worker thread."""
-        self.connection.start(timeout)
-        self._stopping = False
-        self._all_due = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, name="allowlists", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-        self.connection.stop()
-
-    def site_changed(self, site: str) -> None:
-        """`RegistryListener`: republish the site's lists after `debounce` seconds."""
-        with self._lock:
-            self._due.setdefault(site, time.monotonic() + self._debounce)
-            self._lock.notify_all()
 
     def publish_site(self, site: str) -> dict[str, int]:
         """Build and publish the lists of every agent of `site` now; their versions by agent."""
@@ -214,37 +177,6 @@ class AllowlistPublisher:
         last = self.stats.last_versions.get((site, agent), -1)
         return max(last + 1, int(now.timestamp() * 1000))
 
-    def _sites(self) -> list[str]:
+    def _site_slugs(self) -> list[str]:
         with self.sessions.begin() as session:
-            return list(session.scalars(select(SiteRow.slug).order_by(SiteRow.slug)))
-
-    def _loop(self) -> None:
-        while True:
-            with self._lock:
-                while not self._stopping:
-                    now = time.monotonic()
-                    due = [s for s, at in self._due.items() if at <= now]
-                    everything = self._all_due <= now
-                    if due or everything:
-                        break
-                    nearest = min([self._all_due, *self._due.values()])
-                    self._lock.wait(timeout=max(nearest - now, 0.001))
-                if self._stopping:
-                    return
-                for site in due:
-                    del self._due[site]
-                if everything:
-                    self._all_due = now + self._refresh
-                    self._due.clear()
-            try:
-                for site in self._sites() if everything else due:
-                    self.publish_site(site)
-            except Exception:
-                self.stats.failures += 1
-                log.exception("publishing allow-lists failed; retrying in a second")
-                with self._lock:
-                    retry = time.monotonic() + 1.0
-                    if everything:
-                        self._all_due = retry
-                    for site in due:
-                        self._due.setdefault(site, retry)
+            return site_slugs(session)

@@ -251,17 +251,29 @@ def _load_site(session: Session, slug: str) -> _SiteRow:
     return _SiteRow(row.id, row.key_id, site)
 
 
-def _door_query(site: _SiteRow) -> sa.Select[str, bool, bool, str | None]:
+_DoorColumns = tuple[str, bool, bool, str | None, dict[str, Any] | None]
+
+
+def _door_query(site: _SiteRow) -> sa.Select[*_DoorColumns]:
     return (
-        sa.select(m.DoorRow.slug, m.DoorRow.anti_passback, m.DoorRow.locked_down, m.AgentRow.slug)
+        sa.select(
+            m.DoorRow.slug,
+            m.DoorRow.anti_passback,
+            m.DoorRow.locked_down,
+            m.AgentRow.slug,
+            m.DoorRow.wiring,
+        )
         .outerjoin(m.AgentRow, m.AgentRow.id == m.DoorRow.agent_id)
         .where(m.DoorRow.site_id == site.id)
     )
 
 
-def _door_info(site: _SiteRow, row: sa.Row[str, bool, bool, str | None]) -> DoorInfo:
-    slug, anti_passback, locked_down, agent = row
-    return DoorInfo(Door(slug, site.site.id, locked_down, anti_passback), agent)
+def _door_info(site: _SiteRow, row: sa.Row[*_DoorColumns]) -> DoorInfo:
+    slug, anti_passback, locked_down, agent, wiring = row
+    unlock_ms = None if wiring is None else wiring.get("unlock_ms")
+    door = Door(slug, site.site.id, locked_down, anti_passback,
+                unlock_ms=unlock_ms if isinstance(unlock_ms, int) else None)  # fmt: skip
+    return DoorInfo(door, agent)
 
 
 def _load_holders(

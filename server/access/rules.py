@@ -182,6 +182,8 @@ class Door:
     site_id: str
     locked_down: bool = False
     anti_passback: bool = False
+    unlock_ms: int | None = None
+    """How long an allowed tap releases its strike (its wiring's); None: the server's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -383,7 +383,7 @@ class DoorWorker:
             return deny, entry(allowed=False, reason=decision.reason.value, member_id=member_id)
         if member_id is not None:
             self._remember_direction(facts, member_id, decision, now)
-        ms = self._door_unlock_ms.get((site, door), self._unlock_ms)
+        ms = facts.door.unlock_ms or self._door_unlock_ms.get((site, door), self._unlock_ms)
         unlock = Unlock(door=door, ms=ms, request_id=tap.request_id)
         return unlock, entry(allowed=True, reason=decision.reason.value, member_id=member_id)
 

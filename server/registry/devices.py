@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ruche.broker import DeskSensor, DoorHardware
 from ruche.broker.passwords import generate_password, hash_password
 from ruche.server.errors import Invalid, NotFound
+from ruche.server.registry.agent_config import check_agent_wiring, wiring_json
 from ruche.server.registry.base import UNSET, _savepoint, _Unset, _update, check_slug, get
 from ruche.server.storage.models import (
     AgentRow,
@@ -87,14 +89,18 @@ def create_desk(
     agent_id: int | None = None,
     x: int | None = None,
     y: int | None = None,
+    wiring: DeskSensor | None = None,
 ) -> DeskRow:
-    """A desk in a zone (and so at the zone's site), optionally read by an agent."""
+    """A desk in a zone (and so at the zone's site), optionally read by an agent through
+    the sensor `wiring` says."""
     zone = get(session, ZoneRow, zone_id)
     check_slug(slug, "desk id")
     _check_agent(session, agent_id, zone.site_id)
-    desk = DeskRow(site_id=zone.site_id, zone_id=zone_id, slug=slug, agent_id=agent_id, x=x, y=y)
+    desk = DeskRow(site_id=zone.site_id, zone_id=zone_id, slug=slug, agent_id=agent_id, x=x, y=y,
+                   wiring=wiring_json(wiring))  # fmt: skip
     with _savepoint(session, f"desk {slug!r} already exists at site {zone.site_id}"):
         session.add(desk)
+    check_agent_wiring(session, desk.agent_id)
     return desk
 
 
@@ -118,6 +124,7 @@ def update_desk(
     agent_id: int | _Unset | None = UNSET,
     x: int | _Unset | None = UNSET,
     y: int | _Unset | None = UNSET,
+    wiring: DeskSensor | _Unset | None = UNSET,
 ) -> DeskRow:
     """Change a desk; it may move to another zone of the same site only."""
     desk = get(session, DeskRow, desk_id)
@@ -131,8 +138,16 @@ def update_desk(
         session,
         desk,
         f"desk {slug!r} already exists",
-        {"slug": slug, "zone_id": zone_id, "agent_id": agent_id, "x": x, "y": y},
+        {
+            "slug": slug,
+            "zone_id": zone_id,
+            "agent_id": agent_id,
+            "x": x,
+            "y": y,
+            "wiring": wiring if isinstance(wiring, _Unset) else wiring_json(wiring),
+        },
     )
+    check_agent_wiring(session, desk.agent_id)
     return desk
 
 
@@ -144,6 +159,7 @@ def create_door(
     name: str = "",
     agent_id: int | None = None,
     anti_passback: bool = False,
+    wiring: DoorHardware | None = None,
 ) -> DoorRow:
     get(session, SiteRow, site_id)
     check_slug(slug, "door id")
@@ -155,9 +171,11 @@ def create_door(
         agent_id=agent_id,
         anti_passback=anti_passback,
         locked_down=False,
+        wiring=wiring_json(wiring),
     )
     with _savepoint(session, f"door {slug!r} already exists at site {site_id}"):
         session.add(door)
+    check_agent_wiring(session, door.agent_id)
     return door
 
 
@@ -189,6 +207,7 @@ def update_door(
     agent_id: int | _Unset | None = UNSET,
     anti_passback: bool | _Unset = UNSET,
     locked_down: bool | _Unset = UNSET,
+    wiring: DoorHardware | _Unset | None = UNSET,
 ) -> DoorRow:
     door = get(session, DoorRow, door_id)
     if not isinstance(agent_id, _Unset):
@@ -202,8 +221,10 @@ def update_door(
             "agent_id": agent_id,
             "anti_passback": anti_passback,
             "locked_down": locked_down,
+            "wiring": wiring if isinstance(wiring, _Unset) else wiring_json(wiring),
         },
     )
+    check_agent_wiring(session, door.agent_id)
     return door
 
 

@@ -93,6 +93,11 @@ def list_sites(session: Session) -> list[SiteRow]:
     return list(session.scalars(select(SiteRow).order_by(SiteRow.id)))
 
 
+def site_slugs(session: Session) -> list[str]:
+    """Every site's slug, in order."""
+    return list(session.scalars(select(SiteRow.slug).order_by(SiteRow.slug)))
+
+
 def update_site(
     session: Session,
     site_id: int,

@@ -210,6 +210,9 @@ class DeskRow(Base):
     x: Mapped[int | None]
     """Grid position on the floor page, if placed."""
     y: Mapped[int | None]
+    wiring: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    """Its sensor on the agent's Pi (`ruche.broker.DeskSensor` as JSON); None: not wired,
+    left out of the agent's config."""
 
 
 class DoorRow(Base):
@@ -226,6 +229,9 @@ class DoorRow(Base):
     )
     anti_passback: Mapped[bool] = mapped_column(default=False)
     locked_down: Mapped[bool] = mapped_column(default=False)
+    wiring: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    """Its reader, strike and contact on the agent's Pi (`ruche.broker.DoorHardware` as
+    JSON); None: not wired, left out of the agent's config."""
 
 
 # --- members, badges, plans --------------------------------------------------------------

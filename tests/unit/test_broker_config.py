@@ -130,7 +130,7 @@ def _roles(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 class TestAgentRules:
-    """Each agent may write only its own events, and subscribe to and read only the three
+    """Each agent may write only its own events, and subscribe to and read only the four
     topics the server writes for it, each by its literal name."""
 
     def test_agent_role(self):
@@ -144,7 +144,7 @@ class TestAgentRules:
             ("publishClientSend", f"{own}/door/+/tap"),
             ("publishClientSend", f"{own}/door/+/event"),
             *((kind, f"{own}/{channel}")
-              for channel in ("cmd", "allowlist", "ack")
+              for channel in ("cmd", "allowlist", "ack", "config")
               for kind in ("subscribeLiteral", "publishClientReceive")),
         }  # fmt: skip
 

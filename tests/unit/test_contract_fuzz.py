@@ -42,6 +42,7 @@ VALID_TOPICS: dict[Channel, Topic] = {
     Channel.CMD: Topic.cmd(SITE, AGENT),
     Channel.ALLOWLIST: Topic.allowlist(SITE, AGENT),
     Channel.ACK: Topic.ack(SITE, AGENT),
+    Channel.CONFIG: Topic.config(SITE, AGENT),
 }
 
 TS = "2024-05-06T09:30:15Z"
@@ -93,6 +94,16 @@ VALID_OBJECTS: list[tuple[Channel, dict[str, Any]]] = [
         },
     ),
     (Channel.ACK, {"v": 1, "seq": 5}),
+    (
+        Channel.CONFIG,
+        {
+            "v": 1,
+            "version": 4,
+            "issued": TS,
+            "doors": [{"id": "front", "relay_pin": 17, "contact_pin": 27, "reader": "usb"}],
+            "desks": [{"id": "desk-07", "serial": "/dev/ttyUSB0"}, {"id": "d8", "pir_pin": 5}],
+        },
+    ),
 ]
 
 # Every field name any payload of the contract knows, so random objects hit real fields.

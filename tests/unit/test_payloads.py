@@ -14,16 +14,19 @@ from ruche.broker import (
     MAX_ALLOWLIST_BYTES,
     MAX_EVENT_BYTES,
     Ack,
+    AgentConfig,
     AllowEntry,
     Allowlist,
     Channel,
     ContractError,
     Deny,
     DeskBadge,
+    DeskSetup,
     DoorClosed,
     DoorForced,
     DoorHeldOpen,
     DoorOpened,
+    DoorSetup,
     EventPayload,
     Lockdown,
     Message,
@@ -64,11 +67,21 @@ DOOR_EVENT = Topic.door_event(SITE, AGENT, "front")
 CMD = Topic.cmd(SITE, AGENT)
 ALLOWLIST = Topic.allowlist(SITE, AGENT)
 ACK = Topic.ack(SITE, AGENT)
+CONFIG = Topic.config(SITE, AGENT)
 
 TOPICS: dict[Channel, Topic] = {
     topic.channel: topic
-    for topic in (STATUS, PRESENCE, DESK_BADGE, TAP, DOOR_EVENT, CMD, ALLOWLIST, ACK)
+    for topic in (STATUS, PRESENCE, DESK_BADGE, TAP, DOOR_EVENT, CMD, ALLOWLIST, ACK, CONFIG)
 }
+CONFIG_SAMPLE = AgentConfig(
+    version=12,
+    issued=TS,
+    doors=(DoorSetup(id="front", reader="udp:127.0.0.1:54321", relay_pin=17, contact_pin=27),),
+    desks=(
+        DeskSetup(id="desk-07", serial="/dev/ttyUSB0"),
+        DeskSetup(id="desk-08", pir_pin=5, leave_s=30.0),
+    ),
+)
 
 ALLOWLIST_SAMPLE = Allowlist(
     version=7,
@@ -170,6 +183,8 @@ SAMPLES: list[tuple[Topic, Payload]] = [
     (ALLOWLIST, Allowlist(version=0, issued=TS, expires=TS + timedelta(seconds=1))),
     (ACK, Ack(seq=0)),
     (ACK, Ack(seq=MAX_SEQ)),
+    (CONFIG, CONFIG_SAMPLE),
+    (CONFIG, AgentConfig(version=0, issued=TS)),
 ]
 SAMPLE_IDS = [f"{topic.channel}-{type(payload).__name__}" for topic, payload in SAMPLES]
 
@@ -631,18 +646,19 @@ class TestSizeLimits:
     def test_limits(self) -> None:
         assert MAX_EVENT_BYTES == 4 * 1024
         assert MAX_ALLOWLIST_BYTES == 4 * 1024 * 1024
-        for channel in Channel:
+        assert max_bytes(Channel.CONFIG) == 256 * 1024
+        for channel in set(Channel) - {Channel.CONFIG}:
             expected = MAX_ALLOWLIST_BYTES if channel is Channel.ALLOWLIST else MAX_EVENT_BYTES
             assert max_bytes(channel) == expected
 
-    @pytest.mark.parametrize("channel", [c for c in Channel if c is not Channel.ALLOWLIST])
+    @pytest.mark.parametrize("channel", sorted(set(Channel) - {Channel.ALLOWLIST, Channel.CONFIG}))
     def test_event_at_limit_decodes(self, channel: Channel) -> None:
         data = json.dumps(sample_dict(channel)).encode()
         padded = data + b" " * (MAX_EVENT_BYTES - len(data))
         assert len(padded) == MAX_EVENT_BYTES
         assert decode(str(TOPICS[channel]), padded).topic == TOPICS[channel]
 
-    @pytest.mark.parametrize("channel", [c for c in Channel if c is not Channel.ALLOWLIST])
+    @pytest.mark.parametrize("channel", sorted(set(Channel) - {Channel.ALLOWLIST, Channel.CONFIG}))
     def test_event_over_limit(self, channel: Channel) -> None:
         data = json.dumps(sample_dict(channel)).encode()
         padded = data + b" " * (MAX_EVENT_BYTES + 1 - len(data))
@@ -675,6 +691,11 @@ class TestSizeLimits:
         data = encode(ALLOWLIST_SAMPLE)
         padded = data + b" " * (MAX_ALLOWLIST_BYTES + 1 - len(data))
         assert refusal(ALLOWLIST, padded).reason is Reason.OVERSIZED
+
+    def test_config_over_limit(self) -> None:
+        data = encode(CONFIG_SAMPLE)
+        padded = data + b" " * (max_bytes(Channel.CONFIG) + 1 - len(data))
+        assert refusal(CONFIG, padded).reason is Reason.OVERSIZED
 
     def test_oversized_event_refused_on_decode_payload_too(self) -> None:
         with pytest.raises(ContractError) as info:
@@ -768,3 +789,37 @@ class TestEncodeFor:
         with pytest.raises(ContractError) as info:
             encode_for(Channel.STATUS, big)  # a 4 KiB channel
         assert info.value.reason is Reason.OVERSIZED
+
+
+class TestAgentConfig:
+    """A config the agent could not wire is refused by the contract, naming why."""
+
+    @pytest.mark.parametrize(
+        ("change", "words"),
+        [
+            pytest.param({"doors": [{"id": "a", "relay_pin": 1, "contact_pin": 1}]},
+                         "one pin twice", id="door-pin-twice"),
+            pytest.param({"doors": [{"id": "a", "relay_pin": 1, "contact_pin": 2},
+                                    {"id": "b", "relay_pin": 2, "contact_pin": 3}]},
+                         "wired to two things", id="pin-shared-by-doors"),
+            pytest.param({"doors": [{"id": "a", "relay_pin": 1, "contact_pin": 2}],
+                          "desks": [{"id": "d", "pir_pin": 2}]},
+                         "wired to two things", id="pin-shared-by-door-and-pir"),
+            pytest.param({"desks": [{"id": "d", "serial": "/dev/x"},
+                                    {"id": "e", "serial": "/dev/x"}]},
+                         "serial port reads two desks", id="serial-twice"),
+            pytest.param({"desks": [{"id": "d"}]}, "exactly one of", id="desk-without-sensor"),
+            pytest.param({"desks": [{"id": "d", "pir_pin": 1}, {"id": "d", "pir_pin": 2}]},
+                         "unique", id="desk-id-twice"),
+            pytest.param({"doors": [{"id": "a", "relay_pin": 1, "contact_pin": 2,
+                                     "reader": "bluetooth"}]},
+                         "not an nfcpy device", id="bad-reader"),
+            pytest.param({"doors": [{"id": "a", "relay_pin": 41, "contact_pin": 2}]},
+                         "less than or equal to 40", id="pin-off-the-header"),
+        ],
+    )  # fmt: skip
+    def test_refused(self, change: dict[str, Any], words: str) -> None:
+        data = {"v": 1, "version": 1, "issued": "2026-01-05T09:00:00+01:00", **change}
+        error = refusal(CONFIG, data)
+        assert error.reason in (Reason.BAD_VALUE, Reason.MISSING_FIELD)
+        assert words in error.detail

@@ -33,6 +33,7 @@ CONTRACT_TABLE = [
     (Topic.cmd(SITE, AGENT), f"{PREFIX}/cmd"),
     (Topic.allowlist(SITE, AGENT), f"{PREFIX}/allowlist"),
     (Topic.ack(SITE, AGENT), f"{PREFIX}/ack"),
+    (Topic.config(SITE, AGENT), f"{PREFIX}/config"),
 ]
 TABLE_IDS = [str(topic.channel) for topic, _ in CONTRACT_TABLE]
 
@@ -74,7 +75,7 @@ class TestBuilders:
         assert Topic.door_event(SITE, AGENT, "front").device == "front"
 
     def test_agent_level_channels_have_no_device(self) -> None:
-        for build in (Topic.status, Topic.cmd, Topic.allowlist, Topic.ack):
+        for build in (Topic.status, Topic.cmd, Topic.allowlist, Topic.ack, Topic.config):
             assert build(SITE, AGENT).device is None
 
     def test_longest_ids_are_accepted(self) -> None:
@@ -98,8 +99,8 @@ class TestChannelSets:
     def test_event_channels_are_agent_channels_without_status(self) -> None:
         assert AGENT_CHANNELS - {Channel.STATUS} == EVENT_CHANNELS
 
-    def test_server_publishes_cmd_allowlist_and_ack(self) -> None:
-        assert {Channel.CMD, Channel.ALLOWLIST, Channel.ACK} == SERVER_CHANNELS
+    def test_server_publishes_cmd_allowlist_ack_and_config(self) -> None:
+        assert {Channel.CMD, Channel.ALLOWLIST, Channel.ACK, Channel.CONFIG} == SERVER_CHANNELS
 
 
 class TestParseRoundTrip:
@@ -247,7 +248,7 @@ class TestTopicConstruction:
         assert info.value.reason is Reason.BAD_TOPIC
 
     @pytest.mark.parametrize(
-        "channel", [Channel.STATUS, Channel.CMD, Channel.ALLOWLIST, Channel.ACK]
+        "channel", [Channel.STATUS, Channel.CMD, Channel.ALLOWLIST, Channel.ACK, Channel.CONFIG]
     )
     def test_agent_channel_with_device(self, channel: Channel) -> None:
         with pytest.raises(ContractError) as info:

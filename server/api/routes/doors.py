@@ -52,7 +52,9 @@ def list_doors(site: ManagedSite, session: SessionDep, paging: PagingDep) -> Doo
 def create_door(
     site: ManagedSite, body: DoorCreate, session: SessionDep, changes: ChangesDep
 ) -> DoorPublic:
-    door = registry.create_door(session, site_id=site.id, **body.model_dump())
+    door = registry.create_door(session, site_id=site.id, slug=body.slug, name=body.name,
+                                agent_id=body.agent_id, anti_passback=body.anti_passback,
+                                wiring=body.wiring)  # fmt: skip
     changes.site_changed(site.slug)
     changes.commit()
     return DoorPublic.model_validate(door)
@@ -67,8 +69,12 @@ def read_door(door: DoorInScope) -> DoorPublic:
 def update_door(
     door: DoorInScope, body: DoorUpdate, session: SessionDep, changes: ChangesDep
 ) -> DoorPublic:
-    """Rename, re-assign to an agent (null: none) or set anti-passback; lockdown has its own."""
-    registry.update_door(session, door.id, **patch(body, frozenset({"agent_id"})))
+    """Rename, re-assign to an agent (null: none), set anti-passback, or (re)wire it (its
+    agent takes the change from its config within seconds); lockdown has its own."""
+    fields = patch(body, frozenset({"agent_id", "wiring"}))
+    if "wiring" in fields:
+        fields["wiring"] = body.wiring
+    registry.update_door(session, door.id, **fields)
     changes.site_changed(registry.get(session, SiteRow, door.site_id).slug)
     changes.commit()
     return DoorPublic.model_validate(door)

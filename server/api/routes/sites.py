@@ -204,8 +204,10 @@ def create_desk(
     if registry.get(session, ZoneRow, body.zone_id).site_id != site.id:
         raise Invalid(f"zone {body.zone_id} is not at site {site.id}: pick one of its zones")
     desk = registry.create_desk(
-        session, zone_id=body.zone_id, slug=body.slug, agent_id=body.agent_id, x=body.x, y=body.y
-    )
+        session, zone_id=body.zone_id, slug=body.slug, agent_id=body.agent_id, x=body.x, y=body.y,
+        wiring=body.wiring,
+    )  # fmt: skip
+    changes.site_changed(site.slug)
     changes.commit()
     return DeskPublic.model_validate(desk)
 
@@ -219,8 +221,13 @@ def read_desk(desk: DeskInScope) -> DeskPublic:
 def update_desk(
     desk: DeskInScope, body: DeskUpdate, session: SessionDep, changes: ChangesDep
 ) -> DeskPublic:
-    """Rename, move within the site, re-assign to an agent (null: none), or place a desk."""
-    registry.update_desk(session, desk.id, **patch(body, frozenset({"agent_id", "x", "y"})))
+    """Rename, move within the site, re-assign to an agent (null: none), place a desk, or
+    (re)wire it: its agent takes the change from its config within seconds."""
+    fields = patch(body, frozenset({"agent_id", "x", "y", "wiring"}))
+    if "wiring" in fields:
+        fields["wiring"] = body.wiring
+    registry.update_desk(session, desk.id, **fields)
+    changes.site_changed(registry.get(session, SiteRow, desk.site_id).slug)
     changes.commit()
     return DeskPublic.model_validate(desk)
 
@@ -228,7 +235,9 @@ def update_desk(
 @router.delete("/desks/{desk_id}", tags=["floor"], status_code=NO_CONTENT)
 def delete_desk(desk: DeskInScope, session: SessionDep, changes: ChangesDep) -> None:
     """Delete a desk (409 while bookings refer to it)."""
+    site = registry.get(session, SiteRow, desk.site_id)
     registry.delete(session, DeskRow, desk.id)
+    changes.site_changed(site.slug)
     changes.commit()
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
 )
 
+from ruche.broker import DeskSensor, DoorHardware
 from ruche.server.api.schemas.base import GridPosition, Label, Name, Page, RowId, Slug, _In, _Out
 
 
@@ -49,6 +52,32 @@ class AgentsPublic(Page[AgentPublic]):
     pass
 
 
+class DoorWiring(DoorHardware):
+    """How the door is wired to its agent's Pi; the agent takes it from its `config`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=False,
+        json_schema_extra={
+            "examples": [{"reader": "usb", "relay_pin": 17, "contact_pin": 27, "exit_pin": 22}]
+        },
+    )
+
+    v: Literal[1] = Field(default=1, exclude=True)
+
+
+class DeskWiring(DeskSensor):
+    """The desk's sensor on its agent's Pi: `serial` (an LD2410 radar) or `pir_pin`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=False,
+        json_schema_extra={"examples": [{"serial": "/dev/ttyUSB0"}, {"pir_pin": 5}]},
+    )
+
+    v: Literal[1] = Field(default=1, exclude=True)
+
+
 class DeskCreate(_In):
     model_config = ConfigDict(
         extra="forbid",
@@ -60,6 +89,7 @@ class DeskCreate(_In):
     agent_id: RowId | None = None
     x: GridPosition | None = None
     y: GridPosition | None = None
+    wiring: DeskWiring | None = None
 
 
 class DeskUpdate(_In):
@@ -68,6 +98,7 @@ class DeskUpdate(_In):
     agent_id: RowId | None = None
     x: GridPosition | None = None
     y: GridPosition | None = None
+    wiring: DeskWiring | None = Field(default=None, description="null: no longer wired.")
 
 
 class DeskPublic(_Out):
@@ -78,6 +109,7 @@ class DeskPublic(_Out):
     agent_id: int | None
     x: int | None
     y: int | None
+    wiring: DeskWiring | None
 
 
 class DesksPublic(Page[DeskPublic]):
@@ -94,6 +126,7 @@ class DoorCreate(_In):
     name: Label = ""
     agent_id: RowId | None = None
     anti_passback: bool = False
+    wiring: DoorWiring | None = None
 
 
 class DoorUpdate(_In):
@@ -102,6 +135,7 @@ class DoorUpdate(_In):
     name: Label | None = None
     agent_id: RowId | None = None
     anti_passback: bool | None = None
+    wiring: DoorWiring | None = Field(default=None, description="null: no longer wired.")
 
 
 class DoorPublic(_Out):
@@ -112,6 +146,7 @@ class DoorPublic(_Out):
     agent_id: int | None
     anti_passback: bool
     locked_down: bool
+    wiring: DoorWiring | None
 
 
 class DoorsPublic(Page[DoorPublic]):
