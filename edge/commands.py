@@ -1,13 +1,15 @@
-"""`ruche edge run`: the agent on a Pi."""
+"""`ruche edge run|install`: the agent on a Pi, and its systemd unit."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ruche.commands import CliError, Filler
 from ruche.edge.nfc import NfcError
 from ruche.edge.run import run_agent
+from ruche.edge.service import install_agent
 from ruche.edge.settings import ConfigError
 from ruche.logs import configure_logging
 
@@ -20,12 +22,34 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
 
 
+def _install(args: argparse.Namespace) -> int:
+    try:
+        done = install_agent(args.config, args.root)
+    except ValueError as exc:  # ConfigError, UnitError
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"{exc.filename or args.root}: {exc.strerror}") from exc
+    print("\n".join(done.report()))
+    for warning in done.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
 def _fill_edge(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="edge_command", required=True, metavar="ACTION")
     run = actions.add_parser("run", help="run the agent")
     run.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     run.set_defaults(handler=_run)
+    install = actions.add_parser(
+        "install", help="write the agent's systemd unit (ruche-agent.service)"
+    )
+    install.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
+    install.add_argument(
+        "--root", type=Path, default=Path("/"),
+        help="write under this folder instead of / (to prepare an image)",
+    )  # fmt: skip
+    install.set_defaults(handler=_install)
 
 
 COMMANDS: dict[str, Filler] = {"edge": _fill_edge}

@@ -1,17 +1,34 @@
-"""`ruche edge run`: build the agent from its config and run it until told to stop."""
+"""`ruche edge run`: build the agent from its config and run it until told to stop.
+
+Under systemd (`NOTIFY_SOCKET` set, `ruche edge install` writes the unit) the agent says
+READY=1 once it has started, WATCHDOG=1 every half watchdog period while its threads are
+alive, and STOPPING=1 when it stops. Without `NOTIFY_SOCKET` it just waits for a signal.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from types import FrameType
 
+from systemd_watchdog import WatchDog
+
+from ruche.broker.accounts import agent_username
 from ruche.edge.agent import Agent
 from ruche.edge.settings import AgentSettings, load_settings
 
 log = logging.getLogger(__name__)
+
+HANG_FILE_ENV = "RUCHE_EDGE_HANG_FILE"
+"""Test hook: while the file this variable names exists, the main loop blocks and pings
+nothing, which is what a hung agent looks like to systemd's watchdog
+(tests/e2e/test_watchdog.py). Unset in production."""
+
+_HANG_POLL_S = 0.1
 
 
 def pin_factory_for(settings: AgentSettings) -> object | None:
@@ -22,6 +39,96 @@ def pin_factory_for(settings: AgentSettings) -> object | None:
         factory: object = MockFactory()
         return factory
     return None
+
+
+def expected_threads(settings: AgentSettings) -> frozenset[str]:
+    """The threads a started agent keeps running, by the names their modules give them: the
+    link's network thread (paho's, named for the client id) and outbox sender, each door's
+    deadline worker and badge reader, each desk's radar or PIR reader."""
+    names = {"outbox-sender", f"paho-mqtt-client-{agent_username(settings.site, settings.agent)}"}
+    for door in settings.doors:
+        names |= {f"door-{door.relay_pin}", f"nfc-reader-{door.id}-reader"}
+    for desk in settings.desks:
+        names.add(f"radar-{desk.id}" if desk.serial is not None else f"pir-{desk.id}")
+    return frozenset(names)
+
+
+def stalled_threads(settings: AgentSettings) -> list[str]:
+    """Those of `expected_threads` that are not running: an exception ended them, and the
+    part they serve (the link, a door, a reader, a desk) is dead until a restart."""
+    alive = {thread.name for thread in threading.enumerate() if thread.is_alive()}
+    return sorted(expected_threads(settings) - alive)
+
+
+class Systemd:
+    """The agent's side of sd_notify(3): a no-op without `NOTIFY_SOCKET`."""
+
+    def __init__(self) -> None:
+        self._address = os.environ.get("NOTIFY_SOCKET") or None
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._watchdog = WatchDog(sock=self._socket, addr=self._address)
+
+    @property
+    def enabled(self) -> bool:
+        return self._watchdog.is_enabled
+
+    @property
+    def ping_every(self) -> float:
+        """Half the watchdog period (WATCHDOG_USEC), as sd_watchdog_enabled(3) advises;
+        half a day when the unit has no watchdog, where pings are ignored anyway."""
+        return self._watchdog.timeout_td.total_seconds() / 2
+
+    def ready(self) -> None:
+        self._watchdog.ready()
+        # The watchdog is armed from READY=1 on: the first ping goes with it.
+        self._watchdog.notify()
+
+    def ping(self) -> None:
+        # notify(), not the library's ping(): ping() skips when less than half the period
+        # has passed, and a loop waking every half period would then skip every other one.
+        self._watchdog.notify()
+
+    def status(self, text: str) -> None:
+        self._watchdog.status(text)
+
+    def stopping(self) -> None:
+        # The library has no STOPPING=1; it goes out on its socket, to its address.
+        if self._address is not None:
+            abstract = self._address.startswith("@")
+            address = "\0" + self._address[1:] if abstract else self._address
+            self._socket.sendto(b"STOPPING=1\n", address)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def _hang_while_told(hang_file: Path | None, stop: threading.Event) -> None:
+    """The test hook of HANG_FILE_ENV: block while the file exists (or until `stop`)."""
+    if hang_file is None or not hang_file.exists():
+        return
+    log.warning("%s exists: hanging without pinging the watchdog (test hook)", hang_file)
+    while hang_file.exists() and not stop.wait(_HANG_POLL_S):
+        pass
+
+
+def _watch(settings: AgentSettings, systemd: Systemd, stop: threading.Event) -> None:
+    """Ping the watchdog every half period while every part of the agent runs."""
+    hang = os.environ.get(HANG_FILE_ENV)
+    hang_file = Path(hang) if hang else None
+    healthy = True
+    while not stop.wait(systemd.ping_every):
+        _hang_while_told(hang_file, stop)
+        stalled = stalled_threads(settings)
+        if stalled:
+            # No ping: systemd aborts the agent at the end of the period and restarts it.
+            log.error("not pinging the watchdog: stopped threads %s", ", ".join(stalled))
+            systemd.status(f"stalled: {', '.join(stalled)} stopped")
+            healthy = False
+            continue
+        if not healthy:
+            systemd.status("running")
+            healthy = True
+        systemd.ping()
 
 
 def run_agent(config: Path, *, stop: threading.Event | None = None) -> int:
@@ -37,9 +144,16 @@ def run_agent(config: Path, *, stop: threading.Event | None = None) -> int:
         signal.signal(sig, _on_signal)
     agent = Agent(settings, pin_factory=pin_factory_for(settings))
     agent.start()
+    systemd = Systemd()
     try:
-        stop.wait()
+        if systemd.enabled:
+            systemd.ready()
+            _watch(settings, systemd, stop)
+        else:
+            stop.wait()
     finally:
+        systemd.stopping()
+        systemd.close()
         agent.stop()
     log.info("agent stopped; %d events wait in the outbox", agent.outbox.depth)
     return 0

@@ -15,6 +15,7 @@ from ruche.commands import CliError, Filler, at_least_one
 from ruche.logs import configure_logging
 from ruche.server.access import audit
 from ruche.server.billing import operator as billing
+from ruche.server.deploy.units import install_server
 from ruche.server.errors import DomainError
 from ruche.server.registry import admin
 from ruche.server.run import run_ingest, run_server
@@ -84,6 +85,19 @@ def _broker_config(args: argparse.Namespace) -> int:
     return write_for(users, args)
 
 
+def _install(args: argparse.Namespace) -> int:
+    try:
+        done = install_server(args.config, args.root)
+    except ValueError as exc:  # ServerConfigError, UnitError
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"{exc.filename or args.root}: {exc.strerror}") from exc
+    print("\n".join(done.report()))
+    for warning in done.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
 def _fill_server(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="server_command", required=True, metavar="ACTION")
     run = actions.add_parser("run", help="the REST API and the MQTT workers")
@@ -117,6 +131,17 @@ def _fill_server(parser: argparse.ArgumentParser) -> None:
     broker.add_argument("--config", type=Path, required=True, help="the server's TOML file")
     add_listener_options(broker)
     broker.set_defaults(handler=_broker_config)
+    units = actions.add_parser(
+        "install", help="write ruche-server.service and Mosquitto's drop-in for systemd",
+        description="Units for this installation's `ruche`, the config file given and "
+        "Mosquitto's configuration beside it (<dir>/mosquitto/mosquitto.conf).",
+    )  # fmt: skip
+    units.add_argument("--config", type=Path, required=True, help="the server's TOML file")
+    units.add_argument(
+        "--root", type=Path, default=Path("/"),
+        help="write under this folder instead of / (to prepare an image)",
+    )  # fmt: skip
+    units.set_defaults(handler=_install)
 
 
 # --- ruche admin, ruche audit --------------------------------------------------------
