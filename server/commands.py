@@ -1,5 +1,5 @@
-"""The server's commands: `ruche server run|ingest|migrate|broker-config`, `ruche admin ...`,
-`ruche audit verify` and `ruche billing close|export|pdf`."""
+"""The server's commands: `ruche server run|ingest|migrate|broker-config|backup|restore`,
+`ruche admin ...`, `ruche audit verify` and `ruche billing close|export|pdf`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ruche.commands import CliError, Filler, at_least_one
 from ruche.logs import configure_logging
 from ruche.server.access import audit
 from ruche.server.billing import operator as billing
+from ruche.server.deploy import backup
 from ruche.server.deploy.units import install_server
 from ruche.server.errors import DomainError
 from ruche.server.registry import admin
@@ -98,6 +99,41 @@ def _install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configured_database(args: argparse.Namespace) -> str:
+    try:
+        return load_server_settings(args.config).database_url
+    except ServerConfigError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _backup(args: argparse.Namespace) -> int:
+    url = _configured_database(args)
+    if backup.is_postgres(url):
+        raise CliError("the database is PostgreSQL: back it up with PostgreSQL's own tools: "
+                       f"{backup.pg_dump_command(url, args.out)}")  # fmt: skip
+    say = functools.partial(print, file=sys.stderr, flush=True)
+    try:
+        done = backup.backup_sqlite(url, args.out, on_progress=backup.ProgressLines(say))
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from exc
+    print(backup.describe_backup(done))
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    url = _configured_database(args)
+    if backup.is_postgres(url):
+        raise CliError("the database is PostgreSQL: restore it with PostgreSQL's own tools: "
+                       f"{backup.pg_restore_command(url, args.source)}; `ruche server run` "
+                       "then migrates it")  # fmt: skip
+    try:
+        done = backup.restore_sqlite(url, args.source, force=args.force)
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from exc
+    print(backup.describe_restore(done))
+    return 0
+
+
 def _fill_server(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="server_command", required=True, metavar="ACTION")
     run = actions.add_parser("run", help="the REST API and the MQTT workers")
@@ -131,6 +167,24 @@ def _fill_server(parser: argparse.ArgumentParser) -> None:
     broker.add_argument("--config", type=Path, required=True, help="the server's TOML file")
     add_listener_options(broker)
     broker.set_defaults(handler=_broker_config)
+    save = actions.add_parser(
+        "backup", help="copy the SQLite database, even while the server runs",
+        description="A consistent copy through SQLite's online backup API, written to a "
+        "temporary file and renamed. On PostgreSQL it prints the pg_dump command instead.",
+    )  # fmt: skip
+    save.add_argument("--config", type=Path, required=True, help="the server's TOML file")
+    save.add_argument("--out", type=Path, required=True, help="the backup file to write")
+    save.set_defaults(handler=_backup)
+    restore = actions.add_parser(
+        "restore", help="put a backup in place of the database (server stopped), then migrate",
+        description="Checks that the file is a Ruche database, refuses while a server runs on "
+        "the database, replaces an existing one only with --force, then migrates it.",
+    )  # fmt: skip
+    restore.add_argument("--config", type=Path, required=True, help="the server's TOML file")
+    restore.add_argument("--from", dest="source", type=Path, required=True,
+                         help="the backup file (from `ruche server backup`)")  # fmt: skip
+    restore.add_argument("--force", action="store_true", help="replace an existing database")
+    restore.set_defaults(handler=_restore)
     units = actions.add_parser(
         "install", help="write ruche-server.service and Mosquitto's drop-in for systemd",
         description="Units for this installation's `ruche`, the config file given and "

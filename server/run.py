@@ -41,6 +41,7 @@ from ruche.server.registry.listener import RegistryListener, SiteChangeFanout
 from ruche.server.registry.ownership import DeviceOwners
 from ruche.server.settings import ServerSettings
 from ruche.server.storage.db import is_sqlite, make_engine, make_sessions, run_migrations
+from ruche.server.storage.lock import hold_database
 from ruche.server.storage.wal import WalCheckpointer
 from ruche.server.timeseries.influx import InfluxError, InfluxWriter
 from ruche.server.timeseries.points import write_events
@@ -267,6 +268,9 @@ def run_server(
     `workers > 1` also starts `workers - 1` ingest-only processes (`ruche server
     ingest`, same `config` and environment), restarted if they die.
     """
+    # Held until the process exits (the kernel drops it then, whatever happens before the
+    # try below): `ruche server restore` refuses while it is held.
+    held = hold_database(settings.database_url)
     run_migrations(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
@@ -306,6 +310,7 @@ def run_server(
         mqtt_workers.stop()
         ingest_engine.dispose()
         engine.dispose()
+        held.release()
     return 0
 
 
@@ -321,6 +326,7 @@ def ingest_database(url: str) -> tuple[Engine, WalCheckpointer | None]:
 def run_ingest(settings: ServerSettings, *, name: str) -> int:
     """`ruche server ingest`: one more ingestion process on the shared subscription, its
     InfluxDB spool in `spool_dir/name`; until SIGINT or SIGTERM."""
+    held = hold_database(settings.database_url)  # as run_server's
     engine, checkpointer = ingest_database(settings.database_url)
     influx = _influx_writer(settings, spool=name)
     sink = None if influx is None else functools.partial(write_events, influx)
@@ -353,6 +359,7 @@ def run_ingest(settings: ServerSettings, *, name: str) -> int:
         if influx is not None:
             influx.close()
         engine.dispose()
+        held.release()
     return 0
 
 
