@@ -8,9 +8,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ruche-installed
 # Binary -> Debian package. Tests and the demo start these themselves; the live-page
-# tests drive Debian's Chromium through Playwright (no browser download).
+# tests drive Debian's Chromium through Playwright (no browser download); the unit tests
+# check the systemd units Ruche writes with systemd-analyze (no systemd need be running).
 SYSTEM_DEPS := mosquitto:mosquitto influxd:influxdb openssl:openssl chromium:chromium \
-	pdftoppm:poppler-utils
+	pdftoppm:poppler-utils systemd-analyze:systemd
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
