@@ -9,6 +9,7 @@ configuration `ruche server init` generated beside the server's (`<dir>/mosquitt
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +86,7 @@ class ServerFiles:
             writes.append(workdir / settings.influx.spool_dir)
         return cls(
             workdir=workdir,
-            writes=tuple(dict.fromkeys(writes)),
+            writes=outermost(writes),
             database=database,
             local_broker=settings.mqtt.host in _LOOPBACK,
             http_port=settings.http.port,
@@ -272,20 +273,19 @@ def install_server(config: Path, root: Path = Path("/")) -> Installed:
     config = absolute(config)
     settings = load_server_settings(config)
     conf = mosquitto_conf(config)
-    broker_writes = mosquitto_writes(read_mosquitto_conf(conf))
+    conf_text = read_mosquitto_conf(conf)
+    broker = outermost(mosquitto_writes(conf_text))
     files = ServerFiles.of(config, settings)
     units = (
         server_unit(ruche=ruche_executable(), config=config, files=files),
-        mosquitto_dropin(config=config, conf=conf, writes=broker_writes),
+        mosquitto_dropin(config=config, conf=conf, writes=broker),
     )
     missing = [
         path
-        for path in dict.fromkeys((*files.writes, *broker_writes))
+        for path in dict.fromkeys((*files.writes, *broker))
         if not (root / path.relative_to("/")).is_dir()
     ]
-    shared = sorted(set(files.writes) & set(broker_writes))
-    # Not a folder Mosquitto writes too: the server taking it would lock Mosquitto out.
-    owned = [p for p in (*files.writes, files.database) if p is not None and p not in shared]
+    shared = [path for path in files.writes if path in broker]
     return Installed(
         files=tuple(install(units, root)),
         warnings=(
@@ -303,9 +303,49 @@ def install_server(config: Path, root: Path = Path("/")) -> Installed:
         next_steps=(
             f"id -u {USER} >/dev/null 2>&1 || useradd --system --user-group --home-dir / "
             f"--shell /usr/sbin/nologin {USER}",
-            *([f"chown {USER}:{USER} {' '.join(map(str, owned))}"] if owned else []),
+            *_ownership(files, broker, mosquitto_user(conf_text), shared),
             "systemctl daemon-reload",
             f"systemctl restart {MOSQUITTO_UNIT}",
             f"systemctl enable --now {SERVER_UNIT}",
         ),
     )
+
+
+def _ownership(
+    files: ServerFiles, broker: tuple[Path, ...], broker_user: str, shared: list[Path]
+) -> list[str]:
+    """The chown and chmod lines that give each account what it writes (a folder both
+    write is left to the person: it is named in a warning)."""
+    own = [path for path in files.writes if path not in shared]
+    # A server folder holding Mosquitto's: Mosquitto's group may pass through it.
+    holders = [path for path in own if any(b.is_relative_to(path) for b in broker)]
+    plain = [path for path in own if path not in holders]
+    if files.database is not None and files.database.parent not in shared:
+        plain.append(files.database)
+    steps = []
+    if plain:
+        steps.append(f"chown {USER}:{USER} {' '.join(map(str, plain))}")
+    if holders:
+        listed = " ".join(map(str, holders))
+        steps.append(f"chown {USER}:{broker_user} {listed} && chmod 0750 {listed}")
+    mosquitto_own = [path for path in broker if path not in shared]
+    if mosquitto_own and broker_user != "root":
+        steps.append(f"chown -R {broker_user}: {' '.join(map(str, mosquitto_own))}")
+    return steps
+
+
+def mosquitto_user(conf: str) -> str:
+    """The account Mosquitto runs as once started: its configuration's `user`, or the
+    one Debian's package makes."""
+    for line in conf.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key == "user" and value.strip():
+            return value.strip()
+    return "mosquitto"
+
+
+def outermost(paths: Iterable[Path]) -> tuple[Path, ...]:
+    """`paths` without those inside another of them: a folder made writable is writable
+    all the way down."""
+    unique = list(dict.fromkeys(paths))
+    return tuple(p for p in unique if not any(p != q and p.is_relative_to(q) for q in unique))

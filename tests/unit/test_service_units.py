@@ -208,6 +208,28 @@ class TestInstall:
             f"ExecStart=/usr/sbin/mosquitto -c {config.parent}/mosquitto/mosquitto.conf\n" in dropin
         )
 
+    def test_init_layout_gives_each_account_its_folders(self, tmp_path):
+        """The database, the spool and Mosquitto's folder in one state folder, as `ruche
+        server init` lays them out: the server owns the state folder, Mosquitto its own in
+        it and may pass through."""
+        state = tmp_path / "etc" / "state"
+        config = server_layout(
+            tmp_path / "etc",
+            f'database_url = "sqlite:///{state}/ruche.db"\n'
+            '[mqtt]\npassword = "a-long-real-password"\n'
+            f'[influx]\nspool_dir = "{state}/influx-spool"\n',
+        )
+        root = tmp_path / "root"
+        done = install_server(config, root)
+        server = (root / UNIT_DIR / "ruche-server.service").read_text()
+        dropin = (root / UNIT_DIR / "mosquitto.service.d/ruche.conf").read_text()
+        assert f"ReadWritePaths={state}\n" in server
+        assert f"ReadWritePaths={state}/mosquitto\n" in dropin
+        assert f"chown ruche:ruche {state}/ruche.db" in done.next_steps
+        assert f"chown ruche:mosquitto {state} && chmod 0750 {state}" in done.next_steps
+        assert f"chown -R mosquitto: {state}/mosquitto" in done.next_steps
+        assert not any("both by the server" in w for w in done.warnings)
+
     def test_server_install_without_mosquitto_conf_says_so(self, tmp_path):
         config = server_layout(tmp_path / "etc")
         (config.parent / "mosquitto" / "mosquitto.conf").unlink()
