@@ -7,11 +7,13 @@ alive, and STOPPING=1 when it stops. Without `NOTIFY_SOCKET` it just waits for a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -67,6 +69,7 @@ class Systemd:
         self._address = os.environ.get("NOTIFY_SOCKET") or None
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._watchdog = WatchDog(sock=self._socket, addr=self._address)
+        self._failed = False
 
     @property
     def enabled(self) -> bool:
@@ -79,24 +82,40 @@ class Systemd:
         return self._watchdog.timeout_td.total_seconds() / 2
 
     def ready(self) -> None:
-        self._watchdog.ready()
-        # The watchdog is armed from READY=1 on: the first ping goes with it.
-        self._watchdog.notify()
+        with self._failures("READY=1"):
+            self._watchdog.ready()
+            # The watchdog is armed from READY=1 on: the first ping goes with it.
+            self._watchdog.notify()
 
     def ping(self) -> None:
-        # notify(), not the library's ping(): ping() skips when less than half the period
-        # has passed, and a loop waking every half period would then skip every other one.
-        self._watchdog.notify()
+        with self._failures("WATCHDOG=1"):
+            # notify(), not the library's ping(): ping() skips when less than half the
+            # period has passed, and a loop waking every half period would skip every other.
+            self._watchdog.notify()
 
     def status(self, text: str) -> None:
-        self._watchdog.status(text)
+        with self._failures("STATUS="):
+            self._watchdog.status(text)
 
     def stopping(self) -> None:
         # The library has no STOPPING=1; it goes out on its socket, to its address.
         if self._address is not None:
             abstract = self._address.startswith("@")
             address = "\0" + self._address[1:] if abstract else self._address
-            self._socket.sendto(b"STOPPING=1\n", address)
+            with self._failures("STOPPING=1"):
+                self._socket.sendto(b"STOPPING=1\n", address)
+
+    @contextlib.contextmanager
+    def _failures(self, what: str) -> Iterator[None]:
+        # As sd_notify(3) does, a socket that cannot be reached (a NOTIFY_SOCKET inherited
+        # from elsewhere, a manager gone) is reported, never a reason for the doors to stop.
+        try:
+            yield
+        except OSError as exc:
+            # Once: a Pi's SD card must not fill with a line per ping.
+            level = logging.DEBUG if self._failed else logging.WARNING
+            self._failed = True
+            log.log(level, "could not tell systemd %s through %s: %s", what, self._address, exc)
 
     def close(self) -> None:
         self._socket.close()

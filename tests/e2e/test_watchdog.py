@@ -4,7 +4,10 @@ steady watchdog pings, and a hung agent aborted and started again."""
 from __future__ import annotations
 
 import itertools
+import os
 import queue
+import signal
+import subprocess
 import time
 
 import pytest
@@ -89,3 +92,22 @@ class TestUnderTheWatchdog:
         stopping = service.notices("STOPPING")
         assert stopping, "STOPPING=1 when told to stop"
         assert service.exits[-1] == 0
+
+
+class TestNoManagerListening:
+    """A NOTIFY_SOCKET nobody listens on (inherited from elsewhere) is said once; the agent
+    runs on."""
+
+    def test_agent_runs_and_says_it_once(self, site, agent_config, tmp_path):
+        env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "nobody"), "WATCHDOG_USEC": "400000"}
+        command = [str(ruche_executable()), "edge", "run", "--config", str(agent_config)]
+        agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        try:
+            assert eventually(lambda: retained_state(site) == "online", timeout=30)
+            time.sleep(1.0)  # several pings' worth
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            output, _ = agent.communicate(timeout=30)
+        assert agent.returncode == 0, output
+        assert output.count("could not tell systemd") == 1, output
