@@ -134,19 +134,15 @@ def _watch(settings: AgentSettings, systemd: Systemd, stop: threading.Event) -> 
     """Ping the watchdog every half period while every part of the agent runs."""
     hang = os.environ.get(HANG_FILE_ENV)
     hang_file = Path(hang) if hang else None
-    healthy = True
     while not stop.wait(systemd.ping_every):
         _hang_while_told(hang_file, stop)
         stalled = stalled_threads(settings)
         if stalled:
-            # No ping: systemd aborts the agent at the end of the period and restarts it.
+            # No ping: a thread does not come back, so systemd aborts the agent at the end
+            # of the period and starts it again.
             log.error("not pinging the watchdog: stopped threads %s", ", ".join(stalled))
             systemd.status(f"stalled: {', '.join(stalled)} stopped")
-            healthy = False
             continue
-        if not healthy:
-            systemd.status("running")
-            healthy = True
         systemd.ping()
 
 
