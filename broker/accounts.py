@@ -108,6 +108,8 @@ class AgentUser:
     site: str
     id: str
     password_hash: str
+    disabled: bool = False
+    """Mosquitto refuses it (the account is kept: enabling it lets the agent in again)."""
 
     @property
     def username(self) -> str:

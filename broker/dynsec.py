@@ -106,6 +106,7 @@ def _agent_client(agent: AgentUser) -> dict[str, Any]:
         "clientid": agent.client_id,
         **password_fields(agent.password_hash),
         "roles": [{"rolename": agent_role_name(agent.site, agent.id)}],
+        **({"disabled": True} if agent.disabled else {}),
     }
 
 

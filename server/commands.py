@@ -16,6 +16,7 @@ from ruche.logs import configure_logging
 from ruche.server.access import audit
 from ruche.server.billing import operator as billing
 from ruche.server.deploy import backup
+from ruche.server.deploy import commands as deploy_cli
 from ruche.server.deploy.units import install_server
 from ruche.server.errors import DomainError
 from ruche.server.registry import admin
@@ -136,6 +137,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _fill_server(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="server_command", required=True, metavar="ACTION")
+    deploy_cli.add_init(actions)
     run = actions.add_parser("run", help="the REST API and the MQTT workers")
     run.add_argument("--config", type=Path, help="the server's TOML file (RUCHE_ env overrides)")
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -224,16 +226,10 @@ def _admin(args: argparse.Namespace) -> int:
             case "member":
                 member_id = admin.add_member(url, name=args.name, email=args.email)
                 print(f"member {args.email} created (id {member_id})")
-            case "badge":
+            case _:
                 uid = _hex(args.uid)
                 token = admin.enrol_badge(url, member_email=args.member, site=args.site, uid=uid)
                 print(f"badge enrolled for {args.member}: token {token} (the UID is not stored)")
-            case _:
-                provision = admin.add_agent(url, site=args.site, agent=args.id)
-                print("# agent.toml for this agent (contains secrets: shown once)")
-                print(provision.agent_toml(host=args.broker_host, port=args.broker_port))
-                print("# then: ruche server broker-config --config server.toml --out ..., "
-                    "and restart Mosquitto")  # fmt: skip
     except DomainError as exc:
         raise CliError(str(exc)) from exc
     return 0
@@ -258,13 +254,9 @@ def _fill_admin(parser: argparse.ArgumentParser) -> None:
     badge.add_argument("--member", required=True, help="the member's email")
     badge.add_argument("--site", required=True, help="the site (slug) whose key hashes the UID")
     badge.add_argument("--uid", required=True, help="the card UID in hex")
-    agent = add("agent", help="register an agent and print its agent.toml")
-    agent.add_argument("--site", required=True)
-    agent.add_argument("--id", required=True, help="the agent id, e.g. door-a")
-    agent.add_argument("--broker-host", default="127.0.0.1", help="for the printed config")
-    agent.add_argument("--broker-port", type=int, default=8883, help="for the printed config")
-    for sub in (key, site, member, badge, agent):
+    for sub in (key, site, member, badge):
         sub.set_defaults(handler=_admin)
+    deploy_cli.add_agent(actions)
 
 
 def _verify(args: argparse.Namespace) -> int:

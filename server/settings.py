@@ -47,6 +47,11 @@ class ServerMqtt(_Group):
     password: SecretStr
     ca_file: Path | None = None
     keepalive: int = Field(default=30, ge=5, le=600)
+    agents_host: str | None = None
+    """The broker's name or address as agents reach it over the site network (it must be
+    in the broker's certificate): what `ruche admin agent add` writes in their files."""
+    agents_port: int = Field(default=8883, ge=1, le=65535)
+    """The broker's TLS port for agents."""
 
     @field_validator("password")
     @classmethod

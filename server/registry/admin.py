@@ -6,8 +6,6 @@ print; domain errors (`NotFound`, `Conflict`, `Invalid`) reach the CLI unchanged
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,43 +53,13 @@ def enrol_badge(url: str, *, member_email: str, site: str, uid: bytes) -> str:
         return registry.enrol_badge(session, member.id, key, uid).token
 
 
-@dataclass(frozen=True)
-class AgentProvision:
-    """What a new agent needs: its broker password (shown once) and the site's badge key."""
-
-    site: str
-    agent: str
-    password: str
-    site_key_hex: str
-
-    def agent_toml(self, *, host: str, port: int) -> str:
-        return (
-            f'site = "{self.site}"\nagent = "{self.agent}"\n'
-            f'site_key = "{self.site_key_hex}"\nstate_dir = "/var/lib/ruche"\n\n'
-            f'[mqtt]\nhost = "{host}"\nport = {port}\n'
-            f'username = "{self.site}/{self.agent}"\npassword = "{self.password}"\n'
-        )
-
-
-def add_agent(url: str, *, site: str, agent: str) -> AgentProvision:
-    """Register an agent (or give an existing one a new broker password)."""
-    with transaction(_sessions(url)) as session:
-        site_row = registry.get_site_by_slug(session, site)
-        try:
-            row = registry.get_agent_by_slug(session, site_row.id, agent)
-        except NotFound:
-            row = registry.create_agent(session, site_id=site_row.id, slug=agent)
-            session.flush()
-        password = registry.issue_agent_password(session, row.id)
-        key = registry.site_key_of(session, site_row.id)
-        return AgentProvision(site, agent, password, bytes(key.key).hex())
-
-
 def broker_users(url: str, *, server_username: str, server_password: str) -> BrokerUsers:
     """The broker's accounts from the registry: the server's, and every agent with a password."""
     with transaction(_sessions(url)) as session:
         rows = session.execute(
-            select(SiteRow.slug, AgentRow.slug, AgentRow.mqtt_password_hash)
+            select(
+                SiteRow.slug, AgentRow.slug, AgentRow.mqtt_password_hash, AgentRow.broker_disabled
+            )
             .join(SiteRow, SiteRow.id == AgentRow.site_id)
             .where(AgentRow.mqtt_password_hash.is_not(None))
             .order_by(SiteRow.slug, AgentRow.slug)
@@ -99,7 +67,11 @@ def broker_users(url: str, *, server_username: str, server_password: str) -> Bro
     return BrokerUsers(
         server_username=server_username,
         server_hash=hash_password(server_password),
-        agents=tuple(AgentUser(site, agent, digest) for site, agent, digest in rows if digest),
+        agents=tuple(
+            AgentUser(site, agent, digest, disabled)
+            for site, agent, digest, disabled in rows
+            if digest
+        ),
     )
 
 

@@ -193,6 +193,8 @@ class AgentRow(Base):
     """The agent id in MQTT topics and its broker account name."""
     mqtt_password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     """Mosquitto's `$7$` hash of the agent's broker password; None until one is issued."""
+    broker_disabled: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    """Its broker account is disabled: Mosquitto refuses it (`ruche admin agent disable`)."""
 
 
 class DeskRow(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import subprocess
@@ -24,8 +25,9 @@ def ruche(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 class TestProvisioning:
-    """An agent registered with `ruche admin agent` logs in to a broker configured from the
-    registry, with the password printed once."""
+    """An agent added with `ruche admin agent add` logs in to the running broker at once,
+    with the password written once; disabled, it is refused; the broker's config
+    regenerated from the registry holds its hash and its state, never its password."""
 
     def test_agent_from_registry_logs_in(self, tmp_path, probe_factory):
         db = f"sqlite:///{tmp_path / 'ruche.db'}"
@@ -38,39 +40,58 @@ class TestProvisioning:
             done = ruche("admin", args[0], "--database", db, *args[1:])
             assert done.returncode == 0, done.stderr
             assert "04a22b1a" not in done.stdout, "the UID is never echoed"
-        printed = ruche("admin", "agent", "--database", db, "--site", "lyon", "--id", "door-a")
-        assert printed.returncode == 0, printed.stderr
-        agent_toml = tomllib.loads(printed.stdout)
-        assert agent_toml["mqtt"]["username"] == "lyon/door-a"
 
-        server_toml = tmp_path / "server.toml"
-        server_toml.write_text(f'database_url = "{db}"\n[mqtt]\npassword = "{SERVER_PASSWORD}"\n')
         port = free_port()
+        server_toml = tmp_path / "server.toml"
+        server_toml.write_text(f'database_url = "{db}"\n[mqtt]\npassword = "{SERVER_PASSWORD}"\n'
+                               f'port = {port}\nagents_host = "127.0.0.1"\n')  # fmt: skip
         out = tmp_path / "broker"
         run_as = pwd.getpwuid(os.geteuid()).pw_name
-        done = ruche("server", "broker-config", "--config", str(server_toml), "--out", str(out),
-                     "--port", str(port), "--run-as", run_as)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        assert agent_toml["mqtt"]["password"] not in (out / "dynamic-security.json").read_text()
+
+        def broker_config() -> subprocess.CompletedProcess[str]:
+            return ruche("server", "broker-config", "--config", str(server_toml), "--out",
+                         str(out), "--port", str(port), "--run-as", run_as)  # fmt: skip
+
+        assert broker_config().returncode == 0
         proc = subprocess.Popen([find_mosquitto(), "-c", str(out / "mosquitto.conf")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             assert wait_for_port("127.0.0.1", port, timeout=10)
-            for user, password, ok in (
-                ("lyon/door-a", agent_toml["mqtt"]["password"], True),
+            added = ruche("admin", "agent", "add", "--config", str(server_toml), "--site", "lyon",
+                          "--id", "door-a", "--out", str(tmp_path / "pi"))  # fmt: skip
+            assert added.returncode == 0, added.stderr
+            agent_toml = tomllib.loads((tmp_path / "pi" / "agent.toml").read_text())
+            assert agent_toml["mqtt"]["username"] == "lyon/door-a"
+            password = agent_toml["mqtt"]["password"]
+            assert password not in added.stdout
+            for user, secret, ok in (
+                ("lyon/door-a", password, True),
                 ("ruche-server", SERVER_PASSWORD, True),
                 ("lyon/door-a", "not-the-password-at-all", False),
             ):
-                # An agent's account connects with its username as client id, the only one
-                # the broker takes from it.
-                probe = probe_factory(user, password, client_id=user)
-                probe.port = port
-                reason = probe.connect()
-                assert reason is not None
-                assert reason.is_failure is not ok, user
+                assert self._connects(probe_factory, port, user, secret) is ok, user
+            disabled = ruche("admin", "agent", "disable", "--config", str(server_toml),
+                             "--site", "lyon", "--id", "door-a")  # fmt: skip
+            assert disabled.returncode == 0, disabled.stderr
+            assert not self._connects(probe_factory, port, "lyon/door-a", password)
         finally:
             proc.terminate()
             proc.wait(10)
+        assert broker_config().returncode == 0
+        accounts = (out / "dynamic-security.json").read_text()
+        assert password not in accounts
+        (agent,) = [c for c in json.loads(accounts)["clients"] if c["username"] == "lyon/door-a"]
+        assert agent["disabled"] is True
+
+    @staticmethod
+    def _connects(probe_factory, port: int, user: str, password: str) -> bool:
+        # An agent's account connects with its username as client id, the only one the
+        # broker takes from it.
+        probe = probe_factory(user, password, client_id=user)
+        probe.port = port
+        reason = probe.connect()
+        assert reason is not None
+        return not reason.is_failure
 
     def test_errors_are_sentences_not_tracebacks(self, tmp_path):
         db = f"sqlite:///{tmp_path / 'ruche.db'}"
