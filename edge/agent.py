@@ -212,6 +212,11 @@ class Agent:
         self._close_doors()
         self.outbox.close()
 
+    def wiring(self) -> tuple[tuple[DoorSetup, ...], tuple[DeskSetup, ...]]:
+        """The doors and desks the agent runs now (its file's, or its config's)."""
+        with self._wiring:
+            return tuple(self._door_settings.values()), tuple(self._desk_settings.values())
+
     @property
     def allowlist_version(self) -> int | None:
         """The cached allow-list's version; None until one has been received."""

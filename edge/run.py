@@ -43,23 +43,29 @@ def pin_factory_for(settings: AgentSettings) -> object | None:
     return None
 
 
-def expected_threads(settings: AgentSettings) -> frozenset[str]:
+def expected_threads(agent: Agent) -> frozenset[str]:
     """The threads a started agent keeps running, by the names their modules give them: the
-    link's network thread (paho's, named for the client id) and outbox sender, each door's
-    deadline worker and badge reader, each desk's radar or PIR reader."""
+    link's network thread (paho's, named for the client id) and outbox sender, the thread
+    applying the server's configs (when it takes them), each door's deadline worker and
+    badge reader, each desk's radar or PIR reader, as the agent is wired now."""
+    settings = agent.settings
     names = {"outbox-sender", f"paho-mqtt-client-{agent_username(settings.site, settings.agent)}"}
-    for door in settings.doors:
+    if agent.remote is not None:
+        names.add("remote-config")
+    doors, desks = agent.wiring()
+    for door in doors:
         names |= {f"door-{door.relay_pin}", f"nfc-reader-{door.id}-reader"}
-    for desk in settings.desks:
+    for desk in desks:
         names.add(f"radar-{desk.id}" if desk.serial is not None else f"pir-{desk.id}")
     return frozenset(names)
 
 
-def stalled_threads(settings: AgentSettings) -> list[str]:
+def stalled_threads(agent: Agent) -> list[str]:
     """Those of `expected_threads` that are not running: an exception ended them, and the
-    part they serve (the link, a door, a reader, a desk) is dead until a restart."""
+    part they serve (the link, a door, a reader, a desk) is dead until a restart. A part
+    being rewired may be missing for a moment: that skips one ping of the two per period."""
     alive = {thread.name for thread in threading.enumerate() if thread.is_alive()}
-    return sorted(expected_threads(settings) - alive)
+    return sorted(expected_threads(agent) - alive)
 
 
 class Systemd:
@@ -130,13 +136,13 @@ def _hang_while_told(hang_file: Path | None, stop: threading.Event) -> None:
         pass
 
 
-def _watch(settings: AgentSettings, systemd: Systemd, stop: threading.Event) -> None:
+def _watch(agent: Agent, systemd: Systemd, stop: threading.Event) -> None:
     """Ping the watchdog every half period while every part of the agent runs."""
     hang = os.environ.get(HANG_FILE_ENV)
     hang_file = Path(hang) if hang else None
     while not stop.wait(systemd.ping_every):
         _hang_while_told(hang_file, stop)
-        stalled = stalled_threads(settings)
+        stalled = stalled_threads(agent)
         if stalled:
             # No ping: a thread does not come back, so systemd aborts the agent at the end
             # of the period and starts it again.
@@ -163,7 +169,7 @@ def run_agent(config: Path, *, stop: threading.Event | None = None) -> int:
     try:
         if systemd.enabled:
             systemd.ready()
-            _watch(settings, systemd, stop)
+            _watch(agent, systemd, stop)
         else:
             stop.wait()
     finally:

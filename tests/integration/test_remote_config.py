@@ -27,6 +27,7 @@ from ruche.broker import (
     decode_payload,
 )
 from ruche.edge.agent import Agent
+from ruche.edge.run import expected_threads, stalled_threads
 from ruche.edge.settings import AgentSettings, MqttSettings
 from ruche.server import registry
 from ruche.server.errors import Invalid
@@ -156,6 +157,11 @@ class TestRemoteConfig:
                    timeout=10, what="the status naming the config")  # fmt: skip
         assert agent._door_settings["front"].unlock_ms == 1500
         assert agent._desk_settings.keys() == {"d1"}, "the unwired desk is left out"
+        # The watchdog looks after the parts the config wired, and the thread applying it.
+        assert {"remote-config", "nfc-reader-front-reader", "door-17", "pir-d1"} <= (
+            expected_threads(agent)
+        )
+        assert stalled_threads(agent) == []
 
     def test_a_change_applies_without_restart_or_loss(
         self, site, sessions, world, publisher, agents

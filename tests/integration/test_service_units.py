@@ -145,11 +145,11 @@ class TestWatchedThreads:
 
     def test_a_stopped_door_worker_is_named(self, edge_agent):
         rig = edge_agent()
-        settings = rig.agent.settings
-        assert {"outbox-sender", "door-17", "nfc-reader-front-reader"} <= expected_threads(settings)
-        assert stalled_threads(settings) == []
-        rig.agent.doors["front"].close()
-        assert stalled_threads(settings) == ["door-17"]
+        agent = rig.agent
+        assert {"outbox-sender", "door-17", "nfc-reader-front-reader"} <= expected_threads(agent)
+        assert stalled_threads(agent) == []
+        agent.doors["front"].close()
+        assert stalled_threads(agent) == ["door-17"]
 
     def test_desk_readers_are_watched(self, site, tmp_path):
         account = site.agents["agent-b"]
@@ -166,9 +166,9 @@ class TestWatchedThreads:
         agent = Agent(settings, pin_factory=factory)
         agent.start()
         try:
-            assert {"radar-d1", "pir-d2"} <= expected_threads(settings)
-            assert stalled_threads(settings) == []
+            assert {"radar-d1", "pir-d2"} <= expected_threads(agent)
+            assert stalled_threads(agent) == []
         finally:
             agent.stop()
             factory.close()
-        assert stalled_threads(settings) == sorted(expected_threads(settings))
+        assert stalled_threads(agent) == sorted(expected_threads(agent))
