@@ -43,7 +43,7 @@ from ruche.server.settings import ServerSettings
 from ruche.server.storage.db import is_sqlite, make_engine, make_sessions, run_migrations
 from ruche.server.storage.lock import hold_database
 from ruche.server.storage.wal import WalCheckpointer
-from ruche.server.timeseries.influx import InfluxError, InfluxWriter
+from ruche.server.timeseries.influx import InfluxWriter
 from ruche.server.timeseries.points import write_events
 
 log = logging.getLogger(__name__)
@@ -245,14 +245,12 @@ def _influx_writer(settings: ServerSettings, spool: str | None = None) -> Influx
         token=None if config.token is None else config.token.get_secret_value(),
         username=config.username,
         password=None if config.password is None else config.password.get_secret_value(),
+        retention_policy=config.retention_policy,
         spool_dir=config.spool_dir if spool is None else config.spool_dir / spool,
     )
-    try:
-        # InfluxDB 1.x creates databases on demand; 2.x/3.x map the name to a bucket.
-        writer.query(f'CREATE DATABASE "{config.database}"')
-    except InfluxError as exc:
-        log.warning("could not create InfluxDB database %s (points wait in the spool): %s",
-                    config.database, exc)  # fmt: skip
+    # Logs whether the database was there, was created, or why not (2.x and 3.x refuse
+    # CREATE DATABASE); points wait in the spool whatever it says.
+    writer.prepare_database()
     return writer
 
 

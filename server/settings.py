@@ -25,7 +25,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ruche.config import describe, is_placeholder, read_toml
@@ -66,12 +74,26 @@ class ServerInflux(_Group):
 
     url: str = "http://127.0.0.1:8086"
     database: str = Field(default="ruche", min_length=1)
+    retention_policy: str | None = Field(default=None, min_length=1)
+    """Sent as `rp`: on 2.x, database and retention policy name the bucket through a DBRP
+    mapping; unset, the database's default. Leave it unset on 3.x (docs/operations.md)."""
     token: SecretStr | None = None
     """InfluxDB 2.x/3.x token (sent as `Authorization: Token ...`)."""
     username: str | None = None
     password: SecretStr | None = None
+    """InfluxDB 1.x user (or a 2.x v1 authorization), sent as HTTP basic auth."""
     spool_dir: Path = Path("ruche-spool")
     """Where points wait on disk while InfluxDB is down or slow; never dropped."""
+
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> ServerInflux:
+        # A password without its user would never be sent, and a token beside a user
+        # leaves InfluxDB to pick one: both are mistakes better said at start.
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set without username")
+        if self.token is not None and self.username is not None:
+            raise ValueError("set token (2.x, 3.x) or username and password (1.x), not both")
+        return self
 
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024

@@ -7,7 +7,13 @@
     writer.close()
 
 It speaks only `/write` (line protocol) and `/query` (InfluxQL), which InfluxDB 1.x, 2.x
-(v1 compatibility, `token=`) and 3.x all serve.
+and 3.x all serve (v1 compatibility; docs/operations.md says what each needs). Credentials
+travel in the `Authorization` header, a token as `Token ...` and a user as HTTP basic
+auth, which all three read: never in a URL, where a log line would show them.
+
+`prepare_database()` checks the database at start (`SHOW DATABASES`) and creates it when
+missing (`CREATE DATABASE`, which only 1.x does), saying in the log which it did, or
+why it could not; when InfluxDB does not answer yet, it tries again until it does.
 
 The spool: `write()` encodes the points, appends them to the open segment file in
 `spool_dir` and fsyncs before returning, so once it returns the points survive the process
@@ -42,7 +48,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import httpx
 
@@ -55,6 +61,11 @@ DEAD_LETTER_DIR = "dead-letter"
 LOCK_FILE = "lock"
 # 4xx answers that say nothing about the points: wait for the operator, never dead-letter.
 _RETRY_4XX = frozenset({401, 403, 404, 408, 429})
+PREPARE_RETRY_MAX_S = 30.0
+SETUP_HINT = (
+    "on InfluxDB 2.x create a bucket and a DBRP mapping for it, on 3.x the database "
+    "(influxdb3 create database); see docs/operations.md, 'InfluxDB 2.x and 3.x'"
+)
 
 
 class InfluxError(RuntimeError):
@@ -71,6 +82,26 @@ class InfluxUnavailable(InfluxError):  # noqa: N818 - named for the condition, l
 
 class SpoolError(InfluxError):
     """The spool directory cannot be used: locked by another writer, unreadable or full."""
+
+
+@dataclass(frozen=True)
+class DatabaseCheck:
+    """What `InfluxWriter.prepare_database` found or did, as it logged it."""
+
+    outcome: Literal["exists", "created", "refused", "unreachable"]
+    message: str
+    retention_policy_found: bool | None = None
+    """Whether `SHOW RETENTION POLICIES` lists the writer's `retention_policy`; None when
+    it has none, or the database could not be checked."""
+
+
+def quote_identifier(name: str) -> str:
+    r"""An InfluxQL identifier in double quotes.
+
+    >>> quote_identifier('ruche "prod"')
+    '"ruche \\"prod\\""'
+    """
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)
@@ -135,7 +166,8 @@ class InfluxWriter:
 
     Keyword arguments:
     - `token`: sent as `Authorization: Token <token>` (InfluxDB 2.x and 3.x).
-    - `username`, `password`: sent as `u` and `p` (InfluxDB 1.x with auth enabled).
+    - `username`, `password`: sent as HTTP basic auth (InfluxDB 1.x with auth enabled, or
+      a 2.x v1 authorization).
     - `retention_policy`: the `rp` query parameter (2.x maps database/rp to a bucket).
     - `spool_dir`: where points wait; one writer per directory (it takes a lock file).
     - `batch_points`: points per segment, hence per `/write` request.
@@ -171,13 +203,12 @@ class InfluxWriter:
         self.flush_interval = flush_interval
         self.max_backoff = max_backoff
         self._clock = clock
+        self.retention_policy = retention_policy
         self._params: dict[str, str] = {"db": database}
         if retention_policy:
             self._params["rp"] = retention_policy
-        if username is not None:
-            self._params["u"] = username
-            self._params["p"] = password or ""
         headers = {"Authorization": f"Token {token}"} if token else {}
+        auth = None if username is None else httpx.BasicAuth(username, password or "")
 
         self._lock = threading.Condition()
         self._sealed: deque[_Segment] = deque()
@@ -203,8 +234,9 @@ class InfluxWriter:
         except OSError as exc:
             self._lock_handle.close()
             raise SpoolError(f"cannot read the spool in {self.spool_dir}: {exc}") from exc
-        self._http = httpx.Client(timeout=timeout, headers=headers)
-        self._query_http = httpx.Client(timeout=timeout, headers=headers)
+        self._http = httpx.Client(timeout=timeout, headers=headers, auth=auth)
+        self._query_http = httpx.Client(timeout=timeout, headers=headers, auth=auth)
+        self._preparer: threading.Thread | None = None
         self._drainer = threading.Thread(
             target=self._drain_forever, name=f"influx-writer-{database}", daemon=True
         )
@@ -277,6 +309,8 @@ class InfluxWriter:
             self._stopping.set()
             self._lock.notify_all()
         self._drainer.join()
+        if self._preparer is not None:
+            self._preparer.join()
         with self._lock:
             if self._open is not None:
                 self._seal_open()
@@ -298,14 +332,17 @@ class InfluxWriter:
         Raises `InfluxUnavailable` when InfluxDB does not answer and `InfluxError` with
         InfluxDB's own error text when it refuses the query or any statement in it.
         """
-        params = {**self._params, "q": q, "epoch": epoch}
         verb = q.split(None, 1)[0].upper() if q.strip() else ""
         read_only = verb in {"SELECT", "SHOW"}
         try:
             if read_only:
-                response = self._query_http.get(f"{self.url}/query", params=params)
-            else:
-                response = self._query_http.post(f"{self.url}/query", data=params)
+                response = self._query_http.get(
+                    f"{self.url}/query", params={**self._params, "q": q, "epoch": epoch}
+                )
+            else:  # the statement in the body; db and rp in the URL, where every version looks
+                response = self._query_http.post(
+                    f"{self.url}/query", params=self._params, data={"q": q, "epoch": epoch}
+                )
         except httpx.HTTPError as exc:
             raise InfluxUnavailable(f"InfluxDB at {self.url} did not answer: {exc}") from exc
         if response.status_code >= 300:
@@ -321,6 +358,93 @@ class InfluxWriter:
             if "error" in statement:
                 raise InfluxError(f"InfluxDB refused the query: {statement['error']}")
         return result
+
+    # --- the database -----------------------------------------------------------------
+
+    def prepare_database(self, *, retry: bool = True) -> DatabaseCheck:
+        """Make sure the database is there: listed by `SHOW DATABASES`, else created with
+        `CREATE DATABASE`. Logs one line saying which, or why it could not; never raises:
+        points wait in the spool whatever the answer.
+
+        With `retry`, an InfluxDB that does not answer yet is asked again in a thread,
+        backing off to every 30 s, until it answers (or the writer closes): on 1.x the
+        database must exist before the first write lands."""
+        check = self._check_database(say_unreachable=True)
+        if check.outcome == "unreachable" and retry and self._preparer is None:
+            self._preparer = threading.Thread(
+                target=self._prepare_later, name=f"influx-prepare-{self.database}", daemon=True
+            )
+            self._preparer.start()
+        return check
+
+    def _prepare_later(self) -> None:
+        delay = 1.0
+        while not self._stopping.wait(delay):
+            if self._check_database(say_unreachable=False).outcome != "unreachable":
+                return
+            delay = min(delay * 2, PREPARE_RETRY_MAX_S)
+
+    def _check_database(self, *, say_unreachable: bool) -> DatabaseCheck:
+        name = self.database
+        try:
+            try:
+                listed = name in self._names("SHOW DATABASES")
+            except InfluxUnavailable:
+                raise
+            except InfluxError:
+                listed = False  # not allowed to list: CREATE DATABASE says more below
+            if listed:
+                check = DatabaseCheck("exists", f"InfluxDB database {name} is already there")
+            else:
+                self.query(f"CREATE DATABASE {quote_identifier(name)}")
+                check = DatabaseCheck("created", f"created InfluxDB database {name}")
+        except InfluxUnavailable as exc:
+            check = DatabaseCheck(
+                "unreachable",
+                f"could not check InfluxDB database {name}: {exc}; points wait in the spool "
+                "and the check runs again until InfluxDB answers",
+            )
+            if say_unreachable:
+                log.warning("%s", check.message, extra={"database": name, "url": self.url})
+            return check
+        except InfluxError as exc:
+            check = DatabaseCheck(
+                "refused",
+                f"could not create InfluxDB database {name}: {exc}; points wait in the spool; "
+                f"{SETUP_HINT}",
+            )
+            log.warning("%s", check.message, extra={"database": name, "url": self.url})
+            return check
+        log.info("%s", check.message, extra={"database": name, "url": self.url})
+        if self.retention_policy:
+            check = self._check_retention_policy(check)
+        return check
+
+    def _check_retention_policy(self, check: DatabaseCheck) -> DatabaseCheck:
+        """Warn when the database has no retention policy of the configured name: 1.x would
+        refuse every write with it, 2.x has no bucket mapped to it."""
+        policy = self.retention_policy
+        try:
+            found = policy in self._names(
+                f"SHOW RETENTION POLICIES ON {quote_identifier(self.database)}"
+            )
+        except InfluxError as exc:
+            log.warning("could not list the retention policies of InfluxDB database %s: %s",
+                        self.database, exc)  # fmt: skip
+            return check
+        if not found:
+            log.warning(
+                "InfluxDB database %s has no retention policy %s: points wait in the spool "
+                "until it does (1.x: CREATE RETENTION POLICY; 2.x: a DBRP mapping with that "
+                "retention policy; 3.x: leave retention_policy unset)",
+                self.database, policy,
+            )  # fmt: skip
+        return DatabaseCheck(check.outcome, check.message, retention_policy_found=found)
+
+    def _names(self, q: str) -> list[str]:
+        """The first column of a `SHOW ...` answer."""
+        series = self.query(q)["results"][0].get("series") or []
+        return [str(row[0]) for one in series for row in one.get("values") or []]
 
     # --- the spool (callers hold self._lock) ---------------------------------------------
 
