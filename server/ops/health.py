@@ -92,6 +92,10 @@ class AgentState:
     outbox_depth: int
     faults: int
     """How many of its devices it reports at fault."""
+    config_version: int | None = None
+    """The server config it runs; None when it runs its file's (or is offline)."""
+    config_refused: bool = False
+    """It refused the latest config it was sent (the previous one runs)."""
 
 
 def agent_state(status: Status) -> AgentState:
@@ -100,6 +104,8 @@ def agent_state(status: Status) -> AgentState:
         online=online,
         outbox_depth=status.outbox_depth if online else 0,
         faults=len(status.faults) if online else 0,
+        config_version=status.config_version if online else None,
+        config_refused=online and status.config_refused is not None,
     )
 
 

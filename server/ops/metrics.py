@@ -208,10 +208,19 @@ class _AgentCollector(Collector):
                                    labels=["site", "agent"])  # fmt: skip
         faults = GaugeMetricFamily("ruche_agent_faults", "Devices an agent reports at fault.",
                                    labels=["site", "agent"])  # fmt: skip
+        config = GaugeMetricFamily("ruche_agent_config_version", "The version of its config "
+                                   "from the server an agent runs.",
+                                   labels=["site", "agent"])  # fmt: skip
+        refused = GaugeMetricFamily("ruche_agent_config_refused", "1 while an agent reports "
+                                    "it could not apply its latest config.",
+                                    labels=["site", "agent"])  # fmt: skip
         for (site, agent), state in sorted(self._board.states().items()):
             outbox.add_metric([site, agent], state.outbox_depth)
             faults.add_metric([site, agent], state.faults)
-        yield from (online, outbox, faults)
+            refused.add_metric([site, agent], 1 if state.config_refused else 0)
+            if state.config_version is not None:
+                config.add_metric([site, agent], state.config_version)
+        yield from (online, outbox, faults, config, refused)
 
 
 class _ChildrenCollector(Collector):

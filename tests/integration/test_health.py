@@ -359,6 +359,13 @@ class TestAgentStatusNumbers:
             )  # fmt: skip
             assert stored == MAX_INT64, "InfluxDB holds it exactly, as an integer"
             assert server.ready()[0] == 200
+            # The config it runs, and whether it refused the latest, as gauges.
+            refusing = status("online", config_version=7, config_refused="version 8: no reader")
+            agent.publish(topic, refusing, retain=True).wait_for_publish(5)
+            labels = {"site": site.site, "agent": "agent-a"}
+            eventually(lambda: server.metric("ruche_agent_config_refused", **labels) == 1.0,
+                       what="the refusal as a gauge")  # fmt: skip
+            assert server.metric("ruche_agent_config_version", **labels) == 7.0
 
 
 class TestInfluxOutage:
