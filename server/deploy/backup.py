@@ -318,9 +318,31 @@ def _leave_wal(database: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _leaving_no_trace(source: Path) -> Iterator[None]:
+    """Reading a WAL-mode file (a copy of a live database rather than a backup) makes
+    SQLite create its `-wal` and `-shm` beside it: remove those this read created, which
+    hold nothing since it wrote nothing."""
+    sidecars = (Path(f"{source}-wal"), Path(f"{source}-shm"))
+    before = {path for path in sidecars if path.exists()}
+    try:
+        yield
+    finally:
+        wal = sidecars[0]
+        if wal in before or not wal.exists() or wal.stat().st_size == 0:
+            for path in sidecars:
+                if path not in before:
+                    path.unlink(missing_ok=True)
+
+
 def restore_sqlite(url: str, source: Path, *, force: bool) -> RestoreDone:
     """Put the backup `source` in place of the SQLite database at `url`, then migrate it."""
     database = _database_of(url)
+    with _leaving_no_trace(source):
+        return _restore(url, database, source, force=force)
+
+
+def _restore(url: str, database: Path, source: Path, *, force: bool) -> RestoreDone:
     revision = inspect_backup(source)
     if database.exists() and database.resolve() == source.resolve():
         raise BackupError(f"{source} is the database itself")
@@ -339,6 +361,7 @@ def restore_sqlite(url: str, source: Path, *, force: bool) -> RestoreDone:
                 with _removed_on_failure(_temporary(database, "restore")) as temporary:
                     _copy(backup, temporary, step_pages=-1, on_progress=None)
                     backup.execute("COMMIT")
+                    _owned_like(temporary, database if replaced else database.parent)
                     if replaced:
                         _leave_wal(database)
                     else:
@@ -366,8 +389,21 @@ def _leave_wal_files(database: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def _owned_like(path: Path, model: Path) -> None:
+    """Run as root, give the restored file the owner (and, replacing a database, the
+    mode) of what it replaces, or of its folder: the server's account must write it."""
+    if os.geteuid() != 0:
+        return
+    status = model.stat()
+    os.chown(path, status.st_uid, status.st_gid)
+    if model.is_file():
+        path.chmod(status.st_mode & 0o7777)
+
+
 def _current(database: Path) -> str:
-    connection = _open_database(database, "ro", "database")
+    # Read-write, and the only connection: closing it removes the -wal and -shm the
+    # migrations left, which would otherwise belong to whoever ran the restore.
+    connection = _open_database(database, "rw", "database")
     try:
         revision = _revision(connection)
     finally:

@@ -112,11 +112,47 @@ def alembic_config(url: str) -> Config:
 
 def run_migrations(url: str = DEFAULT_URL, revision: str = "head") -> None:
     """Upgrade the database at `url` to `revision` (head by default), in one transaction."""
+    with migrating(url) as config:
+        command.upgrade(config, revision)
+
+
+@contextmanager
+def migrating(url: str) -> Iterator[Config]:
+    """Alembic's configuration bound to one transaction on `url`, committed when the
+    block ends: `command.upgrade(config, ...)` (or a downgrade) inside it.
+
+    On SQLite the foreign keys are off while the migrations run, and checked before they
+    commit. Alembic's batch mode alters an SQLite table by copying it, dropping it and
+    renaming the copy; with foreign keys on, dropping a parent (`agents`, `sites`, ...)
+    deletes its rows first, and every ON DELETE SET NULL or CASCADE of its children
+    fires: doors and desks would lose their agent. SQLite's own procedure for altering a
+    table turns them off the same way."""
     engine = make_engine(url)
+    sqlite = is_sqlite(url)
+    if sqlite:  # after make_engine's listener, which turns them on
+        event.listen(engine, "connect", _sqlite_foreign_keys_off)
     try:
         with engine.begin() as connection:
             config = alembic_config(url)
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            yield config
+            if sqlite:
+                _check_foreign_keys(connection)
     finally:
         engine.dispose()
+
+
+def _sqlite_foreign_keys_off(
+    dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry
+) -> None:
+    dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # outside a transaction, as it must be
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """Refuse (rolling the migrations back) if they left a row pointing nowhere."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(
+            f"the migrations left {len(broken)} rows whose foreign key points nowhere "
+            f"(table, rowid, parent, key): {[tuple(row) for row in broken[:5]]}"
+        )

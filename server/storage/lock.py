@@ -49,6 +49,12 @@ def lock_file(database: Path) -> Path:
     return database.with_name(database.name + LOCK_SUFFIX)
 
 
+def _open(path: Path) -> int:
+    # Read-only is all flock needs: a lock file root made (a restore run as root before
+    # the server ever ran) stays usable by the server's own account.
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
 class HeldDatabase:
     """A shared hold on a database's lock file; `release()` lets it go (exit does too)."""
 
@@ -69,7 +75,7 @@ def hold_database(url: str) -> HeldDatabase:
     database = sqlite_file(url)
     if database is None:
         return HeldDatabase(None)
-    fd = os.open(lock_file(database), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = _open(lock_file(database))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -85,7 +91,7 @@ def hold_database(url: str) -> HeldDatabase:
 @contextmanager
 def replacing_database(database: Path) -> Iterator[None]:
     """Hold `database`'s lock file exclusively, or raise `DatabaseInUse` at once."""
-    fd = os.open(lock_file(database), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = _open(lock_file(database))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

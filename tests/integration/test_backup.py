@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from ruche.sim.services.sockets import free_port, wait_for_port
 pytestmark = pytest.mark.integration
 
 PASSWORD = "server-password-long-enough"
+NOBODY = 65534
 
 
 def ruche(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -343,6 +345,11 @@ class TestRestore:
         assert (
             cli("server", "backup", "--config", str(config), "--out", str(backup)).returncode == 0
         )
+        refused = cli("server", "restore", "--config", str(config), "--from", str(backup))
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines() == [
+            f"ruche: error: {database} already exists: add --force to replace it with {backup}"
+        ]
         # Later writes that sit in the WAL only: a restore must not let SQLite replay them.
         writer = sqlite3.connect(database, isolation_level=None)
         writer.execute("PRAGMA wal_autocheckpoint=0")
@@ -354,22 +361,42 @@ class TestRestore:
         for path, data in crashed.items():
             path.write_bytes(data)
         assert Path(f"{database}-wal").stat().st_size > 0
-
-        refused = cli("server", "restore", "--config", str(config), "--from", str(backup))
-        assert refused.returncode == 2
-        assert refused.stderr.splitlines() == [
-            f"ruche: error: {database} already exists: add --force to replace it with {backup}"
-        ]
-        assert members(database) == ["in-the-backup@example.org", "later@example.org"]
+        as_root = os.geteuid() == 0
+        if as_root:  # the server's own account owns its database; a root restore keeps it so
+            os.chown(database, NOBODY, NOBODY)
+            database.chmod(0o640)
 
         done = cli("server", "restore", "--config", str(config), "--from", str(backup), "--force")
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == [
             f"restored {backup} into {database} (replaced): schema revision {head}, the latest"
         ]
+        if as_root:
+            status = database.stat()
+            assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (NOBODY, NOBODY, 0o640)
+        assert not Path(f"{database}-wal").exists(), "nothing left owned by the restore's user"
+        assert not Path(f"{database}-shm").exists()
         assert members(database) == ["in-the-backup@example.org"]
         with opened(database) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+    def test_a_copied_live_file_restores_and_leaves_nothing_beside_it(
+        self, tmp_path: Path, cli: Cli
+    ) -> None:
+        live = tmp_path / "live.db"
+        run_migrations(f"sqlite:///{live}")
+        add_member(live, "copied@example.org")
+        copied = tmp_path / "copied.db"
+        copied.write_bytes(live.read_bytes())  # cp of a database in WAL mode
+        assert copied.read_bytes()[18:20] == b"\x02\x02"
+        database = tmp_path / "srv.db"
+        config = write_config(tmp_path / "server.toml", database)
+        done = cli("server", "restore", "--config", str(config), "--from", str(copied))
+        assert done.returncode == 0, done.stderr
+        assert members(database) == ["copied@example.org"]
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("copied")) == [
+            "copied.db"
+        ]
 
     @pytest.mark.parametrize(
         ("make", "expected"),
