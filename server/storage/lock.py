@@ -75,7 +75,13 @@ def hold_database(url: str) -> HeldDatabase:
     database = sqlite_file(url)
     if database is None:
         return HeldDatabase(None)
-    fd = _open(lock_file(database))
+    try:
+        fd = _open(lock_file(database))
+    except OSError as exc:
+        # Not a reason to stay down: the server runs, only a restore can no longer see it.
+        log.warning("cannot open %s (%s): `ruche server restore` will not know this server "
+                    "runs", lock_file(database), exc.strerror)  # fmt: skip
+        return HeldDatabase(None)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
