@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ruche import DISTRIBUTION, __version__
-from ruche.commands import CliError, Filler, Handler
+from ruche.commands import CliError, Filler, Handler, hide_passwords, one_line
 
 
 @dataclass(frozen=True)
@@ -51,17 +51,35 @@ def _version(_: argparse.Namespace) -> int:
     return 0
 
 
+def _missing(name: str, exc: ModuleNotFoundError) -> CliError:
+    """A module the command `name` imports is not installed: the extra that brings it."""
+    extra = COMMANDS[name].extra
+    wanted = f"{DISTRIBUTION}[{extra}]" if extra else DISTRIBUTION
+    return CliError(
+        f"`ruche {name}` needs {exc.name!r}, which is not installed: pip install '{wanted}'"
+    )
+
+
 def _filler(name: str) -> Filler:
-    command = COMMANDS[name]
     try:
-        module = importlib.import_module(command.module)
+        module = importlib.import_module(COMMANDS[name].module)
     except ModuleNotFoundError as exc:
-        wanted = f"{DISTRIBUTION}[{command.extra}]" if command.extra else DISTRIBUTION
-        raise CliError(
-            f"`ruche {name}` needs {exc.name!r}, which is not installed: pip install '{wanted}'"
-        ) from exc
+        raise _missing(name, exc) from exc
     filler: Filler = module.COMMANDS[name]
     return filler
+
+
+def _run(args: argparse.Namespace) -> int:
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ModuleNotFoundError as exc:
+        # Handlers import the heavy parts (a benchmark's server, say) only when they run:
+        # a library missing then is an extra to install, as in `_filler`. A missing
+        # `ruche.*` module is a bug, and keeps its traceback.
+        if args.command not in COMMANDS or (exc.name or "ruche").split(".")[0] == "ruche":
+            raise
+        raise _missing(args.command, exc) from exc
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -85,11 +103,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser(arguments).parse_args(arguments)
-        handler: Handler = args.handler
-        return handler(args)
+        return _run(build_parser(arguments).parse_args(arguments))
     except CliError as exc:
-        print(f"ruche: error: {exc}", file=sys.stderr)
+        # One line, and never a password, whatever the message quotes (a URL, say).
+        print(f"ruche: error: {one_line(hide_passwords(str(exc)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -9,12 +9,14 @@ package owns which command) and sets `handler` on each leaf:
         run.set_defaults(handler=_run)
 
 Handlers raise `CliError` for what the person at the terminal can fix: it is printed as
-one line, without a traceback.
+one line (`one_line`), without a traceback and with any URL's password hidden
+(`hide_passwords`).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,43 @@ if TYPE_CHECKING:
 
 class CliError(Exception):
     """A problem the person at the terminal can fix; printed without a traceback."""
+
+
+HIDDEN = "***"
+"""What stands for a password in anything printed (SQLAlchemy's own mask too)."""
+
+# `scheme://user:password@`: the password is what lies between the first colon after the
+# user and the @ (SQLAlchemy's own reading; it may hold a `/`). And `password=` given as
+# a query parameter, which libpq accepts.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*:)[^@\s]+(?=@)")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def hide_passwords(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`.
+
+    >>> hide_passwords("cannot open postgresql+psycopg://ruche:s3cret@db/ruche")
+    'cannot open postgresql+psycopg://ruche:***@db/ruche'
+    >>> hide_passwords("http://127.0.0.1:8086 and sqlite:///ruche.db stay as they are")
+    'http://127.0.0.1:8086 and sqlite:///ruche.db stay as they are'
+    """
+    text = _URL_PASSWORD.sub(rf"\g<head>{HIDDEN}", text)
+    return _QUERY_PASSWORD.sub(rf"\g<head>{HIDDEN}", text)
+
+
+def one_line(text: str) -> str:
+    r"""A message of several lines (a heading and one line per field, say) as one line,
+    so that a script or a person reading stderr sees one error, one line.
+
+    >>> one_line("server.toml: invalid:\n  mqtt.port: too big\n  http.host: missing")
+    'server.toml: invalid: mqtt.port: too big; http.host: missing'
+    """
+    joined = ""
+    for line in filter(None, (part.strip() for part in text.splitlines())):
+        if joined:
+            joined += " " if joined.endswith(":") else "; "
+        joined += line
+    return joined
 
 
 def at_least_one(text: str) -> int:

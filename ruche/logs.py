@@ -19,6 +19,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
+from ruche.commands import CliError
+
 FORMAT_VARIABLE = "RUCHE_LOG_FORMAT"
 FORMATS = ("json", "text")
 
@@ -74,6 +76,22 @@ class TextFormatter(logging.Formatter):
         return line + " " + " ".join(f"{key}={value}" for key, value in fields.items())
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def check_level(level: str) -> str:
+    """`level` in capitals, or CliError naming the levels there are (for `--log-level`).
+
+    >>> check_level("debug")
+    'DEBUG'
+    """
+    name = level.strip().upper()
+    # logging's own names, so WARN and FATAL still do as they always did.
+    if name not in logging.getLevelNamesMapping():
+        raise CliError(f"--log-level {level!r} is not a log level: use {', '.join(LEVELS)}")
+    return name
+
+
 def wants_json(*, forced: str | None, tty: bool) -> bool:
     """JSON unless on a terminal, or as `RUCHE_LOG_FORMAT` says; raises ValueError for a
     value other than json or text."""
@@ -92,7 +110,9 @@ def configure_logging(
 
     `json_lines` wins over `RUCHE_LOG_FORMAT`, which wins over the terminal check. A
     `RUCHE_LOG_FORMAT` that is neither json nor text is said in a warning, and ignored.
+    A `level` that is not one of `LEVELS` is a CliError, before anything changes.
     """
+    level = check_level(level)
     out = sys.stderr if stream is None else stream
     problem = None
     as_json = json_lines
@@ -106,7 +126,7 @@ def configure_logging(
     handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level)
     for name in CHATTY:
         logging.getLogger(name).setLevel(
             logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
