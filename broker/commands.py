@@ -12,6 +12,7 @@ from pathlib import Path
 from ruche.broker.accounts import Accounts, AccountsError, BrokerUsers, load_accounts
 from ruche.broker.mosquitto_config import BrokerConfigError, BrokerOptions, TlsOptions, write_config
 from ruche.commands import CliError, Filler
+from ruche.config import check_folder
 
 
 def add_listener_options(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,7 @@ def write_for(accounts: Accounts | BrokerUsers, args: argparse.Namespace) -> int
             raise CliError("--tls-cert and --tls-key go together")
         for path in (args.tls_cert, args.tls_key, args.tls_ca):
             if path is not None and not path.is_file():
-                raise CliError(f"{path}: no such file")
+                raise CliError(f"{path}: {_not_a_file(path)}")
         tls = TlsOptions(
             certfile=args.tls_cert.resolve(),
             keyfile=args.tls_key.resolve(),
@@ -53,19 +54,26 @@ def write_for(accounts: Accounts | BrokerUsers, args: argparse.Namespace) -> int
             bind=args.tls_bind,
         )
     if args.dynsec_plugin is not None and not args.dynsec_plugin.is_file():
-        raise CliError(f"{args.dynsec_plugin}: no such file")
+        raise CliError(f"{args.dynsec_plugin}: {_not_a_file(args.dynsec_plugin)}")
     options = BrokerOptions(
         port=args.port, bind=args.bind, tls=tls, run_as=args.run_as,
         dynsec_plugin=args.dynsec_plugin,
     )  # fmt: skip
+    check_folder(args.out, CliError, what="--out")
     try:
         files = write_config(args.out, accounts, options)
     except BrokerConfigError as exc:
         raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"{exc.filename or args.out}: cannot write: {exc.strerror}") from exc
     print(f"wrote {files.conf} and {files.dynsec} for {len(accounts.agents)} agents")
     print(f"run it with: mosquitto -c {files.conf}")
     print("a running Mosquitto reads these only when it starts: restart it to apply them")
     return 0
+
+
+def _not_a_file(path: Path) -> str:
+    return "is a directory: give the file's path" if path.is_dir() else "no such file"
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ruche.config import is_http_url
 from ruche.dashboards.model import DATASOURCE_TYPE, DATASOURCE_UID
 
 _ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
@@ -34,8 +35,11 @@ class Datasource:
     token_env: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"InfluxDB URL {self.url!r} must start with http:// or https://")
+        if not is_http_url(self.url):
+            raise ValueError(
+                f"InfluxDB URL {self.url!r} must be http:// or https://, a host and maybe a "
+                "port, e.g. http://127.0.0.1:8086"
+            )
         if not self.database:
             raise ValueError("the InfluxDB database name is empty")
         if self.token_env is not None and (

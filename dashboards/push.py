@@ -15,6 +15,7 @@ message says what to check.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,12 +23,16 @@ from typing import Any, Literal
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
 
+from ruche.config import is_http_url
 from ruche.dashboards.catalogue import DASHBOARDS
 from ruche.dashboards.datasource import Datasource
 from ruche.dashboards.export import FOLDER_TITLE, FOLDER_UID
 from ruche.dashboards.model import Dashboard, dashboard_json
 
 NOT_FOUND = 404
+# What the HTTP library's nested connection errors come down to: "[Errno 111] Connection
+# refused", "[Errno -2] Name or service not known".
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^)\"'\]]+)")
 
 
 class PushError(RuntimeError):
@@ -71,8 +76,17 @@ def _explain(url: str, exc: GrafanaException) -> str:
             "Admin role to manage data sources and Editor for dashboards"
         )
     if status == 0:
-        return f"Grafana at {url} did not answer: {exc.message}"
+        return _unanswered(url, exc.message)
     return f"Grafana at {url} answered {status}: {exc.message}"
+
+
+def _unanswered(url: str, problem: object) -> str:
+    causes = _ERRNO.findall(str(problem))
+    why = causes[-1].strip() if causes else str(problem)
+    return (
+        f"Grafana at {url} did not answer ({why}): check --url, and that Grafana is running "
+        "and reachable from here"
+    )
 
 
 def push(
@@ -91,8 +105,11 @@ def push(
     `influx_token` is the InfluxDB 2.x/3.x token Grafana should send (stored by Grafana
     as a secret); none for an InfluxDB without authentication.
     """
-    if not url.startswith(("http://", "https://")):
-        raise PushError(f"Grafana URL {url!r} must start with http:// or https://")
+    if not is_http_url(url):
+        raise PushError(
+            f"Grafana URL {url!r} must be http:// or https://, a host and maybe a port, "
+            "e.g. http://127.0.0.1:3000"
+        )
     if not token:
         raise PushError("no Grafana token: give a service account token")
     # grafana-client is untyped: Any from here on, its answers checked by `_answer`.
@@ -130,7 +147,7 @@ def push(
     except GrafanaException as exc:
         raise PushError(_explain(url, exc)) from exc
     except OSError as exc:  # the HTTP library's connection errors are OSErrors
-        raise PushError(f"Grafana at {url} did not answer: {exc}") from exc
+        raise PushError(_unanswered(url, exc)) from exc
     finally:
         api.client.s.close()
     return PushReport(datasource_done, folder_done, tuple(versions))

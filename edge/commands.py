@@ -7,16 +7,27 @@ import sys
 from pathlib import Path
 
 from ruche.commands import CliError, Filler
+from ruche.config import check_ca_file, check_folder
 from ruche.edge.nfc import NfcError
 from ruche.edge.run import run_agent
 from ruche.edge.service import install_agent
-from ruche.edge.settings import ConfigError
+from ruche.edge.settings import ConfigError, load_settings
 from ruche.logs import configure_logging
+
+
+def _check_paths(config: Path) -> None:
+    """The file and the folder the config names, said in one line now rather than as a
+    traceback from the agent's start."""
+    settings = load_settings(config)
+    if settings.mqtt.ca_file is not None:
+        check_ca_file(settings.mqtt.ca_file, ConfigError, what="CA file (mqtt.ca_file)")
+    check_folder(settings.state_dir, ConfigError, what="state_dir")
 
 
 def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
+        _check_paths(args.config)
         return run_agent(args.config)
     except (ConfigError, NfcError) as exc:
         raise CliError(str(exc)) from exc

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ruche.commands import CliError, Filler, at_least_one, positive, print_result
+from ruche.config import check_folder
 from ruche.sim.scenario import ScenarioError, ScenarioPlayer, load_scenario
 
 # --- ruche sim -------------------------------------------------------------------------
@@ -19,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         raise CliError(str(exc)) from exc
     directory = (args.dir or Path.cwd()).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    check_folder(directory, CliError, what="--dir")
     with ScenarioPlayer(scenario, directory=directory) as player:
         for desk, link in player.radar_links().items():
             print(f'radar {desk}: serial = "{link}"')
@@ -61,11 +62,17 @@ def _bench_edge(args: argparse.Namespace) -> int:
 
 
 def _bench_ingest(args: argparse.Namespace) -> int:
+    from ruche.server.storage.checks import UnusableDatabaseError, check_database  # noqa: PLC0415
     from ruche.sim.bench.ingest import BenchError, Faults, run_ingest_bench  # noqa: PLC0415
 
     for name in ("agents", "desks", "publishers", "workers"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name} must be at least 1")
+    if args.database is not None:
+        try:
+            check_database(args.database, schema=False)  # the bench migrates it
+        except UnusableDatabaseError as exc:
+            raise CliError(str(exc)) from exc
     try:
         result = run_ingest_bench(
             rate=args.rate,
@@ -158,6 +165,8 @@ def _fill_bench(parser: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from ruche.sim.demo.run import run_demo  # noqa: PLC0415 - the server's stack, see above
 
+    if args.dir is not None:
+        check_folder(args.dir, CliError, what="--dir")
     return run_demo(
         speed=args.speed,
         duration=args.duration,

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ruche.broker.commands import add_listener_options, write_for
 from ruche.commands import CliError, Filler, at_least_one
+from ruche.config import check_ca_file, check_folder
 from ruche.logs import configure_logging
 from ruche.server.access import audit
 from ruche.server.billing import operator as billing
@@ -21,7 +23,8 @@ from ruche.server.deploy.units import install_server
 from ruche.server.errors import DomainError
 from ruche.server.registry import admin
 from ruche.server.run import run_ingest, run_server
-from ruche.server.settings import ServerConfigError, load_server_settings
+from ruche.server.settings import ServerConfigError, ServerSettings, load_server_settings
+from ruche.server.storage.checks import UnusableDatabaseError, check_database, parse, shown
 from ruche.server.storage.db import (
     DEFAULT_URL,
     make_engine,
@@ -45,6 +48,34 @@ def _database_option() -> argparse.ArgumentParser:
     return parent
 
 
+def _checked(url: str, *, schema: bool = True) -> str:
+    """`url`, once it parses, connects and (with `schema`) is at the latest schema; else
+    a CliError naming the fix (`ruche server migrate ...`, say), the password hidden."""
+    try:
+        check_database(url, schema=schema)
+    except UnusableDatabaseError as exc:
+        raise CliError(str(exc)) from exc
+    return url
+
+
+def _preflight(settings: ServerSettings, *, migrates: bool) -> None:
+    """What `server run` and `server ingest` can tell before they start, each said in one
+    line: the database (`migrates`: it need not be at the latest schema yet), the files
+    and folders the config names, and the broker's host name (now rather than after the
+    workers' 30 s wait for a connection)."""
+    _checked(settings.database_url, schema=not migrates)
+    if settings.mqtt.ca_file is not None:
+        check_ca_file(settings.mqtt.ca_file, CliError, what="CA file (mqtt.ca_file)")
+    if settings.influx is not None:
+        check_folder(settings.influx.spool_dir, CliError, what="influx.spool_dir")
+    host = settings.mqtt.host
+    try:
+        socket.getaddrinfo(host, settings.mqtt.port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CliError(f"MQTT broker host {host!r} is unknown ({exc.strerror}): correct "
+                       "[mqtt] host in the config file (or RUCHE_MQTT__HOST)") from exc  # fmt: skip
+
+
 # --- ruche server -------------------------------------------------------------------
 
 
@@ -52,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         settings = load_server_settings(args.config)
+        _preflight(settings, migrates=True)
         return run_server(
             settings, workers=args.workers, config=args.config, log_level=args.log_level
         )
@@ -62,15 +94,17 @@ def _run(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
-        return run_ingest(load_server_settings(args.config), name=args.name)
+        settings = load_server_settings(args.config)
+        _preflight(settings, migrates=False)
+        return run_ingest(settings, name=args.name)
     except (ServerConfigError, TimeoutError) as exc:
         raise CliError(str(exc)) from exc
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    url = _database(args)
+    url = _checked(_database(args), schema=False)
     run_migrations(url)
-    print(f"database {url} is at the latest schema")
+    print(f"database {shown(url)} is at the latest schema")
     return 0
 
 
@@ -78,7 +112,7 @@ def _broker_config(args: argparse.Namespace) -> int:
     try:
         settings = load_server_settings(args.config)
         users = admin.broker_users(
-            settings.database_url,
+            _checked(settings.database_url),
             server_username=settings.mqtt.username,
             server_password=settings.mqtt.password.get_secret_value(),
         )
@@ -102,9 +136,11 @@ def _install(args: argparse.Namespace) -> int:
 
 def _configured_database(args: argparse.Namespace) -> str:
     try:
-        return load_server_settings(args.config).database_url
-    except ServerConfigError as exc:
+        url = load_server_settings(args.config).database_url
+        parse(url)  # a URL it can read; whether the database is there, each command says
+    except (ServerConfigError, UnusableDatabaseError) as exc:
         raise CliError(str(exc)) from exc
+    return url
 
 
 def _backup(args: argparse.Namespace) -> int:
@@ -211,7 +247,7 @@ def _hex(text: str) -> bytes:
 
 
 def _admin(args: argparse.Namespace) -> int:
-    url = _database(args)
+    url = _checked(_database(args))
     try:
         match args.admin_command:
             case "key":
@@ -260,7 +296,7 @@ def _fill_admin(parser: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    engine = make_engine(_database(args))
+    engine = make_engine(_checked(_database(args)))
     try:
         with transaction(make_sessions(engine)) as session:
             result = audit.verify(session)
@@ -286,7 +322,7 @@ def _fill_audit(parser: argparse.ArgumentParser) -> None:
 
 
 def _billing(args: argparse.Namespace) -> int:
-    url = _database(args)
+    url = _checked(_database(args))
     try:
         match args.billing_command:
             case "close":

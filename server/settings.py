@@ -23,6 +23,7 @@ database = "ruche"
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
 from pydantic import (
@@ -36,7 +37,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ruche.config import describe, is_placeholder, read_toml
+from ruche.config import describe, is_http_url, is_placeholder, read_toml
 from ruche.server.storage.db import DEFAULT_URL
 
 
@@ -84,6 +85,18 @@ class ServerInflux(_Group):
     """InfluxDB 1.x user (or a 2.x v1 authorization), sent as HTTP basic auth."""
     spool_dir: Path = Path("ruche-spool")
     """Where points wait on disk while InfluxDB is down or slow; never dropped."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        # Refused here rather than spooling every point for ever: InfluxDB being down is
+        # waited out, a URL no request can go to is not.
+        if not is_http_url(value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8086")
+        # The URL is logged with every failed write: a password in it would be too.
+        if urllib.parse.urlsplit(value).password is not None:
+            raise ValueError("holds a password: set username and password (or token) instead")
+        return value
 
     @model_validator(mode="after")
     def _one_way_to_log_in(self) -> ServerInflux:

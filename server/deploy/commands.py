@@ -14,6 +14,7 @@ from ruche.server.deploy.agents import DEFAULT_CA_PATH, enrol_agent, set_agent_e
 from ruche.server.deploy.init import InitOptions, init_server
 from ruche.server.errors import DomainError
 from ruche.server.settings import ServerConfigError, load_server_settings
+from ruche.server.storage.checks import UnusableDatabaseError, check_database, parse
 
 if TYPE_CHECKING:
     from ruche.commands import Subparsers
@@ -37,8 +38,12 @@ def _init(args: argparse.Namespace) -> int:
         site=args.name,
     )
     try:
+        # The database init migrates: reachable before anything is laid out (a SQLite
+        # file's folder may be one init makes: only its URL is read).
+        if args.database is not None and parse(args.database).get_backend_name() != "sqlite":
+            check_database(args.database, schema=False)
         report = init_server(options)
-    except (BrokerConfigError, OSError) as exc:
+    except (BrokerConfigError, OSError, UnusableDatabaseError) as exc:
         raise CliError(str(exc)) from exc
     for what, done in report.steps:
         print(f"{'done ' if done else 'already done'}  {what}")
@@ -83,6 +88,7 @@ def add_init(actions: Subparsers) -> None:
 def _agent(args: argparse.Namespace) -> int:
     try:
         settings = load_server_settings(args.config)
+        check_database(settings.database_url)  # reachable, and at the latest schema
         if args.agent_command in ("add", "rotate"):
             enrolment = enrol_agent(
                 settings, site=args.site, agent=args.id, host=args.broker_host,
@@ -101,7 +107,13 @@ def _agent(args: argparse.Namespace) -> int:
             set_agent_enabled(settings, site=args.site, agent=args.id, enabled=enabled)
             state = "enabled: it may connect again" if enabled else "disabled: cut off now"
             print(f"agent {args.site}/{args.id} {state}")
-    except (ServerConfigError, DomainError, BrokerControlError, OSError) as exc:
+    except (
+        ServerConfigError,
+        UnusableDatabaseError,
+        DomainError,
+        BrokerControlError,
+        OSError,
+    ) as exc:
         raise CliError(str(exc)) from exc
     return 0
 
