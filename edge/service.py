@@ -102,6 +102,11 @@ def agent_unit(
         ),
         Option("StateDirectoryMode", "0700"),
         Option(
+            "WorkingDirectory", escape(str(state_dir)),
+            "lgpio makes its notification pipes in the working directory: / is read-only\n"
+            "here, and gpiozero would fall back to a pin driver that cannot work.",
+        ),
+        Option(
             "WatchdogSec", f"{watchdog_s}s",
             "The agent pings every half period while the link, the readers, the sensors and\n"
             "the door workers run; without a ping systemd aborts it (SIGABRT) and restarts it.",

@@ -1,5 +1,5 @@
 """Agents' broker accounts, changed on the running Mosquitto: add (enrol), disable, enable,
-rotate. Nothing restarts and no other client is disconnected.
+rotate, remove. Nothing restarts and no other client is disconnected.
 
 Each change is made twice, in the same order every time: in the registry (the agent's
 password hash, whether it is disabled), so `ruche server broker-config` regenerates the
@@ -7,6 +7,8 @@ same accounts; then on the broker, through its dynamic security plugin's control
 (`ruche.broker.control`), which applies it at once and saves it in its own file. The
 plugin receives the clear password over the server's TLS connection and stores only its
 hash; the clear password is shown once, in the agent's file.
+
+`remove` deletes the agent from the registry and its account and role from the broker.
 
 What Mosquitto does, as the tests see it: `disableClient` disconnects the agent at once
 and refuses its reconnections (its outbox keeps every event meanwhile); `enableClient`
@@ -25,12 +27,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.broker.accounts import agent_username
 from ruche.broker.control import BrokerControl
-from ruche.broker.dynsec import add_agent_commands
+from ruche.broker.dynsec import add_agent_commands, remove_agent_commands
 from ruche.server import registry
 from ruche.server.deploy.tls import write_private
 from ruche.server.errors import Invalid, NotFound
 from ruche.server.settings import ServerSettings
 from ruche.server.storage.db import make_engine, make_sessions, transaction
+from ruche.server.storage.models import AgentRow
 
 AGENT_TOML = "agent.toml"
 CA_FILE = "ca.pem"
@@ -155,3 +158,15 @@ def set_agent_enabled(settings: ServerSettings, *, site: str, agent: str, enable
         command = "enableClient" if enabled else "disableClient"
         with _control(settings) as control:
             control.run([{"command": command, "username": agent_username(site, agent)}])
+
+
+def remove_agent(settings: ServerSettings, *, site: str, agent: str) -> None:
+    """Delete an agent: from the registry (its doors and desks stay, with no agent) and its
+    account and role from the broker, which disconnects it at once."""
+    with transaction(_sessions(settings)) as session:
+        site_row = registry.get_site_by_slug(session, site)
+        row = registry.get_agent_by_slug(session, site_row.id, agent)
+        registry.delete(session, AgentRow, row.id)
+        with _control(settings) as control:
+            control.run(remove_agent_commands(site, agent),
+                        tolerate={"Client not found", "Role not found"})  # fmt: skip

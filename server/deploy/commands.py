@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 from ruche.broker.control import BrokerControlError
 from ruche.broker.mosquitto_config import BrokerConfigError
 from ruche.commands import CliError
-from ruche.server.deploy.agents import DEFAULT_CA_PATH, enrol_agent, set_agent_enabled
+from ruche.server.deploy.agents import (
+    DEFAULT_CA_PATH,
+    enrol_agent,
+    remove_agent,
+    set_agent_enabled,
+)
 from ruche.server.deploy.init import InitOptions, init_server
 from ruche.server.errors import DomainError
 from ruche.server.settings import ServerConfigError, load_server_settings
@@ -102,6 +107,9 @@ def _agent(args: argparse.Namespace) -> int:
             else:
                 print("# agent.toml for this agent (contains secrets: shown once)")
                 print(enrolment.text, end="")
+        elif args.agent_command == "remove":
+            remove_agent(settings, site=args.site, agent=args.id)
+            print(f"agent {args.site}/{args.id} removed: its account is gone from the broker")
         else:
             enabled = args.agent_command == "enable"
             set_agent_enabled(settings, site=args.site, agent=args.id, enabled=enabled)
@@ -121,7 +129,7 @@ def _agent(args: argparse.Namespace) -> int:
 def add_agent(actions: Subparsers) -> None:
     agent = actions.add_parser(
         "agent",
-        help="agents' broker accounts, changed live: add, rotate, disable, enable",
+        help="agents' broker accounts, changed live: add, rotate, disable, enable, remove",
         description="Each change is written to the registry and applied to the running "
         "Mosquitto through its dynamic security plugin: no restart, nobody else "
         "disconnected.",
@@ -132,6 +140,7 @@ def add_agent(actions: Subparsers) -> None:
         "rotate": "give an existing agent a new password (its old one stops working)",
         "disable": "cut an agent off at once; its events wait in its outbox",
         "enable": "let a disabled agent in again",
+        "remove": "delete an agent and its broker account (its doors and desks stay)",
     }
     for verb, text in helps.items():
         sub = verbs.add_parser(verb, help=text)

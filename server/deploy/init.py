@@ -18,7 +18,9 @@ admin key at all, and shown once.
 
 from __future__ import annotations
 
+import grp
 import json
+import os
 import secrets
 import tomllib
 from collections.abc import Callable
@@ -134,8 +136,8 @@ def init_server(options: InitOptions) -> InitReport:
     _once(ca, report, "site CA", lambda: make_ca(ca, ca_key, site=options.site))
     names = list(dict.fromkeys([*options.broker_hosts, "localhost", "127.0.0.1"]))
     _once(broker_cert, report, f"broker certificate for {', '.join(names)}",
-          lambda: make_server_cert(broker_cert, broker_key, ca_cert=ca, ca_key=ca_key,
-                                   names=names))  # fmt: skip
+          lambda: _broker_cert(broker_cert, broker_key, ca=ca, ca_key=ca_key, names=names,
+                               group=options.broker_user or "mosquitto"))  # fmt: skip
 
     server_toml = config / SERVER_TOML
     url = options.database_url or f"sqlite:///{state / 'ruche.db'}"
@@ -178,6 +180,21 @@ def init_server(options: InitOptions) -> InitReport:
         report.admin_key = admin.create_api_key(url, role=Role.ADMIN, name="first admin")
         report.step("first admin key", done=True)
     return report
+
+
+def _broker_cert(
+    cert: Path, key: Path, *, ca: Path, ca_key: Path, names: list[str], group: str
+) -> None:
+    make_server_cert(cert, key, ca_cert=ca, ca_key=ca_key, names=names)
+    # Mosquitto reads its key after it drops from root to its own account: as root, give
+    # that account's group read access (the key stays closed to everyone else).
+    if os.geteuid() == 0 and group != "root":
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            return
+        os.chown(key, 0, gid)
+        key.chmod(0o640)
 
 
 def _revision(url: str) -> str:

@@ -304,6 +304,7 @@ def install_server(config: Path, root: Path = Path("/")) -> Installed:
             f"id -u {USER} >/dev/null 2>&1 || useradd --system --user-group --home-dir / "
             f"--shell /usr/sbin/nologin {USER}",
             *_ownership(files, broker, mosquitto_user(conf_text), shared),
+            *_key_readable(conf_text),
             "systemctl daemon-reload",
             f"systemctl restart {MOSQUITTO_UNIT}",
             f"systemctl enable --now {SERVER_UNIT}",
@@ -332,6 +333,17 @@ def _ownership(
     if mosquitto_own and broker_user != "root":
         steps.append(f"chown -R {broker_user}: {' '.join(map(str, mosquitto_own))}")
     return steps
+
+
+def _key_readable(conf: str) -> list[str]:
+    """Mosquitto drops to its own account before it reads its TLS key: the key's group."""
+    user = mosquitto_user(conf)
+    keys = [line.split(None, 1)[1].strip() for line in conf.splitlines()
+            if line.startswith("keyfile ") and len(line.split(None, 1)) == 2]  # fmt: skip
+    if user == "root" or not keys:
+        return []
+    listed = " ".join(keys)
+    return [f"chgrp {user} {listed} && chmod 0640 {listed}"]
 
 
 def mosquitto_user(conf: str) -> str:

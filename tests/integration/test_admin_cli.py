@@ -74,14 +74,26 @@ class TestProvisioning:
                              "--site", "lyon", "--id", "door-a")  # fmt: skip
             assert disabled.returncode == 0, disabled.stderr
             assert not self._connects(probe_factory, port, "lyon/door-a", password)
+            # A second agent, removed: gone from the broker and from the registry.
+            other = ruche("admin", "agent", "add", "--config", str(server_toml), "--site",
+                          "lyon", "--id", "door-b", "--out", str(tmp_path / "pi-b"))  # fmt: skip
+            assert other.returncode == 0, other.stderr
+            other_password = tomllib.loads((tmp_path / "pi-b" / "agent.toml").read_text())
+            secret = other_password["mqtt"]["password"]
+            assert self._connects(probe_factory, port, "lyon/door-b", secret)
+            removed = ruche("admin", "agent", "remove", "--config", str(server_toml),
+                            "--site", "lyon", "--id", "door-b")  # fmt: skip
+            assert removed.returncode == 0, removed.stderr
+            assert not self._connects(probe_factory, port, "lyon/door-b", secret)
         finally:
             proc.terminate()
             proc.wait(10)
         assert broker_config().returncode == 0
         accounts = (out / "dynamic-security.json").read_text()
         assert password not in accounts
-        (agent,) = [c for c in json.loads(accounts)["clients"] if c["username"] == "lyon/door-a"]
-        assert agent["disabled"] is True
+        clients = {c["username"]: c for c in json.loads(accounts)["clients"]}
+        assert clients["lyon/door-a"]["disabled"] is True
+        assert "lyon/door-b" not in clients
 
     @staticmethod
     def _connects(probe_factory, port: int, user: str, password: str) -> bool:

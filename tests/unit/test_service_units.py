@@ -57,6 +57,7 @@ def server_layout(folder: Path, server_toml: str = "") -> Path:
         "plugin /usr/lib/mosquitto_dynamic_security.so\n"
         f"plugin_opt_config_file {folder}/state/mosquitto/dynamic-security.json\n"
         f"persistence_location {folder}/state/mosquitto/data/\n"
+        f"keyfile {folder}/tls/broker.key\n"
     )
     config = folder / "server.toml"
     config.write_text(server_toml or '[mqtt]\npassword = "a-long-real-password"\n')
@@ -101,6 +102,7 @@ class TestAgentUnit:
         assert found["Type"] == ["notify"]
         assert found["WatchdogSec"] == ["20s"]
         assert found["StateDirectory"] == ["ruche/agent"]
+        assert found["WorkingDirectory"] == ["/var/lib/ruche/agent"], "lgpio writes there"
         assert found["SupplementaryGroups"] == ["gpio dialout plugdev"]
         assert "PrivateDevices" not in found
         assert found["Restart"] == ["always"]
@@ -228,6 +230,10 @@ class TestInstall:
         assert f"chown ruche:ruche {state}/ruche.db" in done.next_steps
         assert f"chown ruche:mosquitto {state} && chmod 0750 {state}" in done.next_steps
         assert f"chown -R mosquitto: {state}/mosquitto" in done.next_steps
+        key = tmp_path / "etc" / "tls" / "broker.key"
+        assert f"chgrp mosquitto {key} && chmod 0640 {key}" in done.next_steps, (
+            "Mosquitto reads its key after dropping root"
+        )
         assert not any("both by the server" in w for w in done.warnings)
 
     def test_server_install_without_mosquitto_conf_says_so(self, tmp_path):
