@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,8 @@ class LinkStats:
     """Counters the agent reports and tests read."""
 
     connects: int = 0
+    connect_failures: int = 0
+    """Connection attempts that failed before MQTT began (TCP or TLS)."""
     sent: int = 0
     resends: int = 0
     acks: int = 0
@@ -121,6 +124,8 @@ class AgentLink:
             Channel.CONFIG: str(Topic.config(options.site, options.agent)),
         }
         self._status_topic = str(Topic.status(options.site, options.agent))
+        self._connect_failure: str | None = None
+        self._failed_attempts = 0
         # A Pi's SD card must not fill with a line per bad message, however many come.
         self._refusals = RefusalLog(log, "message")
         self._client = self._build_client()
@@ -200,6 +205,7 @@ class AgentLink:
         client.will_set(self._status_topic, self._status(online=False), qos=1, retain=True)
         client.on_socket_open = no_delay
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -216,6 +222,10 @@ class AgentLink:
             log.warning("broker refused the agent: %s", reason)
             return
         self.stats.connects += 1
+        if self._connect_failure is not None:
+            log.info("the broker took the connection after %d failed attempts",
+                     self._failed_attempts)  # fmt: skip
+            self._connect_failure, self._failed_attempts = None, 0
         for topic in self._topics.values():
             client.subscribe(topic, qos=1)
         client.publish(self._status_topic, self._status(online=True), qos=1, retain=True)
@@ -223,6 +233,20 @@ class AgentLink:
             self._window.connected(self._clock())
             self._wake.notify()
         log.info("connected to %s:%s", self.options.host, self.options.port)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        # paho calls this from inside its `except OSError:` around reconnect(), so the error
+        # being handled is why (a certificate the CA does not vouch for, a name not in it,
+        # a refused connection). Said once per distinct reason: an outage of hours retries
+        # every 30 s, and a Pi's SD card must not fill with the same line.
+        error = sys.exc_info()[1]
+        reason = "no reason given" if error is None else (str(error) or type(error).__name__)
+        self.stats.connect_failures += 1
+        self._failed_attempts += 1
+        if reason != self._connect_failure:
+            self._connect_failure = reason
+            log.warning("cannot connect to %s:%s (%s); retrying", self.options.host,
+                        self.options.port, reason)  # fmt: skip
 
     def _on_disconnect(
         self,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import subprocess
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -13,9 +15,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ruche.broker.accounts import Accounts, AgentAccount, ServerAccount
 from ruche.broker.mosquitto_config import BrokerOptions, TlsOptions
 from ruche.broker.passwords import generate_password
+from ruche.edge.link import AgentLink, LinkOptions
+from ruche.edge.outbox import Outbox
 from ruche.mqtt import stop_client
+from ruche.server.deploy.tls import make_ca
 from ruche.sim.services.mosquitto import MosquittoProcess
 from ruche.sim.services.sockets import free_port, wait_for_port
+from ruche.sim.testing.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +72,56 @@ class TestTlsListener:
                 pytest.raises(ssl.SSLCertVerificationError),
             ):
                 untrusting.wrap_socket(raw, server_hostname="localhost")
+
+
+class TestAgentSaysWhyItCannotConnect:
+    """An agent whose CA does not vouch for the broker logs why, once, however often it
+    retries; a port nobody listens on likewise."""
+
+    # paho leaves a socket whose TLS handshake failed to the garbage collector, which
+    # closes it (with a ResourceWarning): nothing leaks, but pytest reports it.
+    @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+    def test_wrong_ca(self, tmp_path, certificate, caplog):
+        cert, key = certificate
+        other = tmp_path / "other"
+        other.mkdir()
+        make_ca(other / "ca.pem", other / "ca.key", site="elsewhere")
+        accounts = Accounts(server=ServerAccount(password=generate_password()), agents=())
+        tls_port = free_port()
+        options = BrokerOptions(
+            port=free_port(),
+            tls=TlsOptions(certfile=cert, keyfile=key, port=tls_port, bind="127.0.0.1"),
+        )
+        with MosquittoProcess.generate(tmp_path / "broker", accounts, options) as broker:
+            assert wait_for_port("127.0.0.1", tls_port, timeout=5), broker.log_tail()
+            link = _link(tmp_path / "a.db", tls_port, ca_file=other / "ca.pem")
+            caplog.set_level(logging.INFO, logger="ruche.edge.link")
+            link.start()
+            try:
+                wait_until(lambda: link.stats.connect_failures >= 3, timeout=20,
+                           what="three attempts")  # fmt: skip
+            finally:
+                link.stop()
+        said = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+        assert len(said) == 1, said
+        assert "CERTIFICATE_VERIFY_FAILED" in said[0]
+
+    def test_refused_port(self, tmp_path, caplog):
+        link = _link(tmp_path / "a.db", free_port(), ca_file=None)
+        caplog.set_level(logging.INFO, logger="ruche.edge.link")
+        link.start()
+        try:
+            wait_until(lambda: link.stats.connect_failures >= 2, timeout=20, what="two attempts")
+        finally:
+            link.stop()
+        said = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+        assert len(said) == 1, said
+        assert "Connection refused" in said[0]
+
+
+def _link(db: Path, port: int, *, ca_file: Path | None) -> AgentLink:
+    options = LinkOptions(site="lab", agent="agent-a", host="localhost", port=port,
+                          username="lab/agent-a", password=generate_password(), ca_file=ca_file,
+                          reconnect_min=0.5, reconnect_max=1.0)  # fmt: skip
+    return AgentLink(options, Outbox(db), on_command=lambda c: None,
+                     on_allowlist=lambda a: None)  # fmt: skip
