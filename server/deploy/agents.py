@@ -120,7 +120,7 @@ def enrol_agent(
             row = registry.get_agent_by_slug(session, site_row.id, agent)
         except NotFound:
             if must_exist:
-                raise
+                raise NotFound("Agent", f"{site}/{agent}") from None
             row = registry.create_agent(session, site_id=site_row.id, slug=agent)
             session.flush()
         password = registry.issue_agent_password(session, row.id)
@@ -149,11 +149,18 @@ def enrol_agent(
     return Enrolment(site, agent, text, written)
 
 
+def _known_agent(session: Session, site_id: int, site: str, agent: str) -> AgentRow:
+    try:
+        return registry.get_agent_by_slug(session, site_id, agent)
+    except NotFound:
+        raise NotFound("Agent", f"{site}/{agent}") from None
+
+
 def set_agent_enabled(settings: ServerSettings, *, site: str, agent: str, enabled: bool) -> None:
     """Let an agent in again, or cut it off at once (its account is kept, disabled)."""
     with transaction(_sessions(settings)) as session:
         site_row = registry.get_site_by_slug(session, site)
-        row = registry.get_agent_by_slug(session, site_row.id, agent)
+        row = _known_agent(session, site_row.id, site, agent)
         row.broker_disabled = not enabled
         command = "enableClient" if enabled else "disableClient"
         with _control(settings) as control:
@@ -165,7 +172,7 @@ def remove_agent(settings: ServerSettings, *, site: str, agent: str) -> None:
     account and role from the broker, which disconnects it at once."""
     with transaction(_sessions(settings)) as session:
         site_row = registry.get_site_by_slug(session, site)
-        row = registry.get_agent_by_slug(session, site_row.id, agent)
+        row = _known_agent(session, site_row.id, site, agent)
         registry.delete(session, AgentRow, row.id)
         with _control(settings) as control:
             control.run(remove_agent_commands(site, agent),

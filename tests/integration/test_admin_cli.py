@@ -74,6 +74,10 @@ class TestProvisioning:
                              "--site", "lyon", "--id", "door-a")  # fmt: skip
             assert disabled.returncode == 0, disabled.stderr
             assert not self._connects(probe_factory, port, "lyon/door-a", password)
+            unknown = ruche("admin", "agent", "rotate", "--config", str(server_toml),
+                            "--site", "lyon", "--id", "nope")  # fmt: skip
+            assert unknown.returncode == 2
+            assert unknown.stderr == "ruche: error: Agent 'lyon/nope' does not exist\n"
             # A second agent, removed: gone from the broker and from the registry.
             other = ruche("admin", "agent", "add", "--config", str(server_toml), "--site",
                           "lyon", "--id", "door-b", "--out", str(tmp_path / "pi-b"))  # fmt: skip
