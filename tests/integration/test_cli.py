@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from ruche.sim.nfc import BadgeEmulator
 from ruche.sim.services.mosquitto import find_mosquitto
 from ruche.sim.services.sockets import free_port, wait_for_port
 
@@ -142,3 +143,31 @@ class TestBenchEdgeCommand:
         assert figures["rss_mb"] > 0
         assert figures["cpu_percent"] >= 0
         assert figures["lost"] == 0
+
+
+class TestReadBadgeCommand:
+    """`ruche edge read-badge` prints what a reader reports, as the API enrols it."""
+
+    def test_prints_each_uid(self):
+        device = f"udp:127.0.0.1:{free_port()}"
+        uids = [bytes.fromhex("0102030405060708"), bytes.fromhex("1112131415161718")]
+        with BadgeEmulator(device=device) as card:
+            command = [sys.executable, "-m", "ruche", "edge", "read-badge", "--device", device,
+                       "--count", "2", "--timeout", "30"]  # fmt: skip
+            reading = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)  # fmt: skip
+            try:
+                for uid in uids:
+                    time.sleep(1.5)  # the reader opens, then one presentation each
+                    card.tap(uid, hold_s=1.5)
+                out, err = reading.communicate(timeout=30)
+            finally:
+                reading.kill()
+        assert reading.returncode == 0, err
+        assert out.split() == [uid.hex() for uid in uids]
+
+    def test_no_badge_is_one_line(self):
+        done = _run("edge", "read-badge", "--device", f"udp:127.0.0.1:{free_port()}",
+                    "--timeout", "1")  # fmt: skip
+        assert done.returncode == 2
+        assert done.stderr.splitlines()[-1] == "ruche: error: no badge within 1 s"
