@@ -59,17 +59,25 @@ def mqtt_state(connected: Mapping[str, bool]) -> str:
 
 
 def influx_state(
-    *, ping_error: str | None, up: bool, last_error: str | None, spooled_points: int
+    *,
+    ping_error: str | None,
+    up: bool,
+    last_error: str | None,
+    spooled_points: int,
+    refusing: bool = False,
 ) -> str:
-    """InfluxDB is ready when it answers a ping and the writer's last attempt reached it.
+    """InfluxDB is ready when it answers a ping and the writer's last attempt reached it
+    and was taken.
 
     Right after InfluxDB comes back the ping answers before the writer's next retry: the
-    state stays `failing` until that retry lands, so `ok` means points flow again.
+    state stays `failing` until that retry lands, so `ok` means points flow again. An
+    InfluxDB that answers but refuses the writes (`refusing`: a token, a permission, a
+    database or a 2.x DBRP mapping missing) is failing too: nothing flows until fixed.
     """
     spool = f"spool holds {spooled_points} points"
     if ping_error is not None:
         return f"down: {ping_error} ({spool})"
-    if not up and last_error is not None:
+    if (not up or refusing) and last_error is not None:
         return f"failing: {last_error} ({spool})"
     return OK
 

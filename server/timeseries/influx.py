@@ -117,6 +117,9 @@ class InfluxWriterStats:
     dead_lettered_points: int
     last_error: str | None
     up: bool
+    refusing: bool = False
+    """InfluxDB answers but refuses the writes (401, 403, 404: a token, a permission or a
+    database or DBRP mapping missing): nothing flows until someone fixes it."""
 
 
 @dataclass
@@ -225,6 +228,7 @@ class InfluxWriter:
         self._dead_points = 0
         self._last_error: str | None = None
         self._up = False
+        self._refusing = False
 
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.dead_letter_dir.mkdir(exist_ok=True)
@@ -297,6 +301,7 @@ class InfluxWriter:
                 dead_lettered_points=self._dead_points,
                 last_error=self._last_error,
                 up=self._up,
+                refusing=self._refusing,
             )
 
     def close(self) -> None:
@@ -579,6 +584,7 @@ class InfluxWriter:
                     self._points_written += segment.points
                     self._batches_written += 1
                     self._up = True
+                    self._refusing = False
                 return True
             if outcome == "rejected":
                 self._dead_letter(segment, text)
@@ -604,9 +610,9 @@ class InfluxWriter:
         if status >= 500:
             self._record_error("server", text)
         elif status in {401, 403}:
-            self._record_error("auth", text, up=True)
+            self._record_error("auth", text, up=True, refusing=True)
         elif status == 404:
-            self._record_error("not_found", text, up=True)
+            self._record_error("not_found", text, up=True, refusing=True)
         elif status in _RETRY_4XX:
             self._record_error("throttled", text, up=True)
         else:
@@ -614,12 +620,15 @@ class InfluxWriter:
             return "rejected", text
         return "retry", text
 
-    def _record_error(self, kind: str, text: str, *, up: bool = False) -> None:
+    def _record_error(
+        self, kind: str, text: str, *, up: bool = False, refusing: bool = False
+    ) -> None:
         with self._lock:
             first = self._last_error != text
             self._errors[kind] += 1
             self._last_error = text
             self._up = up
+            self._refusing = refusing
         if first:  # one line per new condition, not one per retry
             log.warning("influx write failed: %s", text, extra={"kind": kind, "url": self.url})
 

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ruche.server.ops.health import influx_state
 from ruche.server.timeseries.influx import InfluxWriter
 from ruche.server.timeseries.lineprotocol import Point
 from ruche.sim.services.influxd import InfluxdProcess
@@ -198,6 +199,13 @@ class TestInflux1xWithAuth:
             eventually(lambda: writer.stats().write_errors.get("auth", 0) >= 2)
             stats = writer.stats()
             assert (stats.spooled_points, stats.dead_lettered_batches) == (4, 0)
+            # Readiness says so: InfluxDB answers, but nothing flows until it is fixed.
+            assert stats.refusing
+            state = influx_state(
+                ping_error=None, up=stats.up, last_error=stats.last_error,
+                spooled_points=stats.spooled_points, refusing=stats.refusing,
+            )  # fmt: skip
+            assert state.startswith("failing: InfluxDB answered 401")
 
     def test_a_user_without_admin_rights_cannot_create(
         self, auth_influxd: AuthRig, tmp_path: Path

@@ -58,6 +58,10 @@ class TestReadiness:
 
     def test_influx_ok(self):
         assert influx_state(ping_error=None, up=True, last_error="old", spooled_points=3) == "ok"
+        refused = "InfluxDB answered 401: unauthorized"
+        state = influx_state(ping_error=None, up=True, last_error=refused, spooled_points=3,
+                             refusing=True)  # fmt: skip
+        assert state == f"failing: {refused} (spool holds 3 points)"
         # Before the first write: nothing has failed yet.
         assert influx_state(ping_error=None, up=False, last_error=None, spooled_points=0) == "ok"
 

@@ -64,6 +64,7 @@ class HealthChecks:
                 up=stats.up,
                 last_error=stats.last_error,
                 spooled_points=stats.spooled_points,
+                refusing=stats.refusing,
             )
         return readiness(checks)
 
