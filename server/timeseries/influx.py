@@ -304,6 +304,11 @@ class InfluxWriter:
                 refusing=self._refusing,
             )
 
+    def ping(self, timeout: float) -> httpx.Response:
+        """`GET /ping` with the writer's credentials: InfluxDB 3.x refuses an anonymous
+        ping unless started with `--disable-authz health,ping`."""
+        return self._query_http.get(f"{self.url}/ping", timeout=timeout)
+
     def close(self) -> None:
         """Stop the drainer (after its current request) and release the spool; what is not
         yet in InfluxDB stays on disk for the next writer. Call `flush()` first to drain."""

@@ -411,6 +411,17 @@ class TestInflux2xStyle:
         assert "InfluxDB refused the query (401): unauthorized access" in check.message
 
 
+class TestPing:
+    """The readiness ping carries the writer's credentials: 3.x refuses an anonymous one."""
+
+    def test_ping_sends_the_token(self, v2: V2StyleInflux, tmp_path: Path) -> None:
+        with InfluxWriter(v2.url, "ruche", token=v2.token, spool_dir=tmp_path / "spool") as w:
+            assert w.ping(2.0).status_code == 204
+        pings = [headers for _, path, headers in v2.requests if path == "/ping"]
+        assert pings
+        assert pings[-1]["Authorization"] == f"Token {v2.token}"
+
+
 class TestServerStart:
     """`ruche server run` against a 2.x that refuses CREATE DATABASE: it says so in its log
     and serves anyway."""

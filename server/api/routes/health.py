@@ -60,7 +60,7 @@ class HealthChecks:
         if self.influx is not None:
             stats = self.influx.stats()
             checks["influxdb"] = influx_state(
-                ping_error=self._ping_error(self.influx.url),
+                ping_error=self._ping_error(self.influx),
                 up=stats.up,
                 last_error=stats.last_error,
                 spooled_points=stats.spooled_points,
@@ -88,9 +88,9 @@ class HealthChecks:
             return f"no answer in {self.sql_timeout_s:g} s"
         return outcome[0]
 
-    def _ping_error(self, url: str) -> str | None:
+    def _ping_error(self, influx: InfluxWriter) -> str | None:
         try:
-            response = httpx.get(f"{url}/ping", timeout=self.ping_timeout_s)
+            response = influx.ping(self.ping_timeout_s)
         except httpx.TimeoutException:
             return f"no answer in {self.ping_timeout_s:g} s"
         except httpx.ConnectError as exc:
