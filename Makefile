@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test check lint typecheck view unit system-deps install clean
+.PHONY: demo test check lint typecheck view unit system-deps install clean messages
 
 demo: install
 	$(BIN)/ruche demo $(DEMO_ARGS)
@@ -50,6 +50,25 @@ view:
 	@ln -s ../../server .typecheck/ruche/server
 	@ln -s ../../dashboards .typecheck/ruche/dashboards
 	@ln -s ../../firmware-sim .typecheck/ruche/sim
+
+# The French and English catalogues (docs/server.md, "Pages, languages"): extract every
+# _(), gettext, ngettext, pgettext and N_ string of the server's Python and templates
+# (server/i18n/babel.cfg), then merge them into each locale's ruche.po, which the server
+# reads as it is (no compile step). Translate the new French msgstrs: tests/unit/test_i18n.py
+# fails while one is empty or fuzzy, or while the code holds a string the catalogues lack.
+LOCALES_DIR := server/i18n/locales
+messages: install
+	@mkdir -p build
+	$(BIN)/pybabel -q extract -F server/i18n/babel.cfg --sort-by-file --project=Ruche \
+	  --msgid-bugs-address= --copyright-holder= -o build/ruche.pot server
+	@for lang in fr en; do \
+	  if [ -f $(LOCALES_DIR)/$$lang/LC_MESSAGES/ruche.po ]; then \
+	    $(BIN)/pybabel -q update -D ruche -l $$lang -i build/ruche.pot -d $(LOCALES_DIR) \
+	      --ignore-obsolete --no-fuzzy-matching; \
+	  else \
+	    $(BIN)/pybabel -q init -D ruche -l $$lang -i build/ruche.pot -d $(LOCALES_DIR); \
+	  fi; \
+	done
 
 install: system-deps $(STAMP)
 

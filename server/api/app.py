@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from ruche.server.occupancy.live import LiveHub
 
 from ruche.server.api.deps import Services
+from ruche.server.api.pages import apidocs, signin
+from ruche.server.api.pages.rendering import ASSETS, STATIC
 from ruche.server.api.routes import (
     audit,
     billing,
@@ -111,6 +114,9 @@ def create_app(
         title=API_TITLE,
         version=API_VERSION,
         description="Ruche: desks, doors, members and bookings of coworking sites.",
+        # FastAPI's /docs and /redoc load from CDNs; pages.apidocs serves vendored copies.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ruche = Services(sessions=sessions, commands=commands, listener=listener)
     app.state.live = live
@@ -122,6 +128,9 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     # No key on these: bind the server to the private network (docs/operations.md).
     app.include_router(health_routes.router)
+    app.include_router(apidocs.router)
+    app.include_router(signin.router)
+    app.mount(ASSETS, StaticFiles(directory=STATIC), name="assets")
 
     for module in (
         sites,

@@ -1,0 +1,1 @@
+"""Server-rendered pages for managers and members: the renderer and its routes."""
