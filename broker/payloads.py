@@ -345,9 +345,13 @@ class Allowlist(_Payload):
 
 
 class Ack(_Payload):
-    """The highest contiguous seq of this agent that the server has durably stored."""
+    """The highest contiguous seq of this agent that the server has durably stored (or
+    durably refused: an event it will never store does not hold the agent back)."""
 
     seq: int = Field(ge=0, le=MAX_SEQ)
+    refused: tuple[Seq, ...] | None = Field(default=None, min_length=1, max_length=1000)
+    """Seqs this ack passes over that the server refused (kept in its `refused_events`
+    with the reason), for the agent to record."""
 
 
 Payload = (

@@ -82,6 +82,8 @@ class LinkStats:
     sent: int = 0
     resends: int = 0
     acks: int = 0
+    refused_by_server: int = 0
+    """Events the server acked as refused (it will never store them)."""
     bad_messages: dict[str, int] = field(default_factory=dict)
 
 
@@ -271,6 +273,8 @@ class AgentLink:
         try:
             if isinstance(payload, Ack):
                 self._take_ack(payload.seq)
+                if payload.refused:
+                    self._server_refused(payload.refused)
             elif isinstance(payload, Allowlist):
                 self._on_allowlist(payload)
             elif isinstance(payload, AgentConfig):
@@ -281,6 +285,14 @@ class AgentLink:
         except Exception:
             # A handler bug must not kill paho's network thread (and with it the link).
             log.exception("handling %s failed", msg.topic)
+
+    def _server_refused(self, seqs: tuple[int, ...]) -> None:
+        # The server will never store these (it keeps them by key with the reason, for a
+        # manager to read): the agent counts them and says so, a few lines a window.
+        self.stats.refused_by_server += len(seqs)
+        for seq in seqs:
+            self._refusals.refused("refused_by_server", f"seq {seq}",
+                                   "the server will never store it")  # fmt: skip
 
     def _take_ack(self, seq: int) -> None:
         self.stats.acks += 1

@@ -9,16 +9,19 @@ counted twice (events are keyed by (site, agent, seq)).
 
 Bad messages (not the contract) are counted by reason, logged, and acknowledged to the
 broker so they are not redelivered forever. An event for a desk or door the registry
-does not give to its agent (`ruche.server.registry.ownership`) is refused and counted too, and
-kept by key in `refused_events`: the agent's ack moves past it, so a misconfigured agent
-does not resend it forever. Refusals are logged a few a window (`RefusalLog`), however
-many arrive. InfluxDB points are written to the
+does not give to its agent (`ruche.server.registry.ownership`), and an event of an
+agent's stream whose payload the contract refuses but whose `seq` can be read (a newer
+agent's schema version, a value out of range), are refused and counted too, and kept by
+key in `refused_events` with the reason: the agent's ack moves past them (and names them,
+`Ack.refused`), so one bad event never wedges an agent's window. Refusals are logged a
+few a window (`RefusalLog`), however many arrive. InfluxDB points are written to the
 writer's durable spool before the SQL commit, so a crash between the two means a
 redelivery (and the same points rewritten), never a point missing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -39,9 +42,11 @@ from ruche.broker import (
     Topic,
     decode,
     encode,
+    max_bytes,
     shared,
     topic_filter,
 )
+from ruche.broker.payloads import MAX_SEQ
 from ruche.refusals import RefusalLog
 from ruche.server.messaging.connection import MqttOptions, ServerConnection
 from ruche.server.occupancy.batch import EventBatch, RefusedRow, refused_row
@@ -66,7 +71,8 @@ class IngestStats:
     stored: int = 0
     duplicates: int = 0
     refused: int = 0
-    """Valid events refused for a desk or door their agent does not own."""
+    """Events refused by key: for a desk or door their agent does not own, or whose
+    payload the contract refuses while its seq can be read."""
     acks_sent: int = 0
     batches: int = 0
     commit_failures: int = 0
@@ -78,6 +84,32 @@ class _Arrival:
     msg: mqtt.MQTTMessage
     message: Message | None
     received_at: datetime
+    refused: RefusedRow | None = None
+    """An event of an agent's stream the contract refuses, kept by its key."""
+
+
+def _refused_event(
+    topic: str, payload: bytes | bytearray, error: ContractError, at: datetime
+) -> RefusedRow | None:
+    """The key of an agent's event the contract refuses (a newer agent's schema version, a
+    value out of range), when its topic and its `seq` can still be read: refused by key,
+    the agent's ack passes it and its window moves on instead of resending it forever.
+    None for anything else (a bad topic, no readable seq: not a place in any stream)."""
+    try:
+        parsed = Topic.parse(topic)
+    except ContractError:
+        return None
+    if parsed.channel not in EVENT_CHANNELS or len(payload) > max_bytes(parsed.channel):
+        return None
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    seq = data.get("seq") if isinstance(data, dict) else None
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        return None
+    return RefusedRow(parsed.site, parsed.agent, seq, parsed.channel.value, parsed.device or "",
+                      error.reason.value, at, error.detail)  # fmt: skip
 
 
 class IngestWorker:
@@ -139,13 +171,17 @@ class IngestWorker:
     # --- paho's thread ------------------------------------------------------------
 
     def _on_message(self, _client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        received_at = self._clock()
+        refused = None
         try:
             message: Message | None = decode(msg.topic, msg.payload)
         except ContractError as exc:
-            self._count_bad(exc.reason.value)
-            self._refusals.refused(exc.reason.value, msg.topic, exc.detail)
             message = None
-        self._inbox.put(_Arrival(msg, message, self._clock()))
+            refused = _refused_event(msg.topic, msg.payload, exc, received_at)
+            if refused is None:  # else counted and logged with the batch's refusals
+                self._count_bad(exc.reason.value)
+                self._refusals.refused(exc.reason.value, msg.topic, exc.detail)
+        self._inbox.put(_Arrival(msg, message, received_at, refused))
 
     # --- the writer ---------------------------------------------------------------
 
@@ -193,6 +229,8 @@ class IngestWorker:
         refused: list[RefusedRow] = []
         for arrival in batch:
             message = arrival.message
+            if arrival.refused is not None:
+                refused.append(arrival.refused)
             if message is None:
                 continue
             refusal = self._owners.check(message.topic)
@@ -213,8 +251,13 @@ class IngestWorker:
         self.stats.batches += 1
         self._report_refused(refused)
         # Durable now: tell the agents, then release the broker's copies.
+        passed: dict[tuple[str, str], list[int]] = {}
+        for row in refused:
+            passed.setdefault((row.site, row.agent), []).append(row.seq)
         for (site, agent), seq in progress.items():
-            self.connection.publish(str(Topic.ack(site, agent)), encode(Ack(seq=seq)))
+            over = sorted(s for s in passed.get((site, agent), ()) if s <= seq)[:1000]
+            ack = Ack(seq=seq, refused=tuple(over) or None)
+            self.connection.publish(str(Topic.ack(site, agent)), encode(ack))
             self.stats.acks_sent += 1
         self.connection.ack_all([arrival.msg for arrival in batch])
         if self._after_commit is not None and messages:

@@ -25,7 +25,8 @@ from ruche.server.messaging.connection import MqttOptions
 from ruche.server.occupancy.event_store import stored_count
 from ruche.server.occupancy.ingest import IngestWorker
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations
-from ruche.server.storage.models import AgentProgressRow, StoredEventRow
+from ruche.server.storage.models import AgentProgressRow, RefusedEventRow, StoredEventRow
+from ruche.sim.testing.waits import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,42 @@ class TestIngestion:
             assert progress is not None
             assert progress.acked_seq == 1500
             assert stored_count(session) >= 1500
+
+    def test_one_refused_event_among_good_ones_never_stalls_the_agent(
+        self, site, db_url, agent_link
+    ):
+        """A newer agent's event (schema version 2) amid 2,000 good ones: every good one is
+        stored and acked, the bad one is kept by key with its reason, and the agent's window
+        moves past it and records the refusal."""
+        outbox, link = agent_link
+        engine = make_engine(db_url)
+        worker = IngestWorker(make_sessions(engine), mqtt_options(site), site=site.site)
+        worker.start()
+        good = presence(site.site, "agent-a")
+
+        def newer(seq: int) -> tuple[str, bytes]:
+            topic, data = good(seq)
+            return topic, data.replace(b'{"v":1,', b'{"v":2,', 1)
+
+        try:
+            for seq in range(1, 2002):
+                outbox.append(newer if seq == 700 else good)
+            link.wake()
+            assert drained(outbox), f"outbox still holds {outbox.depth}; {worker.stats}"
+            eventually(lambda: link.stats.refused_by_server == 1, what="the agent told")
+        finally:
+            worker.stop()
+            engine.dispose()
+        assert stored_seqs(db_url, site.site) == [s for s in range(1, 2002) if s != 700]
+        with session_on(db_url) as session:
+            (kept,) = session.scalars(
+                select(RefusedEventRow).where(RefusedEventRow.site == site.site)
+            ).all()
+            assert (kept.agent, kept.seq, kept.reason) == ("agent-a", 700, "unsupported_version")
+            progress = session.get(AgentProgressRow, (site.site, "agent-a"))
+            assert progress is not None
+            assert progress.acked_seq == 2001
+        assert worker.stats.refused == 1
 
     def test_bad_and_duplicate_messages(self, site, db_url):
         engine = make_engine(db_url)

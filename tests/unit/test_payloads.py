@@ -183,6 +183,7 @@ SAMPLES: list[tuple[Topic, Payload]] = [
     (ALLOWLIST, Allowlist(version=0, issued=TS, expires=TS + timedelta(seconds=1))),
     (ACK, Ack(seq=0)),
     (ACK, Ack(seq=MAX_SEQ)),
+    (ACK, Ack(seq=9, refused=(7,))),
     (CONFIG, CONFIG_SAMPLE),
     (CONFIG, AgentConfig(version=0, issued=TS)),
 ]
