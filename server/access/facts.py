@@ -26,7 +26,10 @@ What the rows mean as values (the rest is `access.py`'s docstring):
   with none covering now, the latest one already started, else the next one, so that
   the decision says `member_inactive`. For an allow-list, every membership that overlaps
   the horizon contributes its own windows.
-- Only `booked` bookings open doors (cancelled, released, no-show ones do not).
+- `booked` bookings open doors, and so do `no_show` ones: a no-show release frees the
+  desk for others, but a member who arrives late must still get in for the rest of their
+  booking (a booking-only plan has no other way in). Cancelled and released ones (given
+  up by the member) open nothing.
 - A tap on a reader whose id is `out` or ends in `-out` is an exit; any other is an entry.
 - A site lockdown is every door of the site locked down (`registry.set_site_lockdown`).
 
@@ -121,6 +124,10 @@ def direction_of(reader: str) -> Direction:
 def access_request(token: str, door: str, reader: str) -> AccessRequest:
     """The `AccessRequest` for a tap of `token` on `reader` at `door`."""
     return AccessRequest(token, door, direction_of(reader))
+
+
+DOOR_OPENING = (BookingStatus.BOOKED, BookingStatus.NO_SHOW)
+"""Booking statuses that open the site's doors within the booking (and its grace)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +349,7 @@ def _load_holders(
             m.BookingRow.grace_after,
         ).where(
             m.BookingRow.site_id == site.id,
-            m.BookingRow.status == BookingStatus.BOOKED,
+            m.BookingRow.status.in_(DOOR_OPENING),
             m.BookingRow.member_id.in_(members),
             m.BookingRow.ends_at > start - MAX_GRACE,
             m.BookingRow.starts_at < end + MAX_GRACE,

@@ -26,7 +26,7 @@ from ruche.server.access import audit
 from ruche.server.access.taps import DoorWorker
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
-from ruche.server.storage.enums import AuditSource, BadgeStatus
+from ruche.server.storage.enums import AuditSource, BadgeStatus, BookingStatus
 from ruche.sim.testing.waits import wait_until
 
 pytestmark = pytest.mark.integration
@@ -302,6 +302,28 @@ class TestBookingWindow:
             registry.cancel_booking(s, booking.id)
         worker.site_changed(site.site)
         assert verdict(agent.tap("front", world.tokens["cyd"])) == "no_booking"
+
+    def test_a_late_member_released_as_no_show_still_gets_in(
+        self, site, sqlite_url, sessions_for, start_worker
+    ):
+        """The desk is freed for others, but the front door still opens for the rest of the
+        booking: a booking-only member has no other way in."""
+        sessions = sessions_for(sqlite_url)
+        world = build_world(sessions, site.site)
+        with transaction(sessions) as s:
+            booking = registry.book(
+                s,
+                member_id=world.member_ids["cyd"],
+                site_id=world.ids["site"],
+                desk_id=world.ids["desk"],
+                starts_at=TUESDAY_10,
+                ends_at=TUESDAY_10 + timedelta(hours=4),
+            )
+            registry.set_booking_status(s, booking.id, BookingStatus.NO_SHOW)
+        late = TUESDAY_10 + timedelta(minutes=40)
+        start_worker(sessions, clock=Clock(late))
+        agent = FakeAgent(site)
+        assert verdict(agent.tap("front", world.tokens["cyd"])) == "unlock"
 
 
 class TestDenyReasons:
