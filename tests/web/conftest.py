@@ -1,0 +1,174 @@
+"""What the page tests share: Chromium with every request off this machine refused,
+axe-core's check, and screenshots at desktop and phone sizes kept in test-artifacts/."""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
+
+from ruche.server.api.app import create_app
+from ruche.server.storage.db import make_engine, make_sessions, run_migrations
+from ruche.sim.services.sockets import free_port, wait_for_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+# The rules axe runs: WCAG 2.1 A and AA, and its best practices (landmarks, one h1, ...).
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+SIZES: dict[str, dict[str, Any]] = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+}
+
+
+def serve(app: FastAPI) -> Iterator[str]:
+    """`app` served by uvicorn on a free port of 127.0.0.1 until the generator closes."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=2,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        assert wait_for_port("127.0.0.1", port, timeout=10), "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+class Ports:
+    """The API's two ports, doing nothing: the pages send no commands."""
+
+    def send(self, site: str, agent: str, command: object) -> None:
+        pass
+
+    def site_changed(self, site: str) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The whole app (create_app) over a migrated SQLite database, served on 127.0.0.1
+    once per test module: its base URL."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('pages') / 'ruche.db'}"
+    run_migrations(url)
+    engine = make_engine(url)
+    ports = Ports()
+    try:
+        yield from serve(create_app(sessions=make_sessions(engine), commands=ports, listener=ports))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, one per test module (Playwright's sync API allows one at a time)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Offline:
+    """Requests the browser tried to send off this machine, all refused."""
+
+    blocked: list[str] = field(default_factory=list)
+
+    def route(self, route: Route) -> None:
+        host = urllib.parse.urlsplit(route.request.url).hostname
+        if host == "127.0.0.1" or route.request.url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
+
+@pytest.fixture
+def offline() -> Offline:
+    return Offline()
+
+
+@pytest.fixture
+def browse(chromium: Browser, offline: Offline) -> Iterator[Callable[..., Page]]:
+    """A page in a new context (`size`: desktop or phone; `locale`: the browser's
+    Accept-Language), with every request off 127.0.0.1 refused and listed in `offline`."""
+    contexts: list[BrowserContext] = []
+
+    def open_page(size: str = "desktop", locale: str | None = None) -> Page:
+        options = dict(SIZES[size])
+        if locale is not None:
+            options["locale"] = locale
+        context = chromium.new_context(**options)
+        contexts.append(context)
+        context.route("**/*", offline.route)
+        return context.new_page()
+
+    try:
+        yield open_page
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def assert_accessible(page: Page) -> None:
+    """axe-core finds no serious or critical violation of WCAG 2.1 AA or its best practices
+    in `page` as it stands; the failure lists each rule with the elements it found."""
+    page.add_script_tag(path=str(AXE))
+    results = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags},"
+        " resultTypes: ['violations']})",
+        AXE_TAGS,
+    )
+    serious = [v for v in results["violations"] if v["impact"] in ("serious", "critical")]
+    report = "\n".join(
+        f"{v['id']} ({v['impact']}): {v['help']}\n"
+        + "\n".join(f"    {node['target']}: {node['failureSummary']}" for node in v["nodes"])
+        for v in serious
+    )
+    assert not serious, f"axe found on {page.url}:\n{report}"
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """The whole page kept as test-artifacts/pages/<name>.png."""
+    path = ARTIFACTS / "pages" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture
+def audit() -> Callable[[Page, str], None]:
+    """Checks a page with axe (`assert_accessible`) and keeps its screenshot as `name`."""
+
+    def check(page: Page, name: str) -> None:
+        screenshot(page, name)
+        assert_accessible(page)
+
+    return check
