@@ -255,7 +255,8 @@ class DoorSetup(DoorHardware):
 
 
 class DeskSensor(_Payload):
-    """A desk's presence sensor on its agent's Pi: an LD2410 radar or a PIR."""
+    """A desk's presence sensor on its agent's Pi: an LD2410 radar or a PIR; and, if it
+    has one, the NFC reader a member checks in at the desk with (`desk_badge` events)."""
 
     serial: str | None = Field(default=None, min_length=1, max_length=256)
     """Serial port of an LD2410 radar (e.g. /dev/ttyUSB0)."""
@@ -264,6 +265,13 @@ class DeskSensor(_Payload):
     arrive_s: float = Field(default=5.0, ge=0, le=600)
     leave_s: float = Field(default=60.0, ge=0, le=3600)
     heartbeat_s: float = Field(default=300.0, gt=0, le=86_400)
+    reader: str | None = Field(default=None, max_length=128)
+    """The nfcpy device string of the desk's badge reader, if it has one."""
+
+    @field_validator("reader")
+    @classmethod
+    def _nfc_device(cls, value: str | None) -> str | None:
+        return None if value is None else DoorHardware._nfc_device(value)
 
     @model_validator(mode="after")
     def _one_sensor(self) -> Self:
@@ -287,6 +295,9 @@ def check_setup(doors: tuple[DoorSetup, ...], desks: tuple[DeskSetup, ...]) -> N
     ports = [d.serial for d in desks if d.serial is not None]
     if len(ports) != len(set(ports)):
         raise ValueError(f"a serial port reads two desks: {sorted(ports)}")
+    readers = [d.reader for d in doors] + [d.reader for d in desks if d.reader is not None]
+    if len(readers) != len(set(readers)):
+        raise ValueError(f"one badge reader serves two doors or desks: {sorted(readers)}")
 
 
 class AgentConfig(_Payload):

@@ -31,6 +31,7 @@ from ruche.broker import (
     Command,
     ContractError,
     Deny,
+    DeskBadge,
     DeskSetup,
     DoorSetup,
     Lockdown,
@@ -161,6 +162,7 @@ class Agent:
         """The latest taps and what the doors did, for diagnosis."""
         self._readers: dict[str, NfcReader] = {}
         self._desks: dict[str, RadarReader | PirReader] = {}
+        self._desk_readers: dict[str, NfcReader] = {}
         self._silent: set[str] = set()
         self._pin_factory = pin_factory
         self.doors: dict[str, GpioDoor] = {}
@@ -184,7 +186,7 @@ class Agent:
                 for door in self._door_settings.values():
                     self._readers[door.id] = self._open_reader(door)
                 for desk in self._desk_settings.values():
-                    self._desks[desk.id] = self._open_desk(desk)
+                    self._open_desk_parts(desk)
         except BaseException:
             self.stop()
             raise
@@ -208,6 +210,9 @@ class Agent:
             for sensor in self._desks.values():
                 sensor.close()
             self._desks.clear()
+            for reader in self._desk_readers.values():
+                reader.close()
+            self._desk_readers.clear()
         self.link.stop()
         self._close_doors()
         self.outbox.close()
@@ -351,6 +356,24 @@ class Agent:
 
     # --- desks --------------------------------------------------------------------
 
+    def _open_desk_parts(self, desk: DeskSetup) -> None:
+        self._desks[desk.id] = self._open_desk(desk)
+        if desk.reader is not None:
+            self._desk_readers[desk.id] = NfcReader(
+                device=desk.reader, reader_id=f"{desk.id}-reader",
+                on_tap=functools.partial(self._desk_read, desk.id),
+            )  # fmt: skip
+
+    def _desk_read(self, desk_id: str, uid: bytes, _reader: str) -> None:
+        """A badge on a desk's reader: the member checks in at the desk (a `desk_badge`
+        event, through the outbox like every other; the server attributes the desk's
+        session to them)."""
+        token = badge_token(self._site_key, uid)
+        topic = Topic.desk_badge(self.settings.site, self.settings.agent, desk_id)
+        now, mono = self._wall(), self._clock()
+        self.record(topic, lambda seq: DeskBadge(seq=seq, ts=now, mono=mono, token=token))
+        log.info("desk %s: badge check-in", desk_id)
+
     def _open_desk(self, desk: DeskSetup) -> RadarReader | PirReader:
         config = PresenceConfig(
             arrive_delay=desk.arrive_s,
@@ -478,7 +501,7 @@ class Agent:
         for desk in desks:
             self._desk_settings[desk.id] = desk
             if self._started:
-                self._desks[desk.id] = self._open_desk(desk)
+                self._open_desk_parts(desk)
 
     def _close_door_parts(self, door_id: str) -> None:
         self._door_settings.pop(door_id, None)
@@ -495,6 +518,9 @@ class Agent:
         sensor = self._desks.pop(desk_id, None)
         if sensor is not None:
             sensor.close()
+        reader = self._desk_readers.pop(desk_id, None)
+        if reader is not None:
+            reader.close()
 
     # --- from the server ----------------------------------------------------------
 

@@ -57,6 +57,8 @@ def expected_threads(agent: Agent) -> frozenset[str]:
         names |= {f"door-{door.relay_pin}", f"nfc-reader-{door.id}-reader"}
     for desk in desks:
         names.add(f"radar-{desk.id}" if desk.serial is not None else f"pir-{desk.id}")
+        if desk.reader is not None:
+            names.add(f"nfc-reader-{desk.id}-reader")
     return frozenset(names)
 
 

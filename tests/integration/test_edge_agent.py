@@ -6,6 +6,9 @@ them, and answers taps when told to) or is absent.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +17,9 @@ import pytest
 from ruche.broker import (
     AllowEntry,
     Allowlist,
+    Channel,
     Deny,
+    DeskBadge,
     DoorForced,
     DoorHeldOpen,
     OfflineDecision,
@@ -23,6 +28,7 @@ from ruche.broker import (
     Unlock,
     Window,
     badge_token,
+    decode_payload,
     encode,
 )
 from ruche.edge.agent import Agent
@@ -212,3 +218,40 @@ class TestDoorAlarms:
             assert held.open_s >= 1.0
         finally:
             receiver.stop()
+
+
+class TestDeskReader:
+    """A desk with a badge reader: a badge laid on it checks the member in at the desk, a
+    `desk_badge` event from the real agent process."""
+
+    def test_check_in_through_the_agent_process(self, site, tmp_path):
+        account = site.agents["agent-b"]
+        reader = f"udp:127.0.0.1:{free_port()}"
+        config = tmp_path / "agent.toml"
+        config.write_text(
+            f'site = "{site.site}"\nagent = "agent-b"\nsite_key = "{SITE_KEY}"\n'
+            f'state_dir = "{tmp_path / "state"}"\ngpio = "mock"\n\n'
+            f'[mqtt]\nhost = "{site.broker.host}"\nport = {site.broker.port}\n'
+            f'username = "{account.username}"\n'
+            f'password = "{account.password.get_secret_value()}"\n\n'
+            f'[[desks]]\nid = "d7"\npir_pin = 5\nreader = "{reader}"\n'
+        )
+        server = site.connect_server()
+        server.subscribe(str(Topic.desk_badge(site.site, "agent-b", "d7")))
+        uid = bytes.fromhex("0a0b0c0d0e0f1011")
+        with BadgeEmulator(device=reader) as card:
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "ruche", "edge", "run", "--config", str(config)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+            try:
+                time.sleep(1.5)  # the reader opens
+                card.tap(uid, hold_s=1.5)
+                (message,) = server.take(1, timeout=20)
+            finally:
+                agent.send_signal(signal.SIGTERM)
+                output, _ = agent.communicate(timeout=30)
+        payload = decode_payload(Channel.DESK_BADGE, message.payload)
+        assert isinstance(payload, DeskBadge)
+        assert payload.token == badge_token(bytes.fromhex(SITE_KEY), uid)
+        assert agent.returncode == 0, output
