@@ -4,6 +4,7 @@ are written by Babel for the reader."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +27,7 @@ from ruche.server.i18n import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 SERVER = ROOT / "server"
 
 
@@ -82,6 +84,17 @@ class TestCatalogues:
         for locale in LOCALES:
             problems = [(m.id, [str(e) for e in errors]) for m, errors in catalogue(locale).check()]
             assert not problems, f"{locale}: {problems}"
+
+    def test_french_keeps_every_placeholder(self):
+        # Babel's checks let a translation drop all of them; the reader would lose the value.
+        for m in catalogue("fr"):
+            if not m.id:
+                continue
+            wanted = set(PLACEHOLDER.findall("".join(m.id if isinstance(m.id, tuple) else [m.id])))
+            *singular, plural = m.string if isinstance(m.string, tuple) else (m.string,)
+            assert set(PLACEHOLDER.findall(plural)) == wanted, (m.id, plural)
+            for form in singular:  # "un poste" may say the 1 in words
+                assert set(PLACEHOLDER.findall(form)) <= wanted, (m.id, form)
 
     def test_both_catalogues_hold_the_same_messages(self):
         assert ids(catalogue("fr")) == ids(catalogue("en"))
