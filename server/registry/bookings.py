@@ -1,11 +1,12 @@
 """Bookings of a desk or a whole zone, and day passes.
 
 A desk, or a whole zone (a room), is booked over the half-open interval
-[starts_at, ends_at). Two active (`booked`) bookings of one resource may not intersect;
-touching ones (10:00-11:00 then 11:00-12:00) may. Grace minutes are not part of the rule:
+[starts_at, ends_at). Two active (`booked`) bookings of one resource may not intersect,
+nor may a zone's booking and a booking of one of its desks; touching ones (10:00-11:00
+then 11:00-12:00) may. Grace minutes are not part of the rule:
 they widen when the booking opens the doors, and letting someone in ten minutes early must
 not forbid the booking before theirs. The check and the insert are made atomic by locking
-the booked resource: `SELECT ... FOR UPDATE` on its desk or zone row on PostgreSQL (the
+the zone the booking touches (a desk's own): `SELECT ... FOR UPDATE` on PostgreSQL (the
 second of two concurrent bookers waits, then sees the first one's row: READ COMMITTED
 takes a fresh snapshot per statement), and SQLite's single write lock, which the storage
 takes at `BEGIN IMMEDIATE`. An exclusion constraint would need the btree_gist extension
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from ruche.server.errors import Conflict, Invalid, NotFound
@@ -61,34 +62,19 @@ def book(
         raise Invalid(f"member {member_id} is inactive: re-activate them to book")
     get(session, SiteRow, site_id)
 
-    resource: type[DeskRow] | type[ZoneRow] = DeskRow if desk_id is not None else ZoneRow
-    resource_id = desk_id if desk_id is not None else zone_id
-    assert resource_id is not None  # noqa: S101 - established by the first check
-    # The lock that makes check-then-insert atomic (PostgreSQL; SQLite holds its write lock).
-    locked = session.execute(
-        select(resource.id, resource.site_id).where(resource.id == resource_id).with_for_update()
-    ).one_or_none()
-    if locked is None:
-        raise NotFound(resource.__name__, resource_id)
-    if locked.site_id != site_id:
-        raise Invalid(f"{resource.__name__.lower()} {resource_id} is not at site {site_id}")
-
-    column = BookingRow.desk_id if desk_id is not None else BookingRow.zone_id
-    clash = session.scalars(
-        select(BookingRow.id)
-        .where(
-            column == resource_id,
-            BookingRow.status == BookingStatus.BOOKED,
-            BookingRow.starts_at < ends_at,
-            BookingRow.ends_at > starts_at,
-        )
-        .limit(1)
-    ).first()
-    if clash is not None:
-        raise Conflict(
-            f"{resource.__name__.lower()} {resource_id} is already booked over that time "
-            f"(booking {clash}): pick another time or another {resource.__name__.lower()}"
-        )
+    zone = _lock_zone(session, desk_id=desk_id, zone_id=zone_id, site_id=site_id)
+    _refuse_clash(session, BookingRow.zone_id == zone, starts_at, ends_at,
+                  f"zone {zone} is booked whole over that time (booking {{}}): pick another "
+                  "time or another zone")  # fmt: skip
+    if desk_id is not None:
+        _refuse_clash(session, BookingRow.desk_id == desk_id, starts_at, ends_at,
+                      f"desk {desk_id} is already booked over that time (booking {{}}): pick "
+                      "another time or another desk")  # fmt: skip
+    else:
+        in_zone = select(DeskRow.id).where(DeskRow.zone_id == zone).scalar_subquery()
+        _refuse_clash(session, BookingRow.desk_id.in_(in_zone), starts_at, ends_at,
+                      f"a desk of zone {zone} is booked over that time (booking {{}}): a zone "
+                      "is booked whole only when none of its desks is")  # fmt: skip
     booking = BookingRow(
         member_id=member_id,
         site_id=site_id,
@@ -104,6 +90,54 @@ def book(
     session.add(booking)
     session.flush()
     return booking
+
+
+def _lock_zone(session: Session, *, desk_id: int | None, zone_id: int | None, site_id: int) -> int:
+    """Lock the zone a booking touches (a desk's own zone) and return its id.
+
+    Desk and zone bookings of one zone both take this one lock, zone first, then nothing
+    else: a desk and its zone booked at the same moment are checked one after the other,
+    never both accepted, and two bookers never wait on each other in opposite orders."""
+    if desk_id is not None:
+        desk = session.execute(
+            select(DeskRow.zone_id, DeskRow.site_id).where(DeskRow.id == desk_id)
+        ).one_or_none()
+        if desk is None:
+            raise NotFound("Desk", desk_id)
+        if desk.site_id != site_id:
+            raise Invalid(f"desk {desk_id} is not at site {site_id}")
+        zone_id = desk.zone_id
+    locked = session.execute(
+        select(ZoneRow.id, ZoneRow.site_id).where(ZoneRow.id == zone_id).with_for_update()
+    ).one_or_none()
+    if locked is None:
+        raise NotFound("Zone", zone_id)
+    if locked.site_id != site_id:
+        raise Invalid(f"zone {zone_id} is not at site {site_id}")
+    return int(locked.id)
+
+
+def _refuse_clash(
+    session: Session,
+    which: ColumnElement[bool],
+    starts_at: datetime,
+    ends_at: datetime,
+    message: str,
+) -> None:
+    """Conflict (`message` with the clashing booking's id) when an active booking chosen by
+    `which` intersects [starts_at, ends_at)."""
+    clash = session.scalars(
+        select(BookingRow.id)
+        .where(
+            which,
+            BookingRow.status == BookingStatus.BOOKED,
+            BookingRow.starts_at < ends_at,
+            BookingRow.ends_at > starts_at,
+        )
+        .limit(1)
+    ).first()
+    if clash is not None:
+        raise Conflict(message.format(clash))
 
 
 def set_booking_status(session: Session, booking_id: int, status: BookingStatus) -> BookingRow:

@@ -351,6 +351,42 @@ class TestBookings:
                     ends_at=T0 + timedelta(hours=1),
                 )
 
+    def test_a_zone_and_its_desks_never_overlap(self, sessions):
+        ids = _world(sessions)
+        with transaction(sessions) as s:
+            self._book(s, ids, T0, 2)  # desk d1, in the zone
+            with pytest.raises(Conflict, match="a desk of zone"):
+                self._book(s, ids, T0 + timedelta(hours=1), 2, desk_id=None, zone_id=ids["zone"])
+            self._book(s, ids, T0 + timedelta(hours=2), 1, desk_id=None, zone_id=ids["zone"])
+            with pytest.raises(Conflict, match="booked whole"):
+                self._book(s, ids, T0 + timedelta(hours=2), 1, desk_id=ids["d2"],
+                           member_id=ids["other"])  # fmt: skip
+
+    def test_a_desk_and_its_zone_booked_at_once_one_wins(self, sessions):
+        ids = _world(sessions)
+        for n in range(4):
+            start = T0 + timedelta(days=n + 1)
+            barrier = threading.Barrier(2)
+            outcomes: list[str] = []
+
+            def attempt(kind: str, start: datetime = start, barrier=barrier, outcomes=outcomes):
+                where = {"desk_id": ids["d1"]} if kind == "desk" else {
+                    "desk_id": None, "zone_id": ids["zone"]}  # fmt: skip
+                barrier.wait()
+                try:
+                    with transaction(sessions) as s:
+                        self._book(s, ids, start, 1, **where)
+                    outcomes.append(kind)
+                except Conflict:
+                    outcomes.append("conflict")
+
+            workers = [threading.Thread(target=attempt, args=(k,)) for k in ("desk", "zone")]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(30)
+            assert sorted(outcomes) in (["conflict", "desk"], ["conflict", "zone"]), outcomes
+
     def test_concurrent_overlapping_bookings_one_wins(self, sessions):
         ids = _world(sessions)
         rounds, threads = 5, 4
