@@ -219,6 +219,11 @@ class TestLayout:
         assert re.findall(r'<li><a href="([^"]*)"', nav.group(0) if nav else "") == links
         assert Forms(page).forms["/signout"] == {"csrf_token": "t"}
 
+    def test_pages_are_neither_cached_nor_framed(self, client):
+        page = client.get("/signin")
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
+
     def test_stylesheet_is_served(self, client):
         css = client.get("/assets/pages.css")
         assert css.status_code == 200

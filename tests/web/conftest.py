@@ -12,11 +12,15 @@ from typing import Any
 
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 from ruche.server.api.app import create_app
+from ruche.server.api.pages import signin
+from ruche.server.api.pages.rendering import ASSETS, STATIC, Viewer, render
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations
+from ruche.server.storage.enums import Role
 from ruche.sim.services.sockets import free_port, wait_for_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -80,6 +84,23 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield from serve(create_app(sessions=make_sessions(engine), commands=ports, listener=ports))
     finally:
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def shell_base() -> Iterator[str]:
+    """The pages' routers with `/shell/<role>`: the sign-in page as a signed-in person of
+    that role sees the header (navigation, sign-out), served on 127.0.0.1."""
+    app = FastAPI(docs_url=None, redoc_url=None)
+    app.include_router(signin.router)
+    app.mount(ASSETS, StaticFiles(directory=STATIC), name="assets")
+
+    @app.get("/shell/{role}")
+    def shell(request: Request, role: Role) -> Response:
+        request.state.csrf_token = "token"
+        viewer = Viewer("Ada Lovelace", role)
+        return render(request, "signin.html", viewer=viewer, message=None, next="/")
+
+    yield from serve(app)
 
 
 @pytest.fixture(scope="module")

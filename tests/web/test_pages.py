@@ -91,6 +91,22 @@ class TestSigninPage:
                 assert page.locator(".message").inner_text() == text, query
 
 
+class TestSignedInHeader:
+    """The header of a signed-in admin (navigation, language switch, sign-out) fits and
+    passes axe at both sizes."""
+
+    @pytest.mark.parametrize("size", ["desktop", "phone"])
+    def test_admin(self, shell_base, browse, audit, size):
+        page = browse(size, locale="fr-FR")
+        page.goto(shell_base + "/shell/admin")
+        nav = page.get_by_role("navigation", name="Principale")
+        assert nav.get_by_role("link").all_inner_texts() == ["Plan en direct", "API"]
+        assert page.get_by_role("button", name="Se déconnecter").is_visible()
+        audit(page, f"header-admin-fr-{size}")
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"the header scrolls sideways at {size} size: {width}"
+
+
 class TestPasswordPages:
     """The forgot and reset pages pass axe too."""
 

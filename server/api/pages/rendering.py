@@ -194,4 +194,8 @@ def render(
     response.headers["Content-Language"] = locale
     # The same URL reads differently by language: caches must key on what picks it.
     response.headers["Vary"] = "Accept-Language, Cookie"
+    # A page holds its reader's CSRF token and, signed in, their own data: never cached.
+    response.headers["Cache-Control"] = "no-store"
+    # No other site may frame a page to trick a click on its forms.
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
     return response
