@@ -249,6 +249,13 @@ class TestFilters:
             " · 1\u202fh 35\xa0min · Se connecter"
         )
 
+    def test_trans_blocks_and_escaped_values(self):
+        template = environment("fr").from_string(
+            "{% trans %}Sign in{% endtrans %} · {{ _('Welcome, %(name)s', name=who) }}"
+        )
+        text = template.render(formats=Formats("fr"), who="<Ada>")
+        assert text == "Se connecter · Welcome, &lt;Ada&gt;"
+
     def test_english(self):
         template = environment("en").from_string("{{ price|amount('GBP') }} {{ _('Sign in') }}")
         assert template.render(formats=Formats("en"), price=3) == "£3.00 Sign in"
