@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import getpass
 import os
 import socket
 import sys
@@ -21,6 +22,7 @@ from ruche.server.deploy import backup
 from ruche.server.deploy import commands as deploy_cli
 from ruche.server.deploy.units import install_server
 from ruche.server.errors import DomainError
+from ruche.server.people import admin as people_admin
 from ruche.server.registry import admin
 from ruche.server.run import run_ingest, run_server
 from ruche.server.settings import ServerConfigError, ServerSettings, load_server_settings
@@ -271,6 +273,57 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(email: str) -> str:
+    """A password from standard input (one line) or, on a terminal, typed twice: never
+    from the command line, where `ps` and shell histories would show it."""
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CliError("no password on standard input: pipe one line, or run it on a terminal")
+        return password
+    password = getpass.getpass(f"new password for {email}: ")
+    if getpass.getpass("the same again: ") != password:
+        raise CliError("the two passwords differ: nothing changed")
+    return password
+
+
+def _person(args: argparse.Namespace) -> int:
+    url = _checked(_database(args))
+    try:
+        if args.person_command == "add":
+            person_id = people_admin.add_person(url, email=args.email, role=Role(args.role),
+                                                site=args.site, locale=args.locale)  # fmt: skip
+            print(f"account {args.email} created (id {person_id}); set its password with "
+                  f"`ruche admin person password --email {args.email}`")  # fmt: skip
+        else:
+            ended = people_admin.set_password(
+                url, email=args.email, password=_read_password(args.email)
+            )
+            print(f"password of {args.email} set; {ended} session(s) ended")
+    except DomainError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def _fill_person(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    person = actions.add_parser("person", help="accounts of people who sign in to the pages")
+    what = person.add_subparsers(dest="person_command", required=True, metavar="ACTION")
+    add = what.add_parser("add", help="create an account (then set its password)",
+                          parents=[_database_option()])  # fmt: skip
+    add.add_argument("--email", required=True)
+    add.add_argument("--role", choices=["admin", "manager", "member"], required=True,
+                     help="member: the registry member of that e-mail")  # fmt: skip
+    add.add_argument("--site", help="a manager's site (slug)")
+    add.add_argument("--locale", choices=["fr", "en"], default="fr", help="its e-mails' language")
+    password = what.add_parser(
+        "password", help="set an account's password (from stdin, or typed) and end its sessions",
+        parents=[_database_option()],
+    )  # fmt: skip
+    password.add_argument("--email", required=True)
+    for sub in (add, password):
+        sub.set_defaults(handler=_person)
+
+
 def _fill_admin(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
     add = functools.partial(actions.add_parser, parents=[_database_option()])
@@ -292,6 +345,7 @@ def _fill_admin(parser: argparse.ArgumentParser) -> None:
     badge.add_argument("--uid", required=True, help="the card UID in hex")
     for sub in (key, site, member, badge):
         sub.set_defaults(handler=_admin)
+    _fill_person(actions)
     deploy_cli.add_agent(actions)
 
 

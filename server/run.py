@@ -293,6 +293,7 @@ def run_server(
             live=mqtt_workers.live,
             health=mqtt_workers.health_checks(sessions),
             max_body_bytes=settings.http.max_body_bytes,
+            mail=settings.mail,
         )
         http = uvicorn.Config(
             app,

@@ -16,6 +16,15 @@ port = 8000
 [influx]                 # optional: occupancy points for Grafana
 url = "http://127.0.0.1:8086"
 database = "ruche"
+
+[mail]                   # optional: sign-in links and password resets by e-mail
+host = "smtp.example.org"
+port = 587
+security = "starttls"    # none | starttls | tls
+username = "ruche@example.org"
+password = "..."
+from_address = "Ruche <ruche@example.org>"
+base_url = "https://ruche.example.org"   # where the links in the e-mails point
 ```
 
 `RUCHE_DATABASE_URL=...` or `RUCHE_MQTT__PASSWORD=...` override the file.
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -109,6 +119,36 @@ class ServerInflux(_Group):
         return self
 
 
+class ServerMail(_Group):
+    """The SMTP server that sends sign-in links and password resets (`ruche.server.people.mail`)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    """`tls`: TLS from the first byte (port 465); `starttls`: upgraded after EHLO (587)."""
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = Field(min_length=3, max_length=320)
+    base_url: str
+    """The site as people reach it, e.g. https://ruche.example.org: the links' prefix."""
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_http_url(cls, value: str) -> str:
+        if not is_http_url(value):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://ruche.example.org")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _password_with_user(self) -> ServerMail:
+        if (self.password is None) != (self.username is None):
+            raise ValueError("set both username and password, or neither")
+        if self.password is not None and is_placeholder(self.password.get_secret_value()):
+            raise ValueError("password is a placeholder: set the real SMTP password")
+        return self
+
+
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 """1 MiB: the largest body the API takes (a member, a booking, a price version) is a few
 kilobytes."""
@@ -133,6 +173,8 @@ class ServerSettings(BaseSettings):
     http: ServerHttp = ServerHttp()
     influx: ServerInflux | None = None
     """Without it, events are still stored in SQL, but no InfluxDB points are written."""
+    mail: ServerMail | None = None
+    """Without it, no sign-in link or password reset e-mail can be sent (passwords work)."""
     unlock_ms: int = Field(default=3000, ge=100, le=60_000)
     """How long an allowed tap releases the strike."""
     allowlist_hours: float = Field(default=24.0, gt=0, le=24 * 14)

@@ -23,10 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ruche.server.access.sender import CommandSender
 from ruche.server.api.body_limit import BodyLimit, BodyLimitStats
+from ruche.server.api.csrf import CsrfMiddleware
 from ruche.server.api.schemas import ErrorPublic, FieldError
 from ruche.server.errors import Conflict, DomainError, Invalid, NotFound
+from ruche.server.people.mail import SmtpMailer
+from ruche.server.people.signin import People
 from ruche.server.registry.listener import RegistryListener
-from ruche.server.settings import DEFAULT_MAX_BODY_BYTES
+from ruche.server.settings import DEFAULT_MAX_BODY_BYTES, ServerMail
 
 if TYPE_CHECKING:
     from ruche.server.occupancy.live import LiveHub
@@ -46,6 +49,7 @@ from ruche.server.api.routes import (
 )
 from ruche.server.api.routes import health as health_routes
 from ruche.server.api.routes import live as live_routes
+from ruche.server.api.routes import signin as signin_routes
 from ruche.server.api.routes.health import HealthChecks
 
 T = TypeVar("T")
@@ -104,12 +108,14 @@ def create_app(
     live: LiveHub | None = None,
     health: HealthChecks | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    mail: ServerMail | None = None,
 ) -> FastAPI:
     """The REST API over `sessions` (a migrated database), sending through `commands` and
     telling `listener` which sites changed; with `live`, the floor page streams from it.
     `health`: what `/readyz` probes and `/metrics` shows (by default: the database, and
     a registry of the app's own). A request body over `max_body_bytes` is refused
-    before anything reads it (`BodyLimit`), authentication included."""
+    before anything reads it (`BodyLimit`), authentication included. `mail`: the SMTP
+    server that sends sign-in and password reset links (none: they are not sent)."""
     app = FastAPI(
         title=API_TITLE,
         version=API_VERSION,
@@ -121,6 +127,14 @@ def create_app(
     app.state.ruche = Services(sessions=sessions, commands=commands, listener=listener)
     app.state.live = live
     app.state.health = health or HealthChecks(sessions)
+    app.state.people = People(
+        sessions,
+        mailer=None if mail is None else SmtpMailer(mail),
+        base_url=None if mail is None else mail.base_url,
+    )
+    app.state.health.metrics.watch_signins(app.state.people.limits.stats)
+    # Added first, so inside BodyLimit: a form is read here only once its size is known.
+    app.add_middleware(CsrfMiddleware, signer=app.state.people.signer)
     bodies = BodyLimitStats()
     app.add_middleware(BodyLimit, limit=max_body_bytes, stats=bodies)
     app.state.health.metrics.watch_bodies(bodies)
@@ -128,6 +142,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     # No key on these: bind the server to the private network (docs/operations.md).
     app.include_router(health_routes.router)
+    app.include_router(signin_routes.router)  # no key: they are how one signs in
     app.include_router(apidocs.router)
     app.include_router(signin.router)
     app.mount(ASSETS, StaticFiles(directory=STATIC), name="assets")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ruche.broker import Command
 from ruche.server import registry
 from ruche.server.access.sender import CommandSender
+from ruche.server.api.cookies import get_people, session_id
 from ruche.server.api.schemas import MAX_ID, MAX_PAGE
 from ruche.server.registry.listener import RegistryListener
 from ruche.server.storage.models import (
@@ -88,12 +90,31 @@ def _unauthenticated(detail: str) -> HTTPException:
     )
 
 
+def signed_in(request: Request) -> Principal | None:
+    """The principal of the request's session cookie, if its session is live: a person
+    with the scope of a key of its role, or the key that logged in to the live page."""
+    raw = session_id(request)
+    holder = None if raw is None else get_people(request).holder(raw, now=datetime.now(UTC))
+    if holder is None:
+        return None
+    return Principal(
+        key_id=holder.api_key_id, person_id=holder.person_id, name=holder.name,
+        role=holder.role, site_id=holder.site_id, member_id=holder.member_id,
+    )  # fmt: skip
+
+
 def current_key(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
+    """The bearer key's holder; without one, the session cookie's (state-changing
+    requests by cookie carry a CSRF token: `ruche.server.api.csrf`)."""
     if credentials is None:
-        raise _unauthenticated("no API key: send 'Authorization: Bearer <key>'")
+        principal = signed_in(request)
+        if principal is not None:
+            return principal
+        raise _unauthenticated("no API key: send 'Authorization: Bearer <key>', or sign in")
     secret = credentials.credentials
     key = registry.authenticate_api_key(session, secret) if _KEY_SHAPE.match(secret) else None
     if key is None:

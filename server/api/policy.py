@@ -34,9 +34,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class Principal:
-    """The holder of the API key a request came with."""
+    """Who a request comes from: the holder of an API key, or a person signed in (who has
+    the scope of a key of the same role)."""
 
-    key_id: int
+    key_id: int | None = None
+    """The API key (also when it logged in to the live page); None for a person."""
+    person_id: int | None = None
+    """The person signed in; None for a key."""
     name: str
     role: Role
     site_id: int | None = None
@@ -57,6 +61,8 @@ class Principal:
     @property
     def actor(self) -> str:
         """How the audit log names who asked."""
+        if self.person_id is not None:
+            return f"person:{self.person_id}:{self.name}"[:100]
         return f"api-key:{self.key_id}:{self.name}"[:100]
 
 

@@ -302,6 +302,11 @@ class ProcessMetrics:
                        "body before it was read (too_large, bad_length).")  # fmt: skip
         self.registry.register(_StatsCollector(stats, (), bad))
 
+    def watch_signins(self, stats: RefusedBodies) -> None:
+        bad = _Counted("ruche_signin_refused", "refused", "Sign-in attempts and link requests "
+                       "refused by a limit, by scope (account, address).")  # fmt: skip
+        self.registry.register(_StatsCollector(stats, (), bad))
+
     def watch_influx(self, writer: InfluxWriter) -> None:
         self._influx = writer
         self.registry.register(_InfluxCollector(writer))

@@ -672,3 +672,110 @@ class InvoiceLineRow(Base):
     tax_rate: Mapped[str] = mapped_column(sa.String(16))
     version: Mapped[str] = mapped_column(sa.String(100))
     adjustment: Mapped[bool]
+
+
+# --- people who sign in --------------------------------------------------------------------
+
+
+class PersonRow(Base):
+    """Someone who signs in with an e-mail and a password (or a one-time link).
+
+    A person has the scope of an API key of the same role (`ruche.server.api.policy`):
+    an admin everything, a manager one site, a member its registry member's own data.
+    Only the argon2 hash of the password is kept; None until one is set (a member may
+    sign in by link first).
+    """
+
+    __tablename__ = "people"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(role = 'manager') = (site_id IS NOT NULL)"
+            " AND (role = 'member') = (member_id IS NOT NULL)",
+            name="scope",
+        ),
+        sa.CheckConstraint("locale IN ('fr', 'en')", name="locale"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    """Lower-cased, so that one address is one account however it is typed."""
+    password_hash: Mapped[str | None] = mapped_column(sa.String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    site_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sites.id", ondelete="RESTRICT"))
+    member_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="RESTRICT"), unique=True
+    )
+    locale: Mapped[str] = mapped_column(sa.String(2), default="fr")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SignInSessionRow(Base):
+    """A signed-in browser: the cookie carries a random id, only its SHA-256 is kept.
+
+    It belongs to a person, or to an API key that logged in to the live floor page; it
+    ends at `expires_at` or when revoked (sign-out, a new password, the key revoked).
+    """
+
+    __tablename__ = "signin_sessions"
+    __table_args__ = (
+        sa.CheckConstraint("(person_id IS NULL) != (api_key_id IS NULL)", name="holder"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hash: Mapped[str] = mapped_column(sa.String(HASH_LENGTH), unique=True)
+    person_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    api_key_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OneTimeTokenRow(Base):
+    """A sign-in link or a password reset link: used once, before it expires; only the
+    SHA-256 of the token in the link is kept."""
+
+    __tablename__ = "one_time_tokens"
+    __table_args__ = (sa.CheckConstraint("purpose IN ('signin', 'reset')", name="purpose"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hash: Mapped[str] = mapped_column(sa.String(HASH_LENGTH), unique=True)
+    person_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SignInAttemptRow(Base):
+    """One counted sign-in attempt (a wrong password, a link asked for), per account and
+    per client address: the sliding windows of `ruche.server.people.limits` count these.
+    In SQL, not in memory, because several processes may serve the API."""
+
+    __tablename__ = "signin_attempts"
+    __table_args__ = (sa.Index(None, "scope", "subject", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(sa.String(16))
+    """`account` (subject: the e-mail typed) or `address` (subject: the client's IP)."""
+    subject: Mapped[str] = mapped_column(sa.String(320))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ServerSecretRow(Base):
+    """A secret every process of one server shares, made at first use: the key that
+    signs session and CSRF cookies."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(sa.LargeBinary(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

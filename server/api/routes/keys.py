@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
 
 from ruche.server import registry
@@ -19,6 +19,8 @@ KeyId = Annotated[int, id_path("An API key id.")]
 @router.get("/me")
 def read_own_key(key: CurrentKey, session: SessionDep) -> ApiKeyPublic:
     """The key this request came with: its role and, for a manager or member, its scope."""
+    if key.key_id is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "signed in as a person, not with a key")
     return ApiKeyPublic.model_validate(registry.get(session, ApiKeyRow, key.key_id))
 
 

@@ -1,8 +1,10 @@
 """The live floor page: `/` for managers and admins, its JSON snapshot and its SSE stream.
 
-The page logs in once with an API key (`POST /login`), which comes back as an HttpOnly,
-SameSite=Strict cookie; the cookie is then checked exactly like a bearer key
-(`ruche.server.api.deps.current_key`). A manager sees its own site only.
+The page reads the session of a person signed in (`POST /signin`), or logs in once with
+an API key (`POST /login`), which opens a server-side session for that key: the cookie
+holds the session's signed id, never the key (`ruche.server.api.cookies`). Either is
+then checked like a bearer key (`ruche.server.api.deps.current_key`). A manager sees
+its own site only.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +22,11 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from ruche.server.api.deps import SessionDep, bearer, current_key
+from ruche.server.api.cookies import clear_session, get_people, session_id, set_session
+from ruche.server.api.deps import CurrentKey, SessionDep, current_key
 from ruche.server.api.policy import Principal, Scope, authorize
 from ruche.server.occupancy.live import Change, LiveHub
+from ruche.server.people.sessions import open_session
 from ruche.server.storage.enums import Role
 from ruche.server.storage.models import SiteRow
 
@@ -32,7 +37,6 @@ stream_router = APIRouter(tags=["live"])
 
 STATIC = Path(__file__).parents[1] / "static"
 _FILES = {"floor.js": "text/javascript", "floor.css": "text/css"}
-COOKIE = "ruche_session"
 KEEPALIVE_S = 15.0
 """A comment line this often keeps proxies from closing an idle stream."""
 
@@ -41,16 +45,8 @@ class LoginBody(BaseModel):
     key: str = Field(min_length=1, max_length=300, description="A manager or admin API key.")
 
 
-def _page_key(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
+def _page_key(key: CurrentKey) -> Principal:
     """The bearer key, else the session cookie, authenticated as the API does; managers up."""
-    cookie = request.cookies.get(COOKIE)
-    if credentials is None and cookie:
-        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=cookie)
-    key = current_key(session, credentials)
     if key.role is Role.MEMBER:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the floor page is for managers")
     return key
@@ -80,6 +76,9 @@ def _sites(session: SessionDep, key: PageKey, site: SiteQuery = None) -> frozens
         if not found:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r}")
         authorize(key, Scope.site(found[0].id))
+    # The stream's session lives as long as the stream, for hours: it must not keep a
+    # transaction open (on SQLite, a write lock every sign-in and tap would wait on).
+    session.commit()
     return frozenset(s.slug for s in found if key.role is Role.ADMIN or s.id == key.site_id)
 
 
@@ -101,23 +100,27 @@ def static_file(name: str) -> FileResponse:
 
 @router.post("/login", status_code=status.HTTP_204_NO_CONTENT)
 def login(body: LoginBody, request: Request, session: SessionDep, response: Response) -> None:
-    """Check a manager or admin key and keep it in an HttpOnly, SameSite=Strict cookie."""
-    key = current_key(session, HTTPAuthorizationCredentials(scheme="Bearer", credentials=body.key))
+    """Check a manager or admin key and open a session for it: the cookie carries the
+    session's signed id, not the key, and signing out ends it."""
+    key = current_key(
+        request, session, HTTPAuthorizationCredentials(scheme="Bearer", credentials=body.key)
+    )
     if key.role is Role.MEMBER:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the floor page is for managers")
-    response.set_cookie(
-        COOKIE,
-        body.key,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    assert key.key_id is not None  # noqa: S101 - a bearer key always has its id
+    # In the transaction that read the key: a second one would wait on SQLite's lock.
+    raw = open_session(session, api_key_id=key.key_id, now=datetime.now(UTC))
+    session.commit()
+    set_session(request, response, raw)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-def logout(response: Response) -> None:
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+def logout(request: Request, response: Response) -> None:
+    """End the page's session (a replayed cookie then no longer works)."""
+    raw = session_id(request)
+    if raw is not None:
+        get_people(request).sign_out(raw, now=datetime.now(UTC))
+    clear_session(request, response)
 
 
 @stream_router.get("/live/state")
