@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ruche.server.storage.enums import Role
@@ -49,6 +49,8 @@ def open_session(
     session: Session, *, now: datetime, person_id: int | None = None, api_key_id: int | None = None
 ) -> str:
     """A new session; returns its id, to go in the cookie (only its hash is stored)."""
+    # Sessions past their expiry are dead whatever they hold: forget them as new ones come.
+    session.execute(delete(SignInSessionRow).where(SignInSessionRow.expires_at < now))
     raw = new_token()
     session.add(
         SignInSessionRow(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ruche.server.people.sessions import new_token, token_hash
@@ -20,6 +20,7 @@ def issue_token(
     session: Session, *, person_id: int, purpose: Purpose, now: datetime, ttl: timedelta
 ) -> str:
     """A new token for the person; returns it, to go in the link."""
+    session.execute(delete(OneTimeTokenRow).where(OneTimeTokenRow.expires_at < now))
     raw = new_token()
     session.add(
         OneTimeTokenRow(

@@ -30,6 +30,7 @@ from ruche.cli import main
 from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.people import accounts
+from ruche.server.people.passwords import hash_password
 from ruche.server.settings import ServerMail
 from ruche.server.storage.db import make_engine, make_sessions, transaction
 from ruche.server.storage.enums import Role
@@ -43,6 +44,8 @@ pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple on the hive door"
 LINK = re.compile(r"http://testserver(/\S+)")
+PASSWORD_HASH = hash_password(PASSWORD)
+"""Made once: argon2 is slow on purpose, and every test needs the same accounts."""
 
 
 class Inbox:
@@ -115,9 +118,8 @@ def site(db_url: str, smtp: tuple[Inbox, int]) -> Iterator[Site]:
         person = accounts.create_person(
             s, email="Ada@Example.org", role=Role.MEMBER, member_id=ada.id, now=now, locale="en"
         )
-        accounts.set_password(s, person, PASSWORD, now)
         root = accounts.create_person(s, email="root@example.org", role=Role.ADMIN, now=now)
-        accounts.set_password(s, root, PASSWORD, now)
+        person.password_hash = root.password_hash = PASSWORD_HASH
         ids = {"lyon": lyon.id, "ada": ada.id, "bob": bob.id}
     mail = ServerMail(host="127.0.0.1", port=port, security="none",
                       from_address="ruche@example.org", base_url="http://testserver")  # fmt: skip
@@ -194,6 +196,15 @@ class TestSessions:
         assert answer.status_code == 303
         assert answer.headers["location"] == "/signin"
         replay = TestClient(site.app, cookies={"ruche_session": stolen})
+        assert replay.get(f"/members/{site.ids['ada']}").status_code == 401
+
+    def test_signing_in_again_ends_the_session_the_browser_had(self, site):
+        client = site.browser()
+        site.sign_in(client, "ada@example.org")
+        planted = client.cookies["ruche_session"]
+        site.sign_in(client, "ada@example.org")
+        assert client.cookies["ruche_session"] != planted
+        replay = TestClient(site.app, cookies={"ruche_session": planted})
         assert replay.get(f"/members/{site.ids['ada']}").status_code == 401
 
     def test_a_forged_cookie_is_nobody(self, site):

@@ -79,7 +79,14 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _signed_in(request: Request, response: Response, signed: SignedIn) -> Response:
+async def _signed_in(
+    request: Request, people: People, response: Response, signed: SignedIn
+) -> Response:
+    """`response` with the new session's cookie. A session the browser had before is
+    ended: whoever planted or copied that cookie is not signed in with it."""
+    previous = session_id(request)
+    if previous is not None:
+        await run_in_threadpool(people.sign_out, previous, now=datetime.now(UTC))
     set_session(request, response, signed.session_id)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -106,7 +113,7 @@ async def sign_in(request: Request, people: PeopleDep) -> Response:
                                 headers={"Retry-After": str(window)})  # fmt: skip
         if outcome == "bad_credentials":
             return JSONResponse({"detail": "wrong e-mail or password"}, status_code=401)
-        return _signed_in(request, JSONResponse({"signed_in": True}), outcome)
+        return await _signed_in(request, people, JSONResponse({"signed_in": True}), outcome)
     form = await request.form()
     target = local_path(_field(form, "next"))
     back = {"next": target} if target != "/" else {}
@@ -119,7 +126,7 @@ async def sign_in(request: Request, people: PeopleDep) -> Response:
         people.sign_in, email, password, address=_address(request), now=now
     )
     if isinstance(outcome, SignedIn):
-        return _signed_in(request, _to(target), outcome)
+        return await _signed_in(request, people, _to(target), outcome)
     return _to("/signin", error=outcome, **back)
 
 
@@ -162,7 +169,7 @@ async def follow_signin_link(token: TokenPath, request: Request, people: PeopleD
     signed = await run_in_threadpool(people.redeem_link, token, now=datetime.now(UTC))
     if signed is None:
         return _to("/signin", error="link_expired")
-    return _signed_in(request, _to("/"), signed)
+    return await _signed_in(request, people, _to("/"), signed)
 
 
 @router.post("/password/forgot")
