@@ -44,6 +44,7 @@ class CsrfMiddleware:
     def __init__(self, app: ASGIApp, *, signer: LazySigner) -> None:
         self.app = app
         self.signer = signer
+        self._failing = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,8 +54,12 @@ class CsrfMiddleware:
         try:
             signer = await run_in_threadpool(self.signer.get)
         except Exception:  # the database is down: probes must still answer
-            log.exception("the cookie key cannot be read: CSRF tokens unavailable")
+            if not self._failing:  # once per outage, not once per request
+                log.exception("the cookie key cannot be read: sign-in and forms unavailable")
+            self._failing = True
             signer = None
+        else:
+            self._failing = False
         cookie = request.cookies.get(CSRF_COOKIE, "")
         fresh = not cookie or len(cookie) > MAX_COOKIE
         if fresh:

@@ -292,6 +292,20 @@ class TestLinks:
         site.inbox.link_to("root@example.org")
         assert all(m["To"] != "eve@example.org" for m in site.inbox.messages)
 
+    def test_a_mail_server_down_changes_nothing_in_the_answer(self, site, caplog):
+        mail = ServerMail(
+            host="127.0.0.1", port=free_port(), security="none",
+            from_address="ruche@example.org", base_url="http://testserver",
+        )  # fmt: skip
+        recorder = RecordingPorts()
+        app = create_app(sessions=site.sessions, commands=recorder, listener=recorder, mail=mail)
+        client = TestClient(app, follow_redirects=False)
+        client.get("/healthz")
+        token = app.state.people.signer.get().csrf_token(client.cookies["ruche_csrf"])
+        answer = client.post("/signin/link", data={"email": "ada@example.org", "csrf_token": token})
+        assert answer.headers["location"] == "/signin?sent=link"
+        assert "cannot be reached" in caplog.text
+
     def test_the_mail_is_in_the_person_s_language(self, site):
         client = site.browser()
         for who in ("ada@example.org", "root@example.org"):
