@@ -110,6 +110,16 @@ def _server_toml(options: InitOptions, *, url: str, password: str, ca: Path) -> 
         "[http]",
         f"host = {json.dumps(options.http_host)}",
         f"port = {options.http_port}",
+        "",
+        "# Sign-in links and password resets by e-mail (docs/server.md): fill in, uncomment.",
+        "# [mail]",
+        '# host = "smtp.example.org"',
+        "# port = 587",
+        '# security = "starttls"',
+        '# username = "ruche@example.org"',
+        '# password = "..."',
+        '# from_address = "Ruche <ruche@example.org>"',
+        f"# base_url = {json.dumps(f'http://{options.http_host}:{options.http_port}')}",
     ]
     if options.influx_url is not None:
         spool = options.state_dir / "influx-spool"
