@@ -271,6 +271,11 @@ class TestLinks:
         again = site.browser().get(link)
         assert again.headers["location"] == "/signin?error=link_expired"
 
+    def test_a_mangled_link_is_an_expired_one(self, site):
+        client = site.browser()
+        for path in ("/signin/link/abc", "/signin/link/" + "x" * 150, "/password/reset/a.b"):
+            assert client.get(path).headers["location"] == "/signin?error=link_expired"
+
     def test_an_expired_link_does_not_sign_in(self, site):
         client = site.browser()
         client.post("/signin/link", data={"email": "ada@example.org",

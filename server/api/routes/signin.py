@@ -37,7 +37,9 @@ from ruche.server.people.signin import People, SignedIn
 router = APIRouter(tags=["sign-in"], include_in_schema=False)
 
 PeopleDep = Annotated[People, Depends(get_people)]
-TokenPath = Annotated[str, Path(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+TokenPath = Annotated[str, Path(max_length=200)]
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+"""What `new_token` makes; a mangled link (cut by a mail reader, say) is just expired."""
 MAX_FIELD = 2000
 _LOCAL = re.compile(r"^/(?![/\\])[^\s\x00-\x1f\\]*$")
 
@@ -166,7 +168,9 @@ async def send_signin_link(request: Request, people: PeopleDep) -> Response:
 @router.get("/signin/link/{token}")
 async def follow_signin_link(token: TokenPath, request: Request, people: PeopleDep) -> Response:
     """The link from the e-mail: once, before it expires; a session, and on to `/`."""
-    signed = await run_in_threadpool(people.redeem_link, token, now=datetime.now(UTC))
+    signed = None
+    if _TOKEN.match(token):
+        signed = await run_in_threadpool(people.redeem_link, token, now=datetime.now(UTC))
     if signed is None:
         return _to("/signin", error="link_expired")
     return await _signed_in(request, people, _to("/"), signed)
@@ -182,6 +186,8 @@ async def forgot_password(request: Request, people: PeopleDep) -> Response:
 def follow_reset_link(token: TokenPath) -> Response:
     """The link from the e-mail leads to the page that asks for the new password (the
     token is spent only when that form is posted)."""
+    if not _TOKEN.match(token):
+        return _to("/signin", error="link_expired")
     return _to("/password/reset", token=token)
 
 
@@ -189,7 +195,9 @@ def follow_reset_link(token: TokenPath) -> Response:
 async def reset_password(request: Request, people: PeopleDep) -> Response:
     """Set the new password, end every session of the person, on to the sign-in page."""
     form = await request.form()
-    token = _field(form, "token")[:100]
+    token = _field(form, "token")
+    if not _TOKEN.match(token):
+        return _to("/signin", error="link_expired")
     if not _csrf_ok(request, people, form):
         return _to("/password/reset", token=token, error="csrf")
     try:
