@@ -96,6 +96,25 @@ class People:
             self.limits.forget_account(session, subject)
             return SignedIn(open_session(session, person_id=person.id, now=now))
 
+    def change_password(
+        self, person_id: int, current: str, new: str, *, address: str, now: datetime
+    ) -> SignedIn | Refused:
+        """A signed-in person's new password, once the current one is checked (limited as
+        sign-ins are); every session of the person ends, and a new one is returned for
+        the browser that asked. Invalid when `new` breaks a rule."""
+        check_new_password(new)
+        with self.sessions.begin() as session:
+            person = session.get(PersonRow, person_id)
+            if person is None or not person.active:
+                return "bad_credentials"
+            if self.limits.refusal(session, email=person.email, address=address, now=now):
+                return "rate_limited"
+            if not verify_password(person.password_hash, current):
+                self.limits.count(session, email=person.email, address=address, now=now)
+                return "bad_credentials"
+            accounts.set_password(session, person, new, now)
+            return SignedIn(open_session(session, person_id=person.id, now=now))
+
     def sign_out(self, session_id: str, *, now: datetime) -> None:
         with self.sessions.begin() as session:
             revoke_session(session, session_id, now)

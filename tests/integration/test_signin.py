@@ -207,6 +207,21 @@ class TestSessions:
         replay = TestClient(site.app, cookies={"ruche_session": planted})
         assert replay.get(f"/members/{site.ids['ada']}").status_code == 401
 
+    def test_a_new_password_ends_the_other_sessions(self, site):
+        laptop, phone = site.browser(), site.browser()
+        for client in (laptop, phone):
+            site.sign_in(client, "ada@example.org")
+        form = {"current_password": "wrong one", "password": NEW_PASSWORD, "next": "/account"}
+        assert laptop.post("/password", data=form).status_code == 403  # no CSRF token
+        wrong = laptop.post("/password", data=form | {"csrf_token": site.token(laptop)})
+        assert wrong.headers["location"] == "/account?error=bad_credentials"
+        form |= {"current_password": PASSWORD, "csrf_token": site.token(laptop)}
+        changed = laptop.post("/password", data=form)
+        assert changed.headers["location"] == "/account?password=changed"
+        assert laptop.get(f"/members/{site.ids['ada']}").status_code == 200
+        assert phone.get(f"/members/{site.ids['ada']}").status_code == 401
+        assert site.sign_in(site.browser(), "ada@example.org", NEW_PASSWORD).status_code == 303
+
     def test_a_forged_cookie_is_nobody(self, site):
         client = TestClient(site.app, cookies={"ruche_session": "made-up.value"})
         assert client.get(f"/members/{site.ids['ada']}").status_code == 401

@@ -29,6 +29,7 @@ from ruche.server.api.cookies import (
     session_id,
     set_session,
 )
+from ruche.server.api.deps import signed_in
 from ruche.server.errors import Invalid
 from ruche.server.people.mail import Kind
 from ruche.server.people.passwords import MAX_LENGTH
@@ -130,6 +131,36 @@ async def sign_in(request: Request, people: PeopleDep) -> Response:
     if isinstance(outcome, SignedIn):
         return await _signed_in(request, people, _to(target), outcome)
     return _to("/signin", error=outcome, **back)
+
+
+@router.post("/password")
+async def change_password(request: Request, people: PeopleDep) -> Response:
+    """A signed-in person's new password (form: `current_password`, `password`,
+    `csrf_token`, `next`): 303 to `next` with `password=changed`, signed in afresh
+    while every other session ends; or back to `next` with `error=bad_credentials`,
+    `rate_limited` or `weak_password`. The CSRF middleware has checked the token."""
+    form = await request.form()
+    target = local_path(_field(form, "next"))
+    principal = await run_in_threadpool(signed_in, request)
+    if principal is None or principal.person_id is None:
+        return _to("/signin", next=target)
+    try:
+        outcome = await run_in_threadpool(
+            people.change_password, principal.person_id, _field(form, "current_password"),
+            _field(form, "password"), address=_address(request), now=datetime.now(UTC),
+        )  # fmt: skip
+    except Invalid:
+        return _to(_with(target, error="weak_password"))
+    if isinstance(outcome, SignedIn):
+        response = _to(_with(target, password="changed"))  # noqa: S106 - a notice, no secret
+        set_session(request, response, outcome.session_id)  # the old one has just ended
+        return response
+    return _to(_with(target, error=outcome))
+
+
+def _with(path: str, **query: str) -> str:
+    """`path` with `query` added to what it already asks."""
+    return path + ("&" if "?" in path else "?") + urllib.parse.urlencode(query)
 
 
 @router.post("/signout")
