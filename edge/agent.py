@@ -145,6 +145,7 @@ class Agent:
                 ca_file=mqtt.ca_file,
                 keepalive=mqtt.keepalive,
                 resend_after=mqtt.resend_after_s,
+                reconnect_max=mqtt.reconnect_max_s,
             ),
             self.outbox,
             on_command=self._on_command,

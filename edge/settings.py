@@ -80,6 +80,9 @@ class MqttSettings(_Group):
     """CA certificate of the broker's TLS listener; None means plain MQTT (loopback only)."""
     keepalive: int = Field(default=30, ge=5, le=600)
     resend_after_s: float = Field(default=5.0, gt=0, le=600)
+    reconnect_max_s: float = Field(default=30.0, ge=1, le=600)
+    """The longest wait between two attempts to reach the broker (the wait doubles from
+    one second up to this): how soon an agent is back after the broker or its account is."""
 
     @field_validator("password")
     @classmethod

@@ -189,7 +189,8 @@ def test_a_new_site_from_nothing(installs, tmp_path, processes):  # noqa: PLR091
             for name, home in pis.items():
                 processes.start(name, [str(pi.bin / "ruche"), "edge", "run", "--config",
                                        str(home / "etc" / "agent.toml")],
-                                RUCHE_STATE_DIR=str(home / "state"), RUCHE_GPIO="mock")  # fmt: skip
+                                RUCHE_STATE_DIR=str(home / "state"), RUCHE_GPIO="mock",
+                                RUCHE_MQTT__RECONNECT_MAX_S="2")  # fmt: skip
             for name in pis:
                 eventually(lambda n=name: _online(watcher, n), timeout=30,
                            what=f"{name} online: {processes.log(name)}")  # fmt: skip
