@@ -238,6 +238,24 @@ class TestSessions:
         assert replay.get("/me").status_code == 401
 
 
+class TestPagesKnowWhoIsSignedIn:
+    """Pages show the signed-in person's navigation and sign-out, in their language unless
+    this browser's switch chose another."""
+
+    def test_header_and_language(self, site):
+        client = site.browser()
+        assert 'action="/signout"' not in client.get("/signin").text
+        site.sign_in(client, "root@example.org")
+        page = client.get("/signin")
+        assert 'action="/signout"' in page.text
+        assert 'href="/docs"' in page.text, "an admin's navigation"
+        member = site.browser()
+        site.sign_in(member, "ada@example.org")
+        assert member.get("/signin").headers["Content-Language"] == "en", "her own setting"
+        member.cookies.set("ruche_lang", "fr")
+        assert member.get("/signin").headers["Content-Language"] == "fr", "the switch wins"
+
+
 class TestCsrf:
     """Every state-changing request by cookie needs the token; bearer keys do not."""
 

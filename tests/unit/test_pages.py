@@ -118,10 +118,11 @@ class TestLanguage:
         assert 'href="/language/en?next=/signin%3Ferror%3Dcsrf"' in page
         assert re.search(r'lang="fr" hreflang="fr" aria-current="true"', page)
 
-    def test_a_persons_setting_outranks_the_switch(self):
+    def test_the_switch_in_this_browser_outranks_a_persons_setting(self):
         client = TestClient(app(viewer=Viewer("Ada", Role.MEMBER, locale="en")))
+        assert Forms(client.get("/as-viewer").text).lang == "en", "her setting, no switch"
         client.cookies.set(LANGUAGE_COOKIE, "fr")
-        assert Forms(client.get("/as-viewer").text).lang == "en"
+        assert Forms(client.get("/as-viewer").text).lang == "fr"
 
 
 MESSAGES = [

@@ -15,7 +15,7 @@ import functools
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -25,8 +25,10 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
+from ruche.server.api.cookies import session_id
 from ruche.server.i18n import LOCALES, Formats, choose_locale, translations
 from ruche.server.i18n.formats import Width
+from ruche.server.people.signin import People
 from ruche.server.storage.enums import Role
 
 TEMPLATES: Final = Path(__file__).parents[1] / "templates"
@@ -53,7 +55,8 @@ class Viewer:
     name: str
     role: Role
     locale: str | None = None
-    """Their own language setting; it outranks the switch and the browser's."""
+    """Their own language setting: it outranks the browser's, and this browser's switch
+    outranks it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +102,23 @@ def safe_next(value: str | None) -> str:
 
 
 def page_locale(request: Request, viewer: Viewer | None = None) -> str:
-    """The reader's language: their setting, else the switch's cookie, else their
-    browser's Accept-Language, else French."""
-    setting = (viewer.locale if viewer else None) or request.cookies.get(LANGUAGE_COOKIE)
+    """The reader's language: the switch's cookie (chosen in this browser, so it wins),
+    else their own setting (what their e-mails use), else their browser's
+    Accept-Language, else French."""
+    setting = request.cookies.get(LANGUAGE_COOKIE) or (viewer.locale if viewer else None)
     return choose_locale(setting=setting, accept_language=request.headers.get("accept-language"))
+
+
+def viewer_of(request: Request) -> Viewer | None:
+    """The person the request's session cookie signs in, if its session is live."""
+    people = getattr(request.app.state, "people", None)
+    if not isinstance(people, People):
+        return None  # an app without sign-in (a test's): nobody is signed in
+    raw = session_id(request)
+    holder = None if raw is None else people.holder(raw, now=datetime.now(UTC))
+    if holder is None:
+        return None
+    return Viewer(name=holder.name, role=holder.role, locale=holder.locale)
 
 
 # --- filters: values written for the reader (the context's `formats`) ---------------------
@@ -172,7 +188,9 @@ def render(
 ) -> HTMLResponse:
     """`template` rendered for the reader of `request`, in their language, with times in
     `timezone` (the site's). The layout gets `viewer`, its navigation, the CSRF token and
-    the language switch; `context` is the page's own."""
+    the language switch; `context` is the page's own. Without `viewer`, the person the
+    session cookie signs in, if any."""
+    viewer = viewer if viewer is not None else viewer_of(request)
     locale = page_locale(request, viewer)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     layout: Mapping[str, Any] = {
