@@ -22,6 +22,7 @@ from ruche.server.api.pages.rendering import ASSETS, STATIC, Viewer, render
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations
 from ruche.server.storage.enums import Role
 from ruche.sim.services.sockets import free_port, wait_for_port
+from ruche.sim.testing.fakes import RecordingPorts
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -62,16 +63,6 @@ def serve(app: FastAPI) -> Iterator[str]:
         assert not thread.is_alive(), "uvicorn did not stop"
 
 
-class Ports:
-    """The API's two ports, doing nothing: the pages send no commands."""
-
-    def send(self, site: str, agent: str, command: object) -> None:
-        pass
-
-    def site_changed(self, site: str) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The whole app (create_app) over a migrated SQLite database, served on 127.0.0.1
@@ -79,7 +70,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"sqlite:///{tmp_path_factory.mktemp('pages') / 'ruche.db'}"
     run_migrations(url)
     engine = make_engine(url)
-    ports = Ports()
+    ports = RecordingPorts()
     try:
         yield from serve(create_app(sessions=make_sessions(engine), commands=ports, listener=ports))
     finally:
@@ -114,6 +105,13 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where browser tests keep their screenshots (`make clean` removes it)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
 
 
 @dataclass

@@ -17,23 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser
 
 from ruche.sim.services.sockets import free_port
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DESKS = 40
 
 
@@ -105,7 +94,9 @@ def floor(base: str, key: str) -> dict[str, Any]:
 
 
 class TestDemoFloor:
-    def test_the_floor_shows_occupied_and_free_desks(self, demo: DemoProcess, tmp_path: Path):
+    def test_the_floor_shows_occupied_and_free_desks(
+        self, demo: DemoProcess, chromium: Browser, artifacts: Path
+    ):
         base = demo.wait_for(r"live page: (http://127\.0\.0\.1:\d+)/")[1]
         key = demo.wait_for(r"manager key \(shown once\): (ruche_\S+)")[1]
         demo.wait_for(r"^day: ")
@@ -115,37 +106,29 @@ class TestDemoFloor:
             assert time.monotonic() < deadline, "ten members never sat down"
             time.sleep(0.5)
 
-        ARTIFACTS.mkdir(exist_ok=True)
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 900},
-            )
-            try:
-                page = context.new_page()
-                page.goto(base + "/")
-                page.fill("#key", key)
-                page.click("#login button[type=submit]")
-                site = '[data-site="demo"]'
-                page.wait_for_selector(f'{site} [data-desk][data-state="occupied"]', timeout=10_000)
-                page.wait_for_selector('#link[data-state="live"]', timeout=10_000)
-                drawn = page.locator(f"{site} [data-desk]")
-                occupied = page.locator(f'{site} [data-desk][data-state="occupied"]').count()
-                free = page.locator(f'{site} [data-desk][data-state="free"]').count()
-                assert drawn.count() == DESKS
-                for zone in ("Open space", "Window row", "Quiet room"):
-                    assert page.is_visible(f'{site} [data-zone="{zone}"]'), zone
-                assert occupied >= 10, f"{occupied} occupied desks drawn"
-                assert free >= 1, f"{free} free desks drawn"
-                headcount = page.text_content(f"{site} [data-headcount]") or ""
-                assert re.fullmatch(r"\d+ present", headcount), headcount
-                page.screenshot(path=str(ARTIFACTS / "demo-floor.png"), full_page=True)
-                print(f"{occupied} occupied, {free} free, {headcount}")
-            finally:
-                context.close()
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            page = context.new_page()
+            page.goto(base + "/")
+            page.fill("#key", key)
+            page.click("#login button[type=submit]")
+            site = '[data-site="demo"]'
+            page.wait_for_selector(f'{site} [data-desk][data-state="occupied"]', timeout=10_000)
+            page.wait_for_selector('#link[data-state="live"]', timeout=10_000)
+            drawn = page.locator(f"{site} [data-desk]")
+            occupied = page.locator(f'{site} [data-desk][data-state="occupied"]').count()
+            free = page.locator(f'{site} [data-desk][data-state="free"]').count()
+            assert drawn.count() == DESKS
+            for zone in ("Open space", "Window row", "Quiet room"):
+                assert page.is_visible(f'{site} [data-zone="{zone}"]'), zone
+            assert occupied >= 10, f"{occupied} occupied desks drawn"
+            assert free >= 1, f"{free} free desks drawn"
+            headcount = page.text_content(f"{site} [data-headcount]") or ""
+            assert re.fullmatch(r"\d+ present", headcount), headcount
+            page.screenshot(path=str(artifacts / "demo-floor.png"), full_page=True)
+            print(f"{occupied} occupied, {free} free, {headcount}")
+        finally:
+            context.close()
 
         out = demo.stop()
         assert demo.proc.returncode == 0, out

@@ -6,11 +6,9 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import sync_playwright
 
 from ruche.broker import Presence, PresenceState, Topic, encode
 from ruche.server import registry
@@ -20,30 +18,9 @@ from ruche.server.occupancy.live import LiveHub
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import Role
 from ruche.sim.services.sockets import free_port, wait_for_port
+from ruche.sim.testing.fakes import RecordingPorts
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-class Ports:
-    """The API's two ports, doing nothing: the floor page sends no commands."""
-
-    def send(self, site: str, agent: str, command: object) -> None:
-        pass
-
-    def site_changed(self, site: str) -> None:
-        pass
 
 
 def seed(url: str, site: str) -> str:
@@ -77,7 +54,7 @@ def served(site, tmp_path) -> Iterator[tuple[str, str]]:
         host=site.broker.host, port=site.broker.port, username=server_account.username,
         password=server_account.password.get_secret_value()), site=site.site)  # fmt: skip
     hub.start()
-    ports = Ports()
+    ports = RecordingPorts()
     app = create_app(sessions=sessions, commands=ports, listener=ports, live=hub)
     port = free_port()
     config = uvicorn.Config(
@@ -101,41 +78,30 @@ def served(site, tmp_path) -> Iterator[tuple[str, str]]:
 class TestFloorPage:
     """A manager logged into the page sees a desk turn occupied within a second of the radar."""
 
-    def test_desk_turns_occupied_live(self, site, served, tmp_path):
+    def test_desk_turns_occupied_live(self, site, served, chromium, artifacts):
         base, secret = served
-        ARTIFACTS.mkdir(exist_ok=True)
         agent = site.connect_agent("agent-a")
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-            )
-            try:
-                page = context.new_page()
-                page.goto(base + "/")
-                page.fill("#key", secret)
-                page.click("#login button[type=submit]")
-                desk = f'[data-site="{site.site}"] [data-desk="desk-1"]'
-                page.wait_for_selector(f'{desk}[data-state="free"]', timeout=5000)
-                page.wait_for_selector('#link[data-state="live"]', timeout=5000)
-                assert page.text_content(f'[data-site="{site.site}"] [data-headcount]') == (
-                    "0 present"
-                )
-                assert page.is_visible('[data-zone="Quiet room"] [data-desk="quiet-0"]')
+        context = chromium.new_context()
+        try:
+            page = context.new_page()
+            page.goto(base + "/")
+            page.fill("#key", secret)
+            page.click("#login button[type=submit]")
+            desk = f'[data-site="{site.site}"] [data-desk="desk-1"]'
+            page.wait_for_selector(f'{desk}[data-state="free"]', timeout=5000)
+            page.wait_for_selector('#link[data-state="live"]', timeout=5000)
+            assert page.text_content(f'[data-site="{site.site}"] [data-headcount]') == "0 present"
+            assert page.is_visible('[data-zone="Quiet room"] [data-desk="quiet-0"]')
 
-                sent = time.monotonic()
-                seen = Presence(seq=1, ts=datetime.now(UTC), mono=1.0, state=PresenceState.OCCUPIED)
-                agent.publish(str(Topic.presence(site.site, "agent-a", "desk-1")), encode(seen))
-                page.wait_for_selector(f'{desk}[data-state="occupied"]', timeout=3000)
-                latency = time.monotonic() - sent
-                print(f"desk turned occupied {latency * 1000:.0f} ms after the publish")
-                assert latency < 1.0
+            sent = time.monotonic()
+            seen = Presence(seq=1, ts=datetime.now(UTC), mono=1.0, state=PresenceState.OCCUPIED)
+            agent.publish(str(Topic.presence(site.site, "agent-a", "desk-1")), encode(seen))
+            page.wait_for_selector(f'{desk}[data-state="occupied"]', timeout=3000)
+            latency = time.monotonic() - sent
+            print(f"desk turned occupied {latency * 1000:.0f} ms after the publish")
+            assert latency < 1.0
 
-                assert page.text_content(f'[data-site="{site.site}"] [data-headcount]') == (
-                    "1 present"
-                )
-                page.screenshot(path=str(ARTIFACTS / "floor.png"), full_page=True)
-            finally:
-                context.close()
+            assert page.text_content(f'[data-site="{site.site}"] [data-headcount]') == "1 present"
+            page.screenshot(path=str(artifacts / "floor.png"), full_page=True)
+        finally:
+            context.close()
