@@ -8,7 +8,7 @@ import queue
 import sys
 from pathlib import Path
 
-from ruche.commands import CliError, Filler, at_least_one, positive
+from ruche.commands import CliError, Filler, at_least_one, install_units, positive
 from ruche.config import check_ca_file, check_folder
 from ruche.edge.nfc import NfcError, NfcReader
 from ruche.edge.run import run_agent
@@ -36,16 +36,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    try:
-        done = install_agent(args.config, args.root)
-    except ValueError as exc:  # ConfigError, UnitError
-        raise CliError(str(exc)) from exc
-    except OSError as exc:
-        raise CliError(f"{exc.filename or args.root}: {exc.strerror}") from exc
-    print("\n".join(done.report()))
-    for warning in done.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    return install_units(install_agent, args.config, args.root)
 
 
 def _read_badge(args: argparse.Namespace) -> int:

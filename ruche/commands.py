@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 Handler = Callable[[argparse.Namespace], int]
@@ -25,6 +27,8 @@ Filler = Callable[[argparse.ArgumentParser], None]
 """Adds a command's arguments and subcommands to the parser made for it."""
 
 if TYPE_CHECKING:
+    from ruche.systemd import Installed
+
     # argparse names no public type for the object add_subparsers returns.
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -96,3 +100,18 @@ def print_result(fields: Mapping[str, object], *, width: int = 16) -> None:
     """A benchmark's or a command's result, one `name: value` line each."""
     for key, value in fields.items():
         print(f"{key:>{width}}: {value}")
+
+
+def install_units(install: Callable[[Path, Path], Installed], config: Path, root: Path) -> int:
+    """`ruche edge|server install`: write the units `install` renders for `config` under
+    `root`, then say what was written, what to run next, and any warning."""
+    try:
+        done = install(config, root)
+    except ValueError as exc:  # a config error, UnitError
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"{exc.filename or root}: {exc.strerror}") from exc
+    print("\n".join(done.report()))
+    for warning in done.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0

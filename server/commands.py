@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ruche.broker.commands import add_listener_options, write_for
-from ruche.commands import CliError, Filler, at_least_one
+from ruche.commands import CliError, Filler, at_least_one, install_units
 from ruche.config import check_ca_file, check_folder
 from ruche.logs import configure_logging
 from ruche.server.access import audit
@@ -124,16 +124,7 @@ def _broker_config(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    try:
-        done = install_server(args.config, args.root)
-    except ValueError as exc:  # ServerConfigError, UnitError
-        raise CliError(str(exc)) from exc
-    except OSError as exc:
-        raise CliError(f"{exc.filename or args.root}: {exc.strerror}") from exc
-    print("\n".join(done.report()))
-    for warning in done.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    return install_units(install_server, args.config, args.root)
 
 
 def _configured_database(args: argparse.Namespace) -> str:
