@@ -194,18 +194,18 @@ def write_config(
         data=out / DATA_DIR_NAME,
     )
     files.data.mkdir(exist_ok=True)
-    _write_private(files.dynsec, render_accounts(accounts))
-    _write_private(
+    write_private(files.dynsec, render_accounts(accounts).encode())
+    write_private(
         files.conf,
-        render_conf(options, plugin=plugin, dynsec_file=files.dynsec, data=files.data),
+        render_conf(options, plugin=plugin, dynsec_file=files.dynsec, data=files.data).encode(),
     )
     return files
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a file readable by its owner only, replacing it atomically."""
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write a file readable by its owner only (or `mode`), replacing it atomically."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
     tmp.replace(path)

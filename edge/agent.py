@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 import uuid
@@ -19,7 +18,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
@@ -49,6 +47,7 @@ from ruche.broker import (
 )
 from ruche.edge.allowlist import AllowlistIndex, FailPolicy, decide_offline
 from ruche.edge.door import DoorRules, DoorSignal
+from ruche.edge.files import write_atomic
 from ruche.edge.gpio import DoorPins, GpioDoor
 from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.nfc import NfcReader
@@ -556,7 +555,7 @@ class Agent:
 
     def _on_allowlist(self, allowlist: Allowlist) -> None:
         self._allowlist = AllowlistIndex.build(allowlist)
-        _write_atomic(self._allowlist_path, encode(allowlist))
+        write_atomic(self._allowlist_path, encode(allowlist))
         log.info("allow-list v%d: %d entries, %d revoked, expires %s", allowlist.version,
                  len(allowlist.entries), len(allowlist.revoked), allowlist.expires)  # fmt: skip
 
@@ -573,12 +572,3 @@ class Agent:
             return None
         assert isinstance(payload, Allowlist)  # noqa: S101 - the channel's schema says so
         return AllowlistIndex.build(payload)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)

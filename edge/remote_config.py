@@ -21,12 +21,12 @@ server or the network is down runs its doors as last configured.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from ruche.broker import AgentConfig, Channel, ContractError, decode_payload, encode
+from ruche.edge.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,4 @@ class RemoteConfig:
         return payload
 
     def _save(self, config: AgentConfig) -> None:
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        with tmp.open("wb") as handle:
-            handle.write(encode(config))
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(self._path)
+        write_atomic(self._path, encode(config))

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ruche.broker.accounts import agent_username
 from ruche.broker.control import BrokerControl
 from ruche.broker.dynsec import add_agent_commands, remove_agent_commands
+from ruche.broker.mosquitto_config import write_private
 from ruche.server import registry
-from ruche.server.deploy.tls import write_private
 from ruche.server.errors import Invalid, NotFound
 from ruche.server.settings import ServerSettings
 from ruche.server.storage.db import make_engine, make_sessions, transaction

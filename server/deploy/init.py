@@ -38,9 +38,10 @@ from ruche.broker.mosquitto_config import (
     find_dynsec_plugin,
     render_accounts,
     render_conf,
+    write_private,
 )
 from ruche.broker.passwords import hash_password
-from ruche.server.deploy.tls import make_ca, make_server_cert, write_private
+from ruche.server.deploy.tls import make_ca, make_server_cert
 from ruche.server.registry import admin
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import Role

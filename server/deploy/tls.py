@@ -14,7 +14,6 @@ the server use to reach it.
 from __future__ import annotations
 
 import ipaddress
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ruche.broker.mosquitto_config import write_private
 
 CA_YEARS = 20
 CERT_YEARS = 5
@@ -51,15 +52,6 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.NoEncryption(),
     )
     write_private(path, data)
-
-
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a file only its owner may read (`mode`), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    tmp.replace(path)
 
 
 def make_ca(cert_path: Path, key_path: Path, *, site: str, now: datetime | None = None) -> None:
