@@ -34,8 +34,9 @@ from ruche.server.settings import DEFAULT_MAX_BODY_BYTES, ServerMail
 if TYPE_CHECKING:
     from ruche.server.occupancy.live import LiveHub
 
+from ruche.server.api import pages
 from ruche.server.api.deps import Services
-from ruche.server.api.pages import apidocs, signin
+from ruche.server.api.pages import guard
 from ruche.server.api.pages.rendering import ASSETS, STATIC
 from ruche.server.api.routes import (
     audit,
@@ -143,8 +144,8 @@ def create_app(
     # No key on these: bind the server to the private network (docs/operations.md).
     app.include_router(health_routes.router)
     app.include_router(signin_routes.router)  # no key: they are how one signs in
-    app.include_router(apidocs.router)
-    app.include_router(signin.router)
+    for page_router in pages.routers():  # each page checks its reader itself (pages.guard)
+        app.include_router(page_router)
     app.mount(ASSETS, StaticFiles(directory=STATIC), name="assets")
 
     for module in (
@@ -162,4 +163,5 @@ def create_app(
     if live is not None:
         # Without a hub there is no live data: no endpoints, rather than ones that fail.
         app.include_router(live_routes.stream_router, responses=ERRORS)
+    guard.install(app)  # after the API's handlers: pages keep them for every other path
     return app

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playw
 
 from ruche.server.api.app import create_app
 from ruche.server.api.pages import signin
-from ruche.server.api.pages.rendering import ASSETS, STATIC, Viewer, render
+from ruche.server.api.pages.rendering import NAVIGATION, ASSETS, STATIC, Viewer, render
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations
 from ruche.server.storage.enums import Role
 from ruche.sim.services.sockets import free_port, wait_for_port
@@ -90,6 +90,10 @@ def shell_base() -> Iterator[str]:
         request.state.csrf_token = "token"
         viewer = Viewer("Ada Lovelace", role)
         return render(request, "signin.html", viewer=viewer, message=None, next="/")
+
+    # Every link of the navigation is served, so the header shows all a role may have.
+    for item in NAVIGATION:
+        app.add_api_route(item.path, lambda: Response(status_code=204), methods=["GET"])
 
     yield from serve(app)
 

@@ -100,7 +100,10 @@ class TestSignedInHeader:
         page = browse(size, locale="fr-FR")
         page.goto(shell_base + "/shell/admin")
         nav = page.get_by_role("navigation", name="Principale")
-        assert nav.get_by_role("link").all_inner_texts() == ["Plan en direct", "API"]
+        assert nav.get_by_role("link").all_inner_texts() == [
+            "Plan en direct", "Alarmes", "Membres", "Réservations", "Invités", "Utilisation",
+            "Factures", "Journal d'audit", "API",
+        ]  # fmt: skip
         assert page.get_by_role("button", name="Se déconnecter").is_visible()
         audit(page, f"header-admin-fr-{size}")
         width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")

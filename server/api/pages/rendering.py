@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -24,6 +24,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
+from starlette.routing import BaseRoute, Match
 
 from ruche.server.api.cookies import session_id
 from ruche.server.i18n import LOCALES, Formats, choose_locale, translations
@@ -67,18 +68,55 @@ class NavItem:
     roles: frozenset[Role]
 
 
+_STAFF: Final = frozenset({Role.MANAGER, Role.ADMIN})
+_MEMBER: Final = frozenset({Role.MEMBER})
+
 NAVIGATION: Final = (
-    NavItem("/", N_("Live floor"), frozenset({Role.MANAGER, Role.ADMIN})),
+    NavItem("/", N_("Live floor"), _STAFF),
+    NavItem("/manage/alarms", N_("Alarms"), _STAFF),
+    NavItem("/manage/members", N_("Members"), _STAFF),
+    NavItem("/manage/bookings", N_("Bookings"), _STAFF),
+    NavItem("/manage/guests", N_("Guests"), _STAFF),
+    NavItem("/manage/utilisation", N_("Utilisation"), _STAFF),
+    NavItem("/manage/invoices", N_("Invoices"), _STAFF),
+    NavItem("/manage/audit", N_("Audit log"), _STAFF),
+    NavItem("/my/book", N_("Book a desk"), _MEMBER),
+    NavItem("/my/bookings", N_("My bookings"), _MEMBER),
+    NavItem("/my/usage", N_("My usage"), _MEMBER),
+    NavItem("/my/invoices", N_("My invoices"), _MEMBER),
+    NavItem("/my/badge", N_("My badge"), _MEMBER),
+    NavItem("/my/data", N_("My data"), _MEMBER),
     NavItem("/docs", N_("API"), frozenset({Role.ADMIN})),
 )
-"""The header's links, each for the roles it serves: a new page adds a row here."""
+"""The header's links, each for the roles it serves; a link shows once the app serves
+its page (`navigation`), so a new page adds its route and, here, its row."""
 
 
-def navigation(viewer: Viewer | None) -> list[NavItem]:
-    """The links `viewer` may follow; none for a reader who is not signed in."""
+def navigation(viewer: Viewer | None, served: frozenset[str] = frozenset()) -> list[NavItem]:
+    """The links `viewer` may follow among the `served` paths (all, if none given);
+    none for a reader who is not signed in."""
     if viewer is None:
         return []
-    return [item for item in NAVIGATION if viewer.role in item.roles]
+    return [item for item in NAVIGATION
+            if viewer.role in item.roles and (not served or item.path in served)]  # fmt: skip
+
+
+def served_paths(request: Request) -> frozenset[str]:
+    """The navigation's paths this app answers GET on (one without the live hub has no
+    floor), worked out once per app by matching each path as a request would."""
+    state = request.app.state
+    served = getattr(state, "navigation_served", None)
+    if not isinstance(served, frozenset):
+        routes = request.app.router.routes
+        served = frozenset(item.path for item in NAVIGATION if _answers_get(routes, item.path))
+        state.navigation_served = served
+    return served
+
+
+def _answers_get(routes: Sequence[BaseRoute], path: str) -> bool:
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "",
+             "headers": [], "query_string": b""}  # fmt: skip
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)
 
 
 def csrf_token(request: Request) -> str:
@@ -198,7 +236,7 @@ def render(
         "locale": locale,
         "formats": Formats(locale, timezone),
         "viewer": viewer,
-        "nav": navigation(viewer),
+        "nav": navigation(viewer, served_paths(request)),
         "current_path": request.url.path,
         "csrf_token": csrf_token(request),
         "site_name": SITE_NAME,
