@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playw
 
 from ruche.server.api.app import create_app
 from ruche.server.api.pages import signin
-from ruche.server.api.pages.rendering import NAVIGATION, ASSETS, STATIC, Viewer, render
+from ruche.server.api.pages.rendering import ASSETS, NAVIGATION, STATIC, Viewer, render
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations
 from ruche.server.storage.enums import Role
 from ruche.sim.services.sockets import free_port, wait_for_port
