@@ -554,8 +554,9 @@ class Agent:
             log.info("reload requested: the allow-list and the config come retained at connect")
 
     def _on_allowlist(self, allowlist: Allowlist) -> None:
-        self._allowlist = AllowlistIndex.build(allowlist)
+        # On disk first: a version the agent reports is one a restart will still have.
         write_atomic(self._allowlist_path, encode(allowlist))
+        self._allowlist = AllowlistIndex.build(allowlist)
         log.info("allow-list v%d: %d entries, %d revoked, expires %s", allowlist.version,
                  len(allowlist.entries), len(allowlist.revoked), allowlist.expires)  # fmt: skip
 

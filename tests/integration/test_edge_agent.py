@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 
 from ruche.broker import (
     AllowEntry,
@@ -138,7 +139,15 @@ class TestServerSilent:
         agent, _ = door_rig
         publish_allowlist(site)
         wait_until(lambda: agent.allowlist_version == 7)
-        assert (agent.settings.state_dir / "allowlist.json").exists()
+        agent.stop()
+        # A new process on the same state folder, before it reaches the broker.
+        restarted = Agent(agent.settings, pin_factory=MockFactory())
+        try:
+            assert restarted.allowlist_version == 7
+            verdict = restarted.tap("front", VALID, "reader-1")
+            assert (verdict.allowed, verdict.source) == (True, "offline")
+        finally:
+            restarted.stop()
 
 
 class TestBadgeAtTheReader:
