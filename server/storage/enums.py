@@ -30,6 +30,7 @@ class AuditKind(StrEnum):
     REMOTE_UNLOCK = "remote_unlock"
     ALARM = "alarm"  # forced or held open
     LOCKDOWN = "lockdown"
+    ALARM_ACK = "alarm_ack"  # a person acknowledged an alarm (`reason`: which one)
 
 
 class AuditSource(StrEnum):

@@ -779,3 +779,78 @@ class ServerSecretRow(Base):
     name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(sa.LargeBinary(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- what the pages record: enrolments by tap, guests, desk check-ins, alarm acks --------
+
+
+class BadgeEnrolmentRow(Base):
+    """ "The next unknown badge tapped at this door belongs to this member": open until a
+    tap fills `badge_id` or `expires_at` passes."""
+
+    __tablename__ = "badge_enrolments"
+    __table_args__ = (sa.Index(None, "door_id", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    door_id: Mapped[int] = mapped_column(sa.ForeignKey("doors.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id", ondelete="CASCADE"))
+    requested_by: Mapped[str] = mapped_column(sa.String(100))
+    """Who asked (`Principal.actor`)."""
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    badge_id: Mapped[int | None] = mapped_column(sa.ForeignKey("badges.id", ondelete="SET NULL"))
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class GuestInvitationRow(Base):
+    """A guest (a member row of their own) let in for one local day at a site, until
+    `valid_until` (the site's closing time that day)."""
+
+    __tablename__ = "guest_invitations"
+    __table_args__ = (sa.Index(None, "site_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="RESTRICT"))
+    guest_member_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="RESTRICT"), index=True
+    )
+    host_member_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="RESTRICT"), index=True
+    )
+    """The member who invited them; None when staff did."""
+    invited_by: Mapped[str] = mapped_column(sa.String(100))
+    day: Mapped[date]
+    """A date in the site's timezone."""
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeskCheckInRow(Base):
+    """A member said "I am at this desk" by scanning its QR code."""
+
+    __tablename__ = "desk_checkins"
+    __table_args__ = (sa.Index(None, "desk_id", "checked_in_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    desk_id: Mapped[int] = mapped_column(sa.ForeignKey("desks.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="CASCADE"), index=True
+    )
+    booking_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("bookings.id", ondelete="SET NULL")
+    )
+    checked_in_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlarmAckRow(Base):
+    """Who acknowledged an alarm, and when. `alarm` names it: `audit:<id>` for a door
+    alarm in the audit log, `agent:<site>/<agent>:<since>` for an agent gone offline."""
+
+    __tablename__ = "alarm_acks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alarm: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    site: Mapped[str] = mapped_column(sa.String(ID_LENGTH), index=True)
+    acknowledged_by: Mapped[str] = mapped_column(sa.String(100))
+    acknowledged_at: Mapped[datetime] = mapped_column(UTCDateTime())
