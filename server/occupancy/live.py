@@ -178,6 +178,18 @@ class SiteFloor:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class AgentLink:
+    """An agent's connection, as its last status said (the alarms page lists those offline)."""
+
+    online: bool
+    reported_at: datetime
+    """The status's own time: the same for every process that heard it, so it names one
+    offline spell (a last will carries the time its agent connected)."""
+    heard_at: datetime
+    """When this hub heard it: the time shown as "offline since"."""
+
+
 def load_floor(session: Session, site: SiteRow, *, now: datetime) -> SiteFloor:
     """A site's floor from SQL: desks, their latest stored presence, today's bookings."""
     floor = SiteFloor(site=site.slug, name=site.name)
@@ -264,6 +276,8 @@ class LiveHub:
         self._lock = threading.Lock()
         self._floors: dict[str, SiteFloor] = {}
         self._subscribers: set[_Subscriber] = set()
+        self._links: dict[tuple[str, str], AgentLink] = {}
+        """Each (site, agent)'s last status; kept across `reload`, which redraws floors."""
         self.bad: dict[str, int] = {}
         """Messages that broke the contract, dropped, by reason."""
         self._refusals = RefusalLog(log, "live message")
@@ -322,6 +336,11 @@ class LiveHub:
             floor = self._floors.get(site)
             return None if floor is None else floor.as_json()
 
+    def agent_links(self, site: str) -> dict[str, AgentLink]:
+        """The agents of `site` heard from, by id: online or not since when."""
+        with self._lock:
+            return {agent: link for (at, agent), link in self._links.items() if at == site}
+
     def subscribe(self) -> asyncio.Queue[Change | None]:
         """A queue of every change, fed on the running loop; None ends it. Unsubscribe after."""
         subscriber = _Subscriber(asyncio.get_running_loop(), asyncio.Queue(QUEUE_SIZE))
@@ -359,8 +378,11 @@ class LiveHub:
     def publish_all(self, messages: Iterable[Message]) -> None:
         """`publish` each message, under one hold of the lock (ingestion's batches)."""
         changes: list[Change] = []
+        now = datetime.now(UTC)
         with self._lock:
             for message in messages:
+                if isinstance(status := message.payload, Status):
+                    self._link(message.topic.site, message.topic.agent, status, now)
                 floor = self._floors.get(message.topic.site)
                 if floor is not None:
                     changes += floor.apply(message)
@@ -368,6 +390,13 @@ class LiveHub:
         for subscriber in subscribers:
             for change in changes:
                 _hand_over(subscriber, change)
+
+    def _link(self, site: str, agent: str, status: Status, now: datetime) -> None:
+        online = status.state == "online"
+        known = self._links.get((site, agent))
+        if known is not None and known.online == online and known.reported_at == status.ts:
+            return  # the same status again (a retained copy): keep when it was first heard
+        self._links[(site, agent)] = AgentLink(online=online, reported_at=status.ts, heard_at=now)
 
 
 def _hand_over(subscriber: _Subscriber, change: Change | None) -> None:
