@@ -221,6 +221,7 @@ def query(
     member_id: int | None = None,
     site: str | None = None,
     door: str | None = None,
+    kind: AuditKind | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
@@ -236,6 +237,8 @@ def query(
         statement = statement.where(AuditRow.site == site)
     if door is not None:
         statement = statement.where(AuditRow.door == door)
+    if kind is not None:
+        statement = statement.where(AuditRow.kind == kind)
     if since is not None:
         statement = statement.where(AuditRow.decided_at >= since)
     if until is not None:
