@@ -8,19 +8,14 @@ own signer over the browser's `ruche_csrf` cookie.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import io
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -37,49 +32,20 @@ from ruche.server.storage.enums import Role
 from ruche.server.storage.models import OneTimeTokenRow
 from ruche.sim.services.sockets import free_port
 from ruche.sim.testing.fakes import RecordingPorts
-from ruche.sim.testing.waits import wait_until
+from ruche.sim.testing.mail import Inbox, smtp_server
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple on the hive door"
-LINK = re.compile(r"http://testserver(/\S+)")
 PASSWORD_HASH = hash_password(PASSWORD)
 """Made once: argon2 is slow on purpose, and every test needs the same accounts."""
 
 
-class Inbox:
-    """aiosmtpd's handler: every message the SMTP server accepted, parsed."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 OK"
-
-    def link_to(self, address: str) -> str:
-        """The path of the link in the last message to `address`, once it has arrived."""
-        wait_until(lambda: any(m["To"] == address for m in self.messages), timeout=5)
-        message = [m for m in self.messages if m["To"] == address][-1]
-        body = message.get_body(preferencelist=("plain",))
-        assert body is not None
-        found = LINK.search(body.get_content())
-        assert found, body.get_content()
-        return found.group(1)
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_server() as running:
+        yield running
 
 
 @dataclass

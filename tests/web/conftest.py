@@ -4,6 +4,7 @@ axe-core's check, and screenshots at desktop and phone sizes kept in test-artifa
 from __future__ import annotations
 
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,15 +15,19 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
+from journeys import Journey, seed
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 from ruche.server.api.app import create_app
 from ruche.server.api.pages import signin
 from ruche.server.api.pages.rendering import ASSETS, NAVIGATION, STATIC, Viewer, render
+from ruche.server.run import ServerWorkers
+from ruche.server.settings import ServerMail, ServerMqtt, ServerSettings
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations
 from ruche.server.storage.enums import Role
 from ruche.sim.services.sockets import free_port, wait_for_port
 from ruche.sim.testing.fakes import RecordingPorts
+from ruche.sim.testing.mail import smtp_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -195,3 +200,48 @@ def audit() -> Callable[[Page, str], None]:
         assert_accessible(page)
 
     return check
+
+
+@pytest.fixture
+def journey(site: Any, edge_agent: Any, tmp_path: Path) -> Iterator[Journey]:
+    """A running site for a browser journey (journeys.py says what it holds)."""
+    slug = site.site
+    url = f"sqlite:///{tmp_path / 'ruche.db'}"
+    run_migrations(url)
+    engine = make_engine(url)
+    sessions = make_sessions(engine)
+    server = site.broker.server
+    settings = ServerSettings(
+        database_url=url,
+        mqtt=ServerMqtt(
+            host=site.broker.host,
+            port=site.broker.port,
+            username=server.username,
+            password=server.password,
+        ),
+    )
+    # The door agent first, as on a site after a power cut: it waits for the server.
+    rig = edge_agent(held_open_s=1.0, sim_door=True)
+    assert rig.sim is not None
+    ids = seed(sessions, slug, rig.agent.settings.site_key_bytes)
+    workers = ServerWorkers.build(settings, sessions)
+    workers.start()
+    try:
+        with smtp_server("http://ruche.test") as (inbox, smtp_port):
+            mail = ServerMail(host="127.0.0.1", port=smtp_port, security="none",
+                              from_address="ruche@example.org",
+                              base_url="http://ruche.test")  # fmt: skip
+            app = create_app(sessions=sessions, commands=workers.doors,
+                             listener=workers.listener, live=workers.live,
+                             health=workers.health_checks(sessions), mail=mail)  # fmt: skip
+            for base in serve(app):
+                found = Journey(base=base, slug=slug, sessions=sessions, workers=workers,
+                                agent=rig.agent, door=rig.sim, inbox=inbox, ids=ids)  # fmt: skip
+                deadline = time.monotonic() + 10
+                while found.cached() is None:
+                    assert time.monotonic() < deadline, "the door agent got no allow-list"
+                    time.sleep(0.05)
+                yield found
+    finally:
+        workers.stop()
+        engine.dispose()
