@@ -26,6 +26,12 @@ DEFAULT_LOCALE: Final = "fr"
 LOCALES_DIR: Final = Path(__file__).parent / "locales"
 
 
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark, translate later"
+    """Marks `message` for extraction (`make messages`); it is translated where it is
+    shown, in its reader's language."""
+    return message
+
+
 class UnknownLocaleError(ValueError):
     """A locale Ruche has no catalogue for."""
 

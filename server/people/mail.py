@@ -43,7 +43,7 @@ class Mailer(Protocol):
 def compose(kind: Kind, *, locale: str, to: str, link: str, minutes: int) -> Mail:
     """The e-mail of `kind` in `locale`, plain text and HTML, carrying `link`."""
     intro, action = text(locale, f"{kind}_intro"), text(locale, f"{kind}_action")  # type: ignore[arg-type]
-    expiry = text(locale, "expiry").format(minutes=minutes)
+    expiry = text(locale, "expiry") % {"minutes": minutes}
     ignore, signature = text(locale, "ignore"), text(locale, "signature")
     plain = f"{intro}\n\n{link}\n\n{expiry}\n{ignore}\n\n-- \n{signature}\n"
     e = html.escape

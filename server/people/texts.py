@@ -1,49 +1,35 @@
-"""The e-mails' words in French and English, one dict per locale.
-
-Kept in one place, keyed by locale, until they move to the gettext catalogues of
-`ruche.server.i18n`: each entry is then a msgid. `{link}` and `{minutes}` are filled in
-by `ruche.server.people.mail.compose`.
+"""The e-mails' words: English msgids of the `ruche` catalogues, translated when a mail
+is composed (`ruche.server.i18n`), so a mail reads like the pages of its reader's
+language. `%(minutes)s` is filled in by `ruche.server.people.mail.compose`.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal
 
-Locale = Literal["fr", "en"]
-LOCALES: Final[tuple[Locale, ...]] = ("fr", "en")
-DEFAULT_LOCALE: Final[Locale] = "fr"
+from ruche.server.i18n import DEFAULT_LOCALE, LOCALES, N_, translations
 
 TextKey = Literal[
     "signin_subject", "signin_intro", "signin_action", "reset_subject", "reset_intro",
     "reset_action", "expiry", "ignore", "signature",
 ]  # fmt: skip
 
-TEXTS: Final[dict[Locale, dict[TextKey, str]]] = {
-    "fr": {
-        "signin_subject": "Votre lien de connexion à Ruche",
-        "signin_intro": "Pour vous connecter à Ruche, ouvrez ce lien :",
-        "signin_action": "Me connecter",
-        "reset_subject": "Choisir un nouveau mot de passe Ruche",
-        "reset_intro": "Pour choisir un nouveau mot de passe Ruche, ouvrez ce lien :",
-        "reset_action": "Choisir un mot de passe",
-        "expiry": "Ce lien ne sert qu'une fois et expire dans {minutes} minutes.",
-        "ignore": "Si vous n'avez rien demandé, ignorez ce message : rien ne change.",
-        "signature": "Ruche",
-    },
-    "en": {
-        "signin_subject": "Your Ruche sign-in link",
-        "signin_intro": "To sign in to Ruche, open this link:",
-        "signin_action": "Sign me in",
-        "reset_subject": "Choose a new Ruche password",
-        "reset_intro": "To choose a new Ruche password, open this link:",
-        "reset_action": "Choose a password",
-        "expiry": "This link works once and expires in {minutes} minutes.",
-        "ignore": "If you did not ask for it, ignore this message: nothing changes.",
-        "signature": "Ruche",
-    },
+MESSAGES: Final[dict[TextKey, str]] = {
+    "signin_subject": N_("Your Ruche sign-in link"),
+    "signin_intro": N_("To sign in to Ruche, open this link:"),
+    "signin_action": N_("Sign me in"),
+    "reset_subject": N_("Choose a new Ruche password"),
+    "reset_intro": N_("To choose a new Ruche password, open this link:"),
+    "reset_action": N_("Choose a password"),
+    "expiry": N_("This link works once and expires in %(minutes)s minutes."),
+    "ignore": N_("If you did not ask for it, ignore this message: nothing changes."),
+    "signature": N_("The Ruche team"),
 }
 
 
 def text(locale: str, key: TextKey) -> str:
     """`key` in `locale`; French, the default, for a locale Ruche does not speak."""
-    return TEXTS["en" if locale == "en" else DEFAULT_LOCALE][key]
+    return translations(locale if locale in LOCALES else DEFAULT_LOCALE).gettext(MESSAGES[key])
+
+
+__all__ = ["DEFAULT_LOCALE", "LOCALES", "MESSAGES", "TextKey", "text"]

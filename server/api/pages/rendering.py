@@ -27,7 +27,7 @@ from jinja2.runtime import Context
 from starlette.routing import BaseRoute, Match
 
 from ruche.server.api.cookies import session_id
-from ruche.server.i18n import LOCALES, Formats, choose_locale, translations
+from ruche.server.i18n import LOCALES, N_, Formats, choose_locale, translations
 from ruche.server.i18n.formats import Width
 from ruche.server.people.signin import People
 from ruche.server.storage.enums import Role
@@ -42,11 +42,6 @@ SITE_NAME: Final = "Ruche"
 LANGUAGE_NAMES: Final = {"fr": "Français", "en": "English"}
 """Each language named in itself: a reader looks for their own language's name."""
 _MAX_NEXT: Final = 2000
-
-
-def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark, translate later"
-    """Marks `message` for extraction; the page translates it when it renders."""
-    return message
 
 
 @dataclass(frozen=True, slots=True)
