@@ -197,7 +197,7 @@ def run_access_bench(
         run_migrations(url)
         expected = seed(url, agents=agents, members=members)
         with MosquittoProcess.generate(workdir / "broker", accounts) as broker:
-            server, http_port = _start_server(workdir, url, broker, accounts)
+            server, http_port = start_server(workdir, url, broker, accounts)
             doors: list[Door] = []
             try:
                 doors = [Door(broker.host, broker.port, a, f"door-{i}")
@@ -219,7 +219,7 @@ def run_access_bench(
                 server.wait(30)
 
 
-def _start_server(
+def start_server(
     workdir: Path, url: str, broker: MosquittoProcess, accounts: Accounts
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`ruche server run` on `url`, and the port of its API."""
