@@ -54,6 +54,22 @@ from ruche.sim.testing.sites import SiteBuilder
 _counter = itertools.count(1)
 
 
+# Longest first: the end-to-end files (a few long tests each), then the browser pages,
+# then the integration files, then the unit tests. `make test` runs xdist with
+# --no-loadscope-reorder, which keeps this order; xdist's own order (most tests first)
+# left the few long files to the end, one worker finishing alone for minutes.
+_FOLDER_ORDER = ("e2e", "web", "integration", "unit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.parts
+        folder = parts[parts.index("tests") + 1] if "tests" in parts else ""
+        return _FOLDER_ORDER.index(folder) if folder in _FOLDER_ORDER else len(_FOLDER_ORDER)
+
+    items.sort(key=rank)  # stable: the files keep their order within a folder
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}{next(_counter)}x{secrets.token_hex(3)}"
 
