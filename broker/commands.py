@@ -1,18 +1,20 @@
 """`ruche broker config`: Mosquitto's configuration for the accounts of a TOML file.
 
 `ruche server broker-config` writes the same from the server's registry; both take the
-listener options `add_listener_options` defines.
+listener options `add_listener_options` defines. The parsers import nothing but argparse;
+each handler imports what it runs (see pyproject's per-file ignores).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ruche.broker.accounts import Accounts, AccountsError, BrokerUsers, load_accounts
-from ruche.broker.mosquitto_config import BrokerConfigError, BrokerOptions, TlsOptions, write_config
 from ruche.commands import CliError, Filler
-from ruche.config import check_folder
+
+if TYPE_CHECKING:
+    from ruche.broker.accounts import Accounts, BrokerUsers
 
 
 def add_listener_options(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +41,14 @@ def add_listener_options(parser: argparse.ArgumentParser) -> None:
 
 def write_for(accounts: Accounts | BrokerUsers, args: argparse.Namespace) -> int:
     """Write the configuration `add_listener_options`' arguments ask for, and say so."""
+    from ruche.broker.mosquitto_config import (
+        BrokerConfigError,
+        BrokerOptions,
+        TlsOptions,
+        write_config,
+    )
+    from ruche.config import check_folder
+
     tls = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
@@ -77,6 +87,8 @@ def _not_a_file(path: Path) -> str:
 
 
 def _config(args: argparse.Namespace) -> int:
+    from ruche.broker.accounts import AccountsError, load_accounts
+
     try:
         accounts = load_accounts(args.accounts)
     except AccountsError as exc:

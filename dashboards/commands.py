@@ -1,4 +1,7 @@
-"""`ruche dashboards export|push`: Grafana's dashboards as files, or into a Grafana."""
+"""`ruche dashboards export|push`: Grafana's dashboards as files, or into a Grafana.
+
+The parser imports nothing but argparse; the handler imports what it runs (see pyproject's
+per-file ignores): PyYAML to export, Grafana's client to push."""
 
 from __future__ import annotations
 
@@ -7,18 +10,19 @@ import os
 from pathlib import Path
 
 from ruche.commands import CliError, Filler
-from ruche.dashboards.datasource import Datasource
-from ruche.dashboards.export import export as write
-from ruche.dashboards.push import PushError, push
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ruche.dashboards.datasource import Datasource
+
     env = args.influx_token_env
     try:
         datasource = Datasource(url=args.influx_url, database=args.database, token_env=env)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     if args.dashboards_command == "export":
+        from ruche.dashboards.export import export as write
+
         try:
             paths = write(args.out, datasource, dashboards_path=args.dashboards_path)
         except OSError as exc:
@@ -33,6 +37,8 @@ def _run(args: argparse.Namespace) -> int:
         influx_token = os.environ.get(env)
         if not influx_token:
             raise CliError(f"--influx-token-env {env}: that variable is not set")
+    from ruche.dashboards.push import PushError, push
+
     try:
         report = push(args.url, args.token, datasource, influx_token=influx_token)
     except PushError as exc:

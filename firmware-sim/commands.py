@@ -1,5 +1,10 @@
 """The simulator's commands: `ruche sim run`, `ruche bench edge|access|ingest` and
-`ruche demo`."""
+`ruche demo`.
+
+The parsers import nothing but argparse; each handler imports what it runs (see pyproject's
+per-file ignores): the benchmarks and the demo start a broker and a server, so that `ruche sim
+run` works with the simulator's extra alone and a missing extra is said as such.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ import json
 from pathlib import Path
 
 from ruche.commands import CliError, Filler, at_least_one, positive, print_result
-from ruche.config import check_folder
-from ruche.sim.scenario import ScenarioError, ScenarioPlayer, load_scenario
 
 # --- ruche sim -------------------------------------------------------------------------
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ruche.config import check_folder
+    from ruche.sim.scenario import ScenarioError, ScenarioPlayer, load_scenario
+
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
@@ -43,12 +49,10 @@ def _fill_sim(parser: argparse.ArgumentParser) -> None:
 
 
 # --- ruche bench -----------------------------------------------------------------------
-# The benchmarks start a broker and a server: their modules are loaded only when one runs,
-# so that `ruche sim run` works with the simulator's extra alone.
 
 
 def _bench_edge(args: argparse.Namespace) -> int:
-    from ruche.sim.bench.edge import run_agent_bench  # noqa: PLC0415 - see above
+    from ruche.sim.bench.edge import run_agent_bench
 
     if not args.json:
         print(f"running one agent with {args.radars} radars at 10 Hz and an NFC reader "
@@ -62,8 +66,8 @@ def _bench_edge(args: argparse.Namespace) -> int:
 
 
 def _bench_ingest(args: argparse.Namespace) -> int:
-    from ruche.server.storage.checks import UnusableDatabaseError, check_database  # noqa: PLC0415
-    from ruche.sim.bench.ingest import BenchError, Faults, run_ingest_bench  # noqa: PLC0415
+    from ruche.server.storage.checks import UnusableDatabaseError, check_database
+    from ruche.sim.bench.ingest import BenchError, Faults, run_ingest_bench
 
     for name in ("agents", "desks", "publishers", "workers"):
         if getattr(args, name) < 1:
@@ -99,7 +103,7 @@ def _bench_ingest(args: argparse.Namespace) -> int:
 
 
 def _bench_access(args: argparse.Namespace) -> int:
-    from ruche.sim.bench.access import run_access_bench  # noqa: PLC0415
+    from ruche.sim.bench.access import run_access_bench
 
     if not args.json:
         print(f"starting a broker and a server, then {args.taps} taps from {args.agents} "
@@ -163,7 +167,8 @@ def _fill_bench(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ruche.sim.demo.run import run_demo  # noqa: PLC0415 - the server's stack, see above
+    from ruche.config import check_folder
+    from ruche.sim.demo.run import run_demo
 
     if args.dir is not None:
         check_folder(args.dir, CliError, what="--dir")

@@ -1,5 +1,9 @@
 """The server's commands: `ruche server run|ingest|migrate|broker-config|backup|restore`,
-`ruche admin ...`, `ruche audit verify` and `ruche billing close|export|pdf`."""
+`ruche admin ...`, `ruche audit verify` and `ruche billing close|export|pdf`.
+
+The parsers import nothing but argparse; each handler imports what it runs (see pyproject's
+per-file ignores), so `ruche audit verify` never loads FastAPI nor `ruche server run` the PDFs.
+"""
 
 from __future__ import annotations
 
@@ -11,35 +15,23 @@ import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ruche.broker.commands import add_listener_options, write_for
 from ruche.commands import CliError, Filler, at_least_one, install_units
-from ruche.config import check_ca_file, check_folder
 from ruche.logs import configure_logging
-from ruche.server.access import audit
-from ruche.server.billing import operator as billing
-from ruche.server.deploy import backup
 from ruche.server.deploy import commands as deploy_cli
-from ruche.server.deploy.units import install_server
 from ruche.server.errors import DomainError
-from ruche.server.people import admin as people_admin
-from ruche.server.registry import admin
-from ruche.server.run import run_ingest, run_server
-from ruche.server.settings import ServerConfigError, ServerSettings, load_server_settings
-from ruche.server.storage.checks import UnusableDatabaseError, check_database, parse, shown
-from ruche.server.storage.db import (
-    DEFAULT_URL,
-    make_engine,
-    make_sessions,
-    run_migrations,
-    transaction,
-)
 from ruche.server.storage.enums import Role
+
+if TYPE_CHECKING:
+    from ruche.server.settings import ServerSettings
 
 DATABASE_HELP = "SQLAlchemy URL (default: $RUCHE_DATABASE_URL or sqlite:///ruche.db)"
 
 
 def _database(args: argparse.Namespace) -> str:
+    from ruche.server.storage.db import DEFAULT_URL
+
     return str(args.database or os.environ.get("RUCHE_DATABASE_URL") or DEFAULT_URL)
 
 
@@ -52,7 +44,10 @@ def _database_option() -> argparse.ArgumentParser:
 
 def _checked(url: str, *, schema: bool = True) -> str:
     """`url`, once it parses, connects and (with `schema`) is at the latest schema; else
-    a CliError naming the fix (`ruche server migrate ...`, say), the password hidden."""
+    a CliError naming the fix (`ruche server migrate ...`, say), the password hidden.
+    Handlers call it before they import what uses the database: a refusal comes at once."""
+    from ruche.server.storage.checks import UnusableDatabaseError, check_database
+
     try:
         check_database(url, schema=schema)
     except UnusableDatabaseError as exc:
@@ -65,6 +60,8 @@ def _preflight(settings: ServerSettings, *, migrates: bool) -> None:
     line: the database (`migrates`: it need not be at the latest schema yet), the files
     and folders the config names, and the broker's host name (now rather than after the
     workers' 30 s wait for a connection)."""
+    from ruche.config import check_ca_file, check_folder
+
     _checked(settings.database_url, schema=not migrates)
     if settings.mqtt.ca_file is not None:
         check_ca_file(settings.mqtt.ca_file, CliError, what="CA file (mqtt.ca_file)")
@@ -82,10 +79,15 @@ def _preflight(settings: ServerSettings, *, migrates: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ruche.server.settings import ServerConfigError, load_server_settings
+
     configure_logging(args.log_level)
     try:
         settings = load_server_settings(args.config)
         _preflight(settings, migrates=True)
+        # The whole server loads once the checks pass: a refusal is said at once.
+        from ruche.server.run import run_server
+
         return run_server(
             settings, workers=args.workers, config=args.config, log_level=args.log_level
         )
@@ -94,16 +96,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from ruche.server.settings import ServerConfigError, load_server_settings
+
     configure_logging(args.log_level)
     try:
         settings = load_server_settings(args.config)
         _preflight(settings, migrates=False)
+        from ruche.server.run import run_ingest
+
         return run_ingest(settings, name=args.name)
     except (ServerConfigError, TimeoutError) as exc:
         raise CliError(str(exc)) from exc
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from ruche.server.storage.checks import shown
+    from ruche.server.storage.db import run_migrations
+
     url = _checked(_database(args), schema=False)
     run_migrations(url)
     print(f"database {shown(url)} is at the latest schema")
@@ -111,10 +120,16 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _broker_config(args: argparse.Namespace) -> int:
+    from ruche.broker.commands import write_for
+    from ruche.server.settings import ServerConfigError, load_server_settings
+
     try:
         settings = load_server_settings(args.config)
+        url = _checked(settings.database_url)
+        from ruche.server.registry import admin
+
         users = admin.broker_users(
-            _checked(settings.database_url),
+            url,
             server_username=settings.mqtt.username,
             server_password=settings.mqtt.password.get_secret_value(),
         )
@@ -124,10 +139,15 @@ def _broker_config(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
+    from ruche.server.deploy.units import install_server
+
     return install_units(install_server, args.config, args.root)
 
 
 def _configured_database(args: argparse.Namespace) -> str:
+    from ruche.server.settings import ServerConfigError, load_server_settings
+    from ruche.server.storage.checks import UnusableDatabaseError, parse
+
     try:
         url = load_server_settings(args.config).database_url
         parse(url)  # a URL it can read; whether the database is there, each command says
@@ -137,6 +157,8 @@ def _configured_database(args: argparse.Namespace) -> str:
 
 
 def _backup(args: argparse.Namespace) -> int:
+    from ruche.server.deploy import backup
+
     url = _configured_database(args)
     if backup.is_postgres(url):
         raise CliError("the database is PostgreSQL: back it up with PostgreSQL's own tools: "
@@ -151,6 +173,8 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
+    from ruche.server.deploy import backup
+
     url = _configured_database(args)
     if backup.is_postgres(url):
         raise CliError("the database is PostgreSQL: restore it with PostgreSQL's own tools: "
@@ -165,6 +189,8 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _fill_server(parser: argparse.ArgumentParser) -> None:
+    from ruche.broker.commands import add_listener_options
+
     actions = parser.add_subparsers(dest="server_command", required=True, metavar="ACTION")
     deploy_cli.add_init(actions)
     run = actions.add_parser("run", help="the REST API and the MQTT workers")
@@ -241,6 +267,8 @@ def _hex(text: str) -> bytes:
 
 def _admin(args: argparse.Namespace) -> int:
     url = _checked(_database(args))
+    from ruche.server.registry import admin
+
     try:
         match args.admin_command:
             case "key":
@@ -280,6 +308,8 @@ def _read_password(email: str) -> str:
 
 def _person(args: argparse.Namespace) -> int:
     url = _checked(_database(args))
+    from ruche.server.people import admin as people_admin
+
     try:
         if args.person_command == "add":
             person_id = people_admin.add_person(url, email=args.email, role=Role(args.role),
@@ -341,7 +371,11 @@ def _fill_admin(parser: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    engine = make_engine(_checked(_database(args)))
+    url = _checked(_database(args))
+    from ruche.server.access import audit
+    from ruche.server.storage.db import make_engine, make_sessions, transaction
+
+    engine = make_engine(url)
     try:
         with transaction(make_sessions(engine)) as session:
             result = audit.verify(session)
@@ -368,6 +402,8 @@ def _fill_audit(parser: argparse.ArgumentParser) -> None:
 
 def _billing(args: argparse.Namespace) -> int:
     url = _checked(_database(args))
+    from ruche.server.billing import operator as billing
+
     try:
         match args.billing_command:
             case "close":

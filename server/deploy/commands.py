@@ -1,5 +1,6 @@
 """`ruche server init` and `ruche admin agent add|rotate|disable|enable`: their arguments
-and handlers, added to the parsers `ruche.server.commands` builds."""
+and handlers, added to the parsers `ruche.server.commands` builds. As there, each handler
+imports what it runs."""
 
 from __future__ import annotations
 
@@ -7,19 +8,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ruche.broker.control import BrokerControlError
-from ruche.broker.mosquitto_config import BrokerConfigError
 from ruche.commands import CliError
-from ruche.server.deploy.agents import (
-    DEFAULT_CA_PATH,
-    enrol_agent,
-    remove_agent,
-    set_agent_enabled,
-)
-from ruche.server.deploy.init import InitOptions, init_server
 from ruche.server.errors import DomainError
-from ruche.server.settings import ServerConfigError, load_server_settings
-from ruche.server.storage.checks import UnusableDatabaseError, check_database, parse
 
 if TYPE_CHECKING:
     from ruche.commands import Subparsers
@@ -28,6 +18,10 @@ if TYPE_CHECKING:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from ruche.broker.mosquitto_config import BrokerConfigError
+    from ruche.server.deploy.init import InitOptions, init_server
+    from ruche.server.storage.checks import UnusableDatabaseError, check_database, parse
+
     options = InitOptions(
         config_dir=args.config_dir,
         state_dir=args.state_dir,
@@ -91,19 +85,31 @@ def add_init(actions: Subparsers) -> None:
 
 
 def _agent(args: argparse.Namespace) -> int:
+    from ruche.broker.control import BrokerControlError
+    from ruche.server.settings import ServerConfigError, load_server_settings
+    from ruche.server.storage.checks import UnusableDatabaseError, check_database
+
     try:
         settings = load_server_settings(args.config)
         check_database(settings.database_url)  # reachable, and at the latest schema
+        from ruche.server.deploy.agents import (
+            DEFAULT_CA_PATH,
+            enrol_agent,
+            remove_agent,
+            set_agent_enabled,
+        )
+
         if args.agent_command in ("add", "rotate"):
+            ca_path = args.ca_path or DEFAULT_CA_PATH
             enrolment = enrol_agent(
                 settings, site=args.site, agent=args.id, host=args.broker_host,
-                port=args.broker_port, ca_path=args.ca_path, out=args.out,
+                port=args.broker_port, ca_path=ca_path, out=args.out,
                 must_exist=args.agent_command == "rotate",
             )  # fmt: skip
             if enrolment.written:
                 names = " and ".join(str(p) for p in enrolment.written)
                 print(f"agent {args.site}/{args.id}: its account is live; wrote {names}")
-                print(f"copy them to the Pi (agent.toml to /etc/ruche/, ca.pem to {args.ca_path})")
+                print(f"copy them to the Pi (agent.toml to /etc/ruche/, ca.pem to {ca_path})")
             else:
                 print("# agent.toml for this agent (contains secrets: shown once)")
                 print(enrolment.text, end="")
@@ -153,8 +159,9 @@ def add_agent(actions: Subparsers) -> None:
             )
             sub.add_argument("--broker-port", type=int, help="its TLS port ([mqtt] agents_port)")
             sub.add_argument(
-                "--ca-path", type=Path, default=DEFAULT_CA_PATH,
-                help=f"where the CA will be on the Pi ({DEFAULT_CA_PATH})",
+                # None: the handler's DEFAULT_CA_PATH (deploy.agents loads the registry).
+                "--ca-path", type=Path,
+                help="where the CA will be on the Pi (/etc/ruche/ca.pem)",
             )  # fmt: skip
             sub.add_argument(
                 "--out", type=Path, help="write agent.toml (0600) and ca.pem into this folder"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
@@ -176,6 +175,8 @@ def _revisions(connection: Connection) -> set[str]:
 def _check_revisions(url: URL, current: set[str], migrate: str | None) -> None:
     """`migrate`: the command that brings the database to the latest schema, to say when
     it is not there; None when it need not be (it is about to be migrated)."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - as in db.alembic_config
+
     script = ScriptDirectory.from_config(alembic_config(shown(url)))  # it reads the scripts only
     heads = set(script.get_heads())
     if current == heads:

@@ -24,13 +24,15 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 DEFAULT_URL = "sqlite:///ruche.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -103,6 +105,10 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
 
 def alembic_config(url: str) -> Config:
     """Alembic's configuration for Ruche's migrations folder; no alembic.ini needed."""
+    # Alembic (a tenth of a second to import) loads only for a migration or a schema
+    # check, not for every command that opens the database or fails before it does.
+    from alembic.config import Config  # noqa: PLC0415
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser interpolates `%`; a password may well contain one.
@@ -112,6 +118,8 @@ def alembic_config(url: str) -> Config:
 
 def run_migrations(url: str = DEFAULT_URL, revision: str = "head") -> None:
     """Upgrade the database at `url` to `revision` (head by default), in one transaction."""
+    from alembic import command  # noqa: PLC0415 - see alembic_config
+
     with migrating(url) as config:
         command.upgrade(config, revision)
 
