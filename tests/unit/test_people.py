@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from argon2 import extract_parameters
 
 from ruche.server.api.routes.signin import local_path
 from ruche.server.errors import Invalid
+from ruche.server.people import passwords
 from ruche.server.people.mail import compose
 from ruche.server.people.passwords import check_new_password, hash_password, verify_password
 from ruche.server.people.texts import MESSAGES
@@ -63,6 +65,12 @@ class TestPasswords:
         assert not verify_password(stored, "correct horse")
         assert not verify_password(None, "correct horse battery")
         assert not verify_password("not a hash", "correct horse battery")
+
+    def test_no_account_costs_what_a_wrong_password_does(self):
+        # What an unknown e-mail is verified against: today's parameters, so the same work.
+        stored = hash_password("correct horse battery")
+        assert extract_parameters(passwords._DUMMY_HASH) == extract_parameters(stored)
+        assert not verify_password(None, "")
 
     def test_a_short_password_is_refused(self):
         with pytest.raises(Invalid, match="at least 10"):
