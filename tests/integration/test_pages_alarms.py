@@ -76,7 +76,7 @@ class World:
         self.hub.publish(Message(topic=Topic.status(site, agent), payload=payload))
 
 
-def _alarm(session: Session, site: str, agent: str, door: str, reason: str, seq: int) -> int:
+def _alarm(session: Session, site: str, door: str, *, agent: str, reason: str, seq: int) -> int:
     when = datetime.now(UTC) - timedelta(minutes=10 - seq)
     entry = audit.AuditEntry(kind=AuditKind.ALARM, source=AuditSource.AGENT, site=site,
                              agent=agent, door=door, reason=reason, decided_at=when,
@@ -99,19 +99,19 @@ def world(db_url: str) -> Iterator[World]:
         people = [
             accounts.create_person(
                 s, email=LYON_MANAGER, role=Role.MANAGER, site_id=lyon.id, now=now, locale="en"
-            ),  # fmt: skip
+            ),
             accounts.create_person(
                 s, email=PARIS_MANAGER, role=Role.MANAGER, site_id=paris.id, now=now
-            ),  # fmt: skip
+            ),
             accounts.create_person(s, email=ROOT, role=Role.ADMIN, now=now, locale="en"),
             accounts.create_person(s, email=ADA, role=Role.MEMBER, member_id=ada, now=now),
         ]
         for person in people:
             person.password_hash = PASSWORD_HASH
         alarms = {
-            "lyon-forced": _alarm(s, "lyon", "a1", "front", "forced", 1),
-            "lyon-held": _alarm(s, "lyon", "a1", "front", "held_open", 2),
-            "paris-forced": _alarm(s, "paris", "p1", "back", "forced", 3),
+            "lyon-forced": _alarm(s, "lyon", "front", agent="a1", reason="forced", seq=1),
+            "lyon-held": _alarm(s, "lyon", "front", agent="a1", reason="held_open", seq=2),
+            "paris-forced": _alarm(s, "paris", "back", agent="p1", reason="forced", seq=3),
         }
     hub = LiveHub(sessions, MqttOptions(host="127.0.0.1", port=1, username="server",
                                         password="unused"))  # fmt: skip
@@ -128,7 +128,7 @@ def listed(html: str) -> list[str]:
 
 
 def open_part(html: str) -> str:
-    return html.split('id="acked-heading"')[0]
+    return html.split('id="acked-heading"', maxsplit=1)[0]
 
 
 class TestWhoMayRead:
@@ -256,7 +256,8 @@ class TestAgentsOffline:
         page = client.get("/manage/alarms/board")
         assert listed(page.text)[0] == key
         assert "Agent offline" in page.text
-        assert "agent:paris" not in page.text and "stranger" not in page.text
+        assert "agent:paris" not in page.text
+        assert "stranger" not in page.text
         assert world.ack(client, agent_key("paris", "p1", went), "lyon").status_code == 404
         assert world.ack(client, key, "lyon").status_code == 303
         page = client.get("/manage/alarms")
@@ -273,13 +274,15 @@ class TestAgentsOffline:
         with world.sessions() as s:
             row = s.scalars(select(AuditRow).where(AuditRow.kind == AuditKind.ALARM_ACK)).one()
             assert (row.site, row.agent, row.door) == ("lyon", "a2", None)
-            assert row.reason is not None and row.reason.startswith("agent_offline ")
+            assert row.reason is not None
+            assert row.reason.startswith("agent_offline ")
 
     def test_the_board_changes_version_when_an_alarm_comes(self, world):
         client = world.signed_in(LYON_MANAGER)
         before = re.search(r'data-version="(\w+)"', client.get("/manage/alarms/board").text)
         with transaction(world.sessions) as s:
-            _alarm(s, "lyon", "a1", "front", "forced", 9)
+            _alarm(s, "lyon", "front", agent="a1", reason="forced", seq=9)
         after = re.search(r'data-version="(\w+)"', client.get("/manage/alarms/board").text)
-        assert before is not None and after is not None
+        assert before is not None
+        assert after is not None
         assert before[1] != after[1]
