@@ -124,9 +124,14 @@ def _heartbeat(session: Session) -> sa.ColumnElement[object]:
 
 
 def load_desk_bookings(
-    session: Session, site: str, *, only: BookingStatus | None = None
+    session: Session,
+    site: str,
+    *,
+    only: BookingStatus | None = None,
+    ending_after: datetime | None = None,
 ) -> list[BookingSpan]:
-    """The site's desk bookings that were not cancelled (or of status `only`)."""
+    """The site's desk bookings that were not cancelled (or of status `only`), all of them
+    or those ending after `ending_after`."""
     rows = session.execute(
         select(
             BookingRow.id,
@@ -141,6 +146,7 @@ def load_desk_bookings(
         .join(SiteRow, SiteRow.id == BookingRow.site_id)
         .where(SiteRow.slug == site)
         .where(BookingRow.status == only if only else BookingRow.status != BookingStatus.CANCELLED)
+        .where(sa.true() if ending_after is None else BookingRow.ends_at > ending_after)
     ).all()
     return [
         BookingSpan(id=booking_id, desk=(site, agent, desk), member=member, start=start, end=end)

@@ -53,6 +53,7 @@ from ruche.server.occupancy.sessions import (
     derive_desk_sessions,
     derive_visits,
     no_shows,
+    reclaims,
 )
 from ruche.server.storage.db import READ_ONLY
 from ruche.server.storage.enums import BookingStatus
@@ -60,10 +61,12 @@ from ruche.server.storage.models import (
     BadgeRow,
     Base,
     BookingRow,
+    DeskRow,
     DeskSessionRow,
     OccupancyDirtyRow,
     SiteRow,
     VisitRow,
+    ZoneRow,
 )
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,8 @@ class SiteRefresh:
     released: tuple[int, ...]
     """Ids of the bookings released as no-shows."""
     visits: int = 0
+    reclaimed: tuple[int, ...] = ()
+    """Ids of no-show bookings given back to members who came after all."""
 
 
 def refresh_site(
@@ -118,6 +123,8 @@ class RefreshPlan:
     """None: every visit."""
     visits: list[Visit]
     released: tuple[int, ...]
+    reclaimed: tuple[int, ...] = ()
+    """No-show bookings whose member came back to a desk still free (`reclaims`)."""
 
 
 def plan_refresh(
@@ -171,8 +178,21 @@ def plan_refresh(
     if desks is not None and booked:
         earliest = min(b.start for b in booked)
         sessions = [a.session for a in _sessions_after(session, site, desks, attributed, earliest)]
-    released = tuple(no_shows(booked, sessions, grace_minutes=grace, now=now))
-    return RefreshPlan(site, mark, desks, attributed, visit_cut, visits, released)
+    late = no_shows(booked, sessions, grace_minutes=grace, now=now)
+    released_before = load_desk_bookings(session, site, only=BookingStatus.NO_SHOW,
+                                         ending_after=now)  # fmt: skip
+    judged = [b for b in booked if b.id in set(late)] + released_before
+    back: set[int] = set()
+    if judged:
+        earliest = min(b.start for b in judged)
+        around = (attributed if desks is None
+                  else _sessions_after(session, site, desks, attributed, earliest))  # fmt: skip
+        back = set(reclaims(judged, booked, around, now=now))
+    # A member late past the grace whose desk is still free keeps it: never released, or
+    # given back if an earlier round released it.
+    released = tuple(i for i in late if i not in back)
+    reclaimed = tuple(sorted(b.id for b in released_before if b.id in back))
+    return RefreshPlan(site, mark, desks, attributed, visit_cut, visits, released, reclaimed)
 
 
 def apply_refresh(session: Session, plan: RefreshPlan) -> SiteRefresh:
@@ -215,10 +235,41 @@ def apply_refresh(session: Session, plan: RefreshPlan) -> SiteRefresh:
                 .returning(BookingRow.id)
             ).all()
         )
+    reclaimed = _reclaim(session, plan.reclaimed)
     session.flush()
     return SiteRefresh(
-        sessions=len(plan.sessions), released=tuple(sorted(released)), visits=len(plan.visits)
-    )
+        sessions=len(plan.sessions), released=tuple(sorted(released)), visits=len(plan.visits),
+        reclaimed=reclaimed,
+    )  # fmt: skip
+
+
+def _reclaim(session: Session, ids: tuple[int, ...]) -> tuple[int, ...]:
+    """Give no-show bookings back to their members, each only if it is still a no-show
+    and no booking of its desk was made meanwhile: under its zone's lock, the one
+    `registry.book` takes, so a booking being made now and a reclaim never both win."""
+    done: list[int] = []
+    for booking in session.scalars(
+        select(BookingRow).where(BookingRow.id.in_(ids)).order_by(BookingRow.id)
+    ):
+        if booking.status is not BookingStatus.NO_SHOW or booking.desk_id is None:
+            continue
+        zone = select(DeskRow.zone_id).where(DeskRow.id == booking.desk_id).scalar_subquery()
+        session.execute(select(ZoneRow.id).where(ZoneRow.id == zone).with_for_update())
+        clash = session.scalar(
+            select(BookingRow.id)
+            .where(
+                BookingRow.id != booking.id,
+                BookingRow.status == BookingStatus.BOOKED,
+                BookingRow.starts_at < booking.ends_at,
+                BookingRow.ends_at > booking.starts_at,
+                sa.or_(BookingRow.desk_id == booking.desk_id, BookingRow.zone_id == zone),
+            )
+            .limit(1)
+        )
+        if clash is None:
+            booking.status = BookingStatus.BOOKED
+            done.append(booking.id)
+    return tuple(done)
 
 
 def _read_mark(session: Session, site: str) -> tuple[datetime, int] | None:

@@ -671,6 +671,50 @@ def no_shows(
     return sorted(set(out))
 
 
+def reclaims(
+    released: Iterable[BookingSpan],
+    held: Iterable[BookingSpan],
+    sessions: Iterable[AttributedSession],
+    *,
+    now: datetime,
+) -> list[int]:
+    """Ids of no-show bookings whose member came after all: their desk is occupied again
+    before the booking ends, by them or by someone the rules cannot name, and no other
+    booking holds the desk over the rest of it. The booking is then theirs again, so a
+    late arrival costs the member nothing but the minutes they were late.
+
+    A session the rules attribute to someone else (their badge at the desk) is not the
+    member coming back: the desk was taken, as a no-show release allows. Ids come back
+    sorted.
+    """
+    now = _utc(now, "now")
+    others = list(held)
+    at: dict[DeskKey, list[AttributedSession]] = defaultdict(list)
+    for attributed in sessions:
+        at[attributed.session.desk].append(attributed)
+    out: list[int] = []
+    for booking in released:
+        if booking.end <= now:
+            continue
+        back = [
+            a.session.start
+            for a in at.get(booking.desk, [])
+            if a.member in (None, booking.member)
+            and _present(a.session, booking.start, min(booking.end, now), now)
+        ]
+        if not back:
+            continue
+        since = max(booking.start, min(back))
+        taken = any(
+            o.desk == booking.desk and o.id != booking.id and o.start < booking.end
+            and o.end > since
+            for o in others
+        )  # fmt: skip
+        if not taken:
+            out.append(booking.id)
+    return sorted(set(out))
+
+
 def booked_unused(
     bookings: Iterable[BookingSpan], sessions: Iterable[DeskSession], *, now: datetime
 ) -> list[int]:

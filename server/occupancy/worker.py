@@ -116,8 +116,11 @@ class OccupancyWorker:
             self._chart(started, now)
             if result.released:
                 log.info("site %s: bookings %s released as no-shows", site, list(result.released))
-                if self.listener is not None:
-                    self.listener.site_changed(site)
+            if result.reclaimed:
+                log.info("site %s: bookings %s back with their late members", site,
+                         list(result.reclaimed))  # fmt: skip
+            if (result.released or result.reclaimed) and self.listener is not None:
+                self.listener.site_changed(site)
 
     def _chart(self, bookings: list[ChartedBooking], now: datetime) -> None:
         """Write the `booking` points that changed since they were last written (all of

@@ -190,3 +190,68 @@ class TestNoShows:
         with sessions() as session:
             statuses = [session.get(BookingRow, i).status.value for i in ids]  # type: ignore[union-attr]
         assert statuses == ["booked", "no_show", "booked"]
+
+
+class TestLateArrival:
+    """A member released as a no-show who turns up while their desk is still free gets
+    the booking back; if someone booked the desk meanwhile, it stays theirs."""
+
+    def _site(self, sessions) -> tuple[int, int, int, int]:
+        with transaction(sessions) as session:
+            key = registry.create_site_key(session, KEY)
+            site = registry.create_site(session, slug="late", name="Late", key_id=key.id,
+                                        timezone="Europe/Paris")  # fmt: skip
+            agent = registry.create_agent(session, site_id=site.id, slug="agent-a")
+            zone = registry.create_zone(session, site_id=site.id, name="Open space")
+            session.flush()
+            desk = registry.create_desk(session, zone_id=zone.id, slug="desk-0",
+                                        agent_id=agent.id)  # fmt: skip
+            ada = registry.create_member(session, name="Ada", email="ada@example.org")
+            bob = registry.create_member(session, name="Bob", email="bob@example.org")
+            session.flush()
+            booking = registry.book(session, member_id=ada.id, site_id=site.id, desk_id=desk.id,
+                                    starts_at=at(9), ends_at=at(12))  # fmt: skip
+            return site.id, desk.id, bob.id, booking.id
+
+    def _arrives(self, sessions, minute: int) -> None:
+        with transaction(sessions) as session:
+            came = Presence(seq=1, ts=at(10, minute), mono=1.0, state=PresenceState.OCCUPIED)
+            row = StoredEventRow(site="late", agent="agent-a", seq=1, channel="presence",
+                                 device="desk-0", kind="occupied", ts=came.ts,
+                                 received_at=came.ts, payload=encode(came).decode())  # fmt: skip
+            session.add(row)
+
+    def _status(self, sessions, booking: int) -> str:
+        with sessions() as session:
+            return session.get(BookingRow, booking).status.value  # type: ignore[union-attr]
+
+    @pytest.fixture
+    def sessions(self, db_url):
+        run_migrations(db_url)
+        engine = make_engine(db_url)
+        yield make_sessions(engine)
+        engine.dispose()
+
+    def test_the_desk_is_theirs_again(self, sessions):
+        _, _, _, booking = self._site(sessions)
+        with transaction(sessions) as session:
+            assert refresh_site(session, "late", now=at(9, 30)).released == (booking,)
+        self._arrives(sessions, 20)
+        with transaction(sessions) as session:
+            result = refresh_site(session, "late", now=at(10, 30))
+        assert result.reclaimed == (booking,)
+        assert self._status(sessions, booking) == "booked"
+        with transaction(sessions) as session:  # judged once: not released again
+            assert refresh_site(session, "late", now=at(11)).released == ()
+        assert self._status(sessions, booking) == "booked"
+
+    def test_not_when_someone_booked_the_desk_meanwhile(self, sessions):
+        site, desk, bob, booking = self._site(sessions)
+        with transaction(sessions) as session:
+            assert refresh_site(session, "late", now=at(9, 30)).released == (booking,)
+            registry.book(session, member_id=bob, site_id=site, desk_id=desk,
+                          starts_at=at(10), ends_at=at(12))  # fmt: skip
+        self._arrives(sessions, 20)
+        with transaction(sessions) as session:
+            assert refresh_site(session, "late", now=at(10, 30)).reclaimed == ()
+        assert self._status(sessions, booking) == "no_show"

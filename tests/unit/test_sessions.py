@@ -28,6 +28,7 @@ from ruche.server.occupancy.sessions import (
     derive_visits,
     merge_intervals,
     no_shows,
+    reclaims,
     used_unbooked,
 )
 
@@ -734,6 +735,39 @@ class TestNoShows:
 
     def test_short_booking_judged_at_its_end(self) -> None:
         assert no_shows([booking(1, 60, 65, 1)], [], grace_minutes=15, now=at(66)) == [1]
+
+
+def someone(
+    start: float, end: float | None, member: int | None, desk: DeskKey = DESK
+) -> AttributedSession:
+    how = "badge" if member is not None else "unattributed"
+    return AttributedSession(session(start, end, desk=desk), member, how)  # type: ignore[arg-type]
+
+
+class TestReclaims:
+    """A member released as a no-show who comes to a desk still free gets it back."""
+
+    @pytest.mark.parametrize(
+        ("sessions", "held", "now", "expected"),
+        [
+            pytest.param([], [], 100, [], id="never-came"),
+            pytest.param([someone(90, None, None)], [], 100, [1], id="came-late-unnamed"),
+            pytest.param([someone(90, None, 1)], [], 100, [1], id="came-late-by-badge"),
+            pytest.param([someone(90, None, 2)], [], 100, [], id="someone-else-took-it"),
+            pytest.param([someone(90, None, None, desk=DESK_2)], [], 100, [], id="other-desk"),
+            pytest.param([someone(90, None, None)], [booking(2, 85, 120, 2)], 100, [],
+                         id="booked-by-another-meanwhile"),
+            pytest.param([someone(90, None, None)], [booking(2, 30, 60, 2)], 100, [1],
+                         id="earlier-booking-irrelevant"),
+            pytest.param([someone(90, None, None)], [booking(2, 85, 120, 2, desk=DESK_2)], 100,
+                         [1], id="other-desk-booked"),
+            pytest.param([someone(90, 95, None)], [], 300, [], id="booking-over"),
+            pytest.param([someone(20, 50, None)], [], 100, [], id="left-before-it-started"),
+        ],
+    )  # fmt: skip
+    def test_cases(self, sessions, held, now, expected) -> None:
+        released = [booking(1, 60, 240, member=1)]
+        assert reclaims(released, held, sessions, now=at(now)) == expected
 
 
 class TestBookingViews:
