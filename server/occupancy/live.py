@@ -43,6 +43,7 @@ from ruche.broker import (
 )
 from ruche.refusals import RefusalLog
 from ruche.server.messaging.connection import MqttOptions, ServerConnection
+from ruche.server.occupancy.checkin import checked_in_today
 from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import (
     AgentRow,
@@ -80,6 +81,8 @@ class DeskView:
     """Its agent reports the sensor at fault."""
     booked: bool = False
     no_show: bool = False
+    member: str | None = None
+    """The member who checked in at it last today by its QR code (`occupancy.checkin`)."""
     changed_at: datetime | None = None
 
     @property
@@ -100,6 +103,7 @@ class DeskView:
             "x": self.x,
             "y": self.y,
             "state": self.state,
+            "member": self.member,
             "changed_at": None if self.changed_at is None else self.changed_at.isoformat(),
         }
 
@@ -201,8 +205,10 @@ def load_floor(session: Session, site: SiteRow, *, now: datetime) -> SiteFloor:
         .order_by(DeskRow.y, DeskRow.x, DeskRow.slug)
     )
     by_id: dict[int, DeskView] = {}
+    members = checked_in_today(session, site, now=now)
     for desk, zone, agent in rows:
-        view = DeskView(slug=desk.slug, zone=zone, agent=agent, x=desk.x, y=desk.y)
+        view = DeskView(slug=desk.slug, zone=zone, agent=agent, x=desk.x, y=desk.y,
+                        member=members.get(desk.id))  # fmt: skip
         floor.desks[desk.slug] = by_id[desk.id] = view
     doors = session.execute(
         select(DoorRow.slug, AgentRow.slug)
@@ -316,7 +322,8 @@ class LiveHub:
         self.reload()
 
     def reload(self, now: datetime | None = None) -> None:
-        """Rebuild every site's floor from SQL (the registry or bookings changed)."""
+        """Rebuild every site's floor from SQL (the registry, bookings or check-ins
+        changed); subscribers are handed each desk that now reads differently."""
         when = now or datetime.now(UTC)
         with self._sessions() as session:
             floors = {
@@ -324,7 +331,12 @@ class LiveHub:
                 for site in session.scalars(select(SiteRow).order_by(SiteRow.slug))
             }
         with self._lock:
-            self._floors = floors
+            previous, self._floors = self._floors, floors
+            changes = _redrawn(previous, floors)
+            subscribers = list(self._subscribers) if changes else []
+        for subscriber in subscribers:
+            for change in changes:
+                _hand_over(subscriber, change)
 
     def sites(self) -> list[str]:
         with self._lock:
@@ -397,6 +409,21 @@ class LiveHub:
         if known is not None and known.online == online and known.reported_at == status.ts:
             return  # the same status again (a retained copy): keep when it was first heard
         self._links[(site, agent)] = AgentLink(online=online, reported_at=status.ts, heard_at=now)
+
+
+def _redrawn(before: dict[str, SiteFloor], after: dict[str, SiteFloor]) -> list[Change]:
+    """A desk change for each desk of `after` whose JSON differs from its `before`'s
+    (a booking made or cancelled, a check-in): what a reload shows the open pages."""
+    changes = []
+    for slug, floor in after.items():
+        old = before.get(slug)
+        if old is None:
+            continue
+        for desk in floor.desks.values():
+            was = old.desks.get(desk.slug)
+            if was is None or was.as_json() != desk.as_json():
+                changes.append(floor._desk_change(desk))
+    return changes
 
 
 def _hand_over(subscriber: _Subscriber, change: Change | None) -> None:
