@@ -154,6 +154,7 @@ class ServerWorkers:
     def start(self, timeout: float = 30.0) -> None:
         """Connect every worker (TimeoutError says the broker is unreachable)."""
         self.occupancy.listener = self.listener
+        self.doors.listener = self.listener  # a badge enrolled by tap republishes allow-lists
         started: list[Worker] = []
         first: tuple[Worker, ...] = () if self.checkpointer is None else (self.checkpointer,)
         configs: tuple[Worker, ...] = () if self.configs is None else (self.configs,)

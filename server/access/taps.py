@@ -73,6 +73,7 @@ from ruche.broker import (
 )
 from ruche.refusals import RefusalLog
 from ruche.server.access import audit
+from ruche.server.access.enrolment import ENROLLED, Enrolled, TapEnrolments, fills_enrolment
 from ruche.server.access.facts import (
     FactsCache,
     access_request,
@@ -89,6 +90,7 @@ from ruche.server.access.rules import (
 )
 from ruche.server.errors import NotFound
 from ruche.server.messaging.connection import MqttOptions, ServerConnection, expiring
+from ruche.server.registry.listener import RegistryListener
 from ruche.server.storage.enums import AuditKind, AuditSource
 
 __all__ = [
@@ -193,6 +195,10 @@ class DoorWorker:
     - `clock`: the server's wall clock, timezone-aware.
     - `on_decision`: told every decision after its answer is sent (the metrics); it
       runs on paho's thread, so it must be quick, and what it raises is logged.
+    - `enrolments`: fills a manager's enrolment with an unknown badge tapped at its door
+      (`ruche.server.access.enrolment`; one over `sessions` by default). The sites
+      sharing the new badge's key are then told through `listener` (this worker alone
+      until the server sets the whole fan-out, allow-lists included).
     """
 
     def __init__(
@@ -208,8 +214,11 @@ class DoorWorker:
         cache: FactsCache | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_decision: Callable[[DecisionRecord], None] | None = None,
+        enrolments: TapEnrolments | None = None,
     ) -> None:
         self.sessions = sessions
+        self.enrolments = enrolments if enrolments is not None else TapEnrolments(sessions)
+        self.listener: RegistryListener = self
         self.stats = DoorStats()
         self.on_decision = on_decision
         self.cache = cache if cache is not None else FactsCache(sessions, clock=clock)
@@ -378,6 +387,10 @@ class DoorWorker:
             facts = with_direction(facts, self._last_direction(facts, now))
         decision = decide_access(request, facts, now)
         member_id = None if facts.holder is None else int(facts.holder.member.id)
+        enrolled = self._enrol(site, door, tap.token, decision, now)
+        if enrolled is not None:
+            deny = Deny(door=door, request_id=tap.request_id, reason=ENROLLED)
+            return deny, entry(allowed=False, reason=ENROLLED, member_id=enrolled.member_id)
         if not decision.allowed:
             deny = Deny(door=door, request_id=tap.request_id, reason=decision.reason.value)
             return deny, entry(allowed=False, reason=decision.reason.value, member_id=member_id)
@@ -386,6 +399,23 @@ class DoorWorker:
         ms = facts.door.unlock_ms or self._door_unlock_ms.get((site, door), self._unlock_ms)
         unlock = Unlock(door=door, ms=ms, request_id=tap.request_id)
         return unlock, entry(allowed=True, reason=decision.reason.value, member_id=member_id)
+
+    def _enrol(
+        self, site: str, door: str, token: str, decision: Decision, now: datetime
+    ) -> Enrolled | None:
+        """An unknown badge fills the enrolment waiting at its door, if one does; the
+        sites sharing its key are told once it is committed, so allow-lists carry it."""
+        if decision.allowed or not fills_enrolment(decision.reason):
+            return None
+        try:
+            enrolled = self.enrolments.fill(site, door, token, now)
+        except Exception:
+            log.exception("cannot enrol the badge tapped at %s/%s: refused as unknown", site, door)
+            return None
+        if enrolled is not None:
+            for slug in enrolled.sites:
+                self.listener.site_changed(slug)
+        return enrolled
 
     def _last_direction(self, facts: AccessFacts, now: datetime) -> Direction | None:
         if facts.holder is None:
