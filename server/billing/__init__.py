@@ -11,9 +11,11 @@ exports the shell's API."""
 from ruche.server.billing.close import (
     SETTLE_MONTHS,
     CloseResult,
+    Draft,
     SiteClose,
     Skipped,
     close_period,
+    draft_invoices,
     usage_json,
 )
 from ruche.server.billing.invoices import (
@@ -48,12 +50,14 @@ __all__ = [
     "MAX_LABEL",
     "SETTLE_MONTHS",
     "CloseResult",
+    "Draft",
     "SiteClose",
     "Skipped",
     "add_price_version",
     "close_period",
     "closed_through",
     "document_of",
+    "draft_invoices",
     "find_invoice",
     "list_invoices",
     "list_price_versions",

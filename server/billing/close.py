@@ -256,8 +256,21 @@ def _billables(session: Session, site: SiteRow, start: datetime, end: datetime) 
     return out
 
 
-def _issue(session: Session, site: SiteRow, period: Period, now: datetime) -> list[Skipped]:
-    """Compute and store the invoices of a period just claimed at the site."""
+@dataclass(frozen=True)
+class Draft:
+    """One member's invoice as closing the period now would issue it, not stored."""
+
+    member: MemberRow
+    invoice: Invoice
+    usage: Usage
+
+
+def draft_invoices(
+    session: Session, site: SiteRow, period: Period
+) -> tuple[list[Draft], list[Skipped]]:
+    """The invoices closing `period` at `site` would issue, in member order, and the
+    members with usage left out: computed from today's rows, nothing stored. The close
+    stores these; the invoices page previews them."""
     start, end = period_span(site, period.first_day, period.last_day)
     first_closed = session.scalar(
         select(sa.func.min(BillingCloseRow.period)).where(BillingCloseRow.site_id == site.id)
@@ -265,7 +278,7 @@ def _issue(session: Session, site: SiteRow, period: Period, now: datetime) -> li
     site_from = Period.parse(first_closed or str(period)).first_day
     oldest = _months_before(period, SETTLE_MONTHS).first_day
     skipped: list[Skipped] = []
-    number = 0
+    drafts: list[Draft] = []
     for billable in _billables(session, site, start, end):
         member = billable.member
         if billable.plan is None:
@@ -304,13 +317,20 @@ def _issue(session: Session, site: SiteRow, period: Period, now: datetime) -> li
             )
         except Invalid as exc:
             raise Invalid(f"member {member.id} ({member.email}) at {site.slug}: {exc}") from exc
-        number += 1
+        drafts.append(Draft(member, invoice, usage))
+    return drafts, skipped
+
+
+def _issue(session: Session, site: SiteRow, period: Period, now: datetime) -> list[Skipped]:
+    """Compute and store the invoices of a period just claimed at the site."""
+    drafts, skipped = draft_invoices(session, site, period)
+    for number, draft in enumerate(drafts, start=1):
         _store(
             session,
             site,
-            member,
-            invoice,
-            usage,
+            draft.member,
+            draft.invoice,
+            draft.usage,
             number=f"{site.slug}-{period}-{number:04d}",
             now=now,
         )

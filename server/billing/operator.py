@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ruche.server import billing, registry
 from ruche.server.billing.export import accounting_rows, to_csv, to_json
-from ruche.server.billing.pdf import render_invoice_pdf
+from ruche.server.billing.pdf import invoice_pdf
 from ruche.server.billing.pricing import Period
 from ruche.server.storage.db import make_engine, make_sessions, transaction
 
@@ -90,7 +90,7 @@ def pdf(url: str, *, invoice: str, out: Path, say: Say) -> None:
     """Write the invoice with this key or number as a PDF to `out`."""
     with _session(url) as session:
         row = billing.find_invoice(session, invoice)
-        document = render_invoice_pdf(row)
+        document = invoice_pdf(session, row)
         what = f"{row.number} ({row.member_name}, {row.period}, {row.total} {row.currency})"
     out.write_bytes(document)
     say(f"wrote invoice {what} to {out}")

@@ -6,13 +6,17 @@ lines, the names as they were), so the same invoice gives the same PDF, byte for
 period and issue date, the lines with quantity, unit, unit price and net, the tax per
 rate, the total in the currency, what was held back, and for each line the usage
 behind it (days, minutes, sessions).
+
+In French or English (`Wording`): every label through the gettext catalogues, amounts,
+numbers and dates by Babel; `invoice_pdf` picks the member's own language (their
+person's setting), French when they have none. The mentions French rules ask of an
+invoice stay in both: seller and buyer, number, issue date, period, each line's
+quantity, unit price and net, the tax per rate and the total.
 """
 
 from __future__ import annotations
 
 import io
-from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,14 +40,17 @@ from reportlab.platypus import (
     TableStyle,
 )
 from reportlab.platypus.doctemplate import BaseDocTemplate
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from ruche.server.billing.documents import DocumentLine, UsageDay
+from ruche.server.billing.documents import UsageDay
 from ruche.server.billing.invoices import document_of, usage_of
-from ruche.server.billing.money import Currency
 from ruche.server.billing.pricing import Period
-from ruche.server.storage.models import InvoiceRow
+from ruche.server.billing.wording import Wording, invoice_locale
+from ruche.server.i18n import DEFAULT_LOCALE, N_
+from ruche.server.storage.models import InvoiceRow, PersonRow
 
-__all__ = ["render_invoice_pdf"]
+__all__ = ["invoice_pdf", "member_locale", "render_invoice_pdf"]
 
 _FONTS = (
     # DejaVu (Debian's fonts-dejavu-core) covers more scripts; reportlab's own Vera is
@@ -96,31 +103,6 @@ def _esc(text: object) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _percent(rate: str) -> str:
-    return f"{(Decimal(rate) * 100).normalize():f} %"
-
-
-def _long_date(day: date) -> str:
-    return f"{day.day} {day:%B %Y}"
-
-
-def _price(text: str, minor_units: int) -> str:
-    """A price with at least the currency's digits (`300` -> `300.00`, `0.045` stays)."""
-    value = Decimal(text)
-    exponent = value.as_tuple().exponent
-    digits = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-    return f"{value:.{max(minor_units, digits)}f}"
-
-
-def _unit_price(line: DocumentLine, minor_units: int) -> str:
-    price, per, unit = _price(line.unit_price, minor_units), line.per, line.unit
-    if line.adjustment:
-        return price
-    if per == 1:
-        return f"{price} / {unit}"
-    return f"{price} / {per} {unit}s"
-
-
 def _grid(rows: list[list[Any]], widths: list[float], *, header: bool = True) -> Table:
     table = Table(rows, colWidths=widths, repeatRows=1 if header else 0)
     style: list[Any] = [
@@ -140,30 +122,32 @@ def _grid(rows: list[list[Any]], widths: list[float], *, header: bool = True) ->
     return table
 
 
-def _story(row: InvoiceRow) -> list[Flowable]:
+def _story(row: InvoiceRow, words: Wording) -> list[Flowable]:
     doc = document_of(row)
     usage = {u.day: u for u in usage_of(row)}
     tz = ZoneInfo(doc.timezone)
     currency = doc.currency
-    minor = Currency.of(currency).minor_units
+    _ = words.text
     s = _styles()
     period = Period.parse(doc.period)
     issued = row.issued_at.astimezone(tz).date()
     width = A4[0] - 40 * mm
 
     story: list[Flowable] = [
-        Paragraph("Invoice", s["title"]),
-        Paragraph(f"No. {_esc(row.number)}", s["bold"]),
+        Paragraph(_esc(_("Invoice")), s["title"]),
+        Paragraph(_esc(_("No. %(number)s", number=row.number)), s["bold"]),
         Spacer(1, 6 * mm),
     ]
+    site_text = _esc(_("site %(site)s", site=doc.site))
+    member_text = _esc(_("member no. %(member)s", member=row.member_id))
     parties = Table(
         [
-            [Paragraph("From", s["small"]), Paragraph("Bill to", s["small"])],
+            [Paragraph(_esc(_("From")), s["small"]), Paragraph(_esc(_("Bill to")), s["small"])],
             [
-                Paragraph(f"<b>{_esc(row.site_name)}</b><br/>site {_esc(doc.site)}", s["base"]),
+                Paragraph(f"<b>{_esc(row.site_name)}</b><br/>{site_text}", s["base"]),
                 Paragraph(
                     f"<b>{_esc(row.member_name)}</b><br/>{_esc(row.member_email)}<br/>"
-                    f"member no. {row.member_id}",
+                    f"{member_text}",
                     s["base"],
                 ),
             ],
@@ -181,17 +165,14 @@ def _story(row: InvoiceRow) -> list[Flowable]:
     )
     story += [parties, Spacer(1, 5 * mm)]
     details = [
-        ["Invoice number", row.number],
-        [
-            "Period",
-            f"{period} ({_long_date(period.first_day)} to {_long_date(period.last_day)})",
-        ],
-        ["Issue date", _long_date(issued)],
-        ["Currency", currency],
+        [_("Invoice number"), row.number],
+        [_("Period"), words.period(period)],
+        [_("Issue date"), words.date(issued)],
+        [_("Currency"), currency],
     ]
     facts = Table(
-        [[Paragraph(k, s["small"]), Paragraph(_esc(v), s["base"])] for k, v in details]
-        + [[Paragraph("Invoice key", s["small"]), Paragraph(row.key, s["mono"])]],
+        [[Paragraph(_esc(k), s["small"]), Paragraph(_esc(v), s["base"])] for k, v in details]
+        + [[Paragraph(_esc(_("Invoice key")), s["small"]), Paragraph(row.key, s["mono"])]],
         colWidths=[35 * mm, width - 35 * mm],
     )
     facts.setStyle(
@@ -210,42 +191,55 @@ def _story(row: InvoiceRow) -> list[Flowable]:
     table: list[list[Any]] = [
         [
             "#",
-            "Description",
-            Paragraph("Quantity", s["right_bold"]),
-            "Unit",
-            Paragraph("Unit price", s["right_bold"]),
-            Paragraph(f"Net ({currency})", s["right_bold"]),
+            _("Description"),
+            Paragraph(_esc(_("Quantity")), s["right_bold"]),
+            _("Unit"),
+            Paragraph(_esc(_("Unit price")), s["right_bold"]),
+            Paragraph(_esc(_("Net (%(currency)s)", currency=currency)), s["right_bold"]),
         ]
     ]
     for number, line in enumerate(lines, start=1):
         table.append(
             [
                 str(number),
-                Paragraph(_esc(line.description), s["base"]),
-                Paragraph(line.quantity, s["right"]),
-                line.unit,
-                Paragraph(_esc(_unit_price(line, minor)), s["right"]),
-                Paragraph(line.net, s["right"]),
+                Paragraph(_esc(words.description(line.description)), s["base"]),
+                Paragraph(_esc(words.decimal(line.quantity)), s["right"]),
+                Paragraph(_esc(words.unit(line.unit, line.quantity)), s["base"]),
+                Paragraph(_esc(words.unit_price(line)), s["right"]),
+                Paragraph(_esc(words.price(line.net)), s["right"]),
             ]
         )
     if not lines:
-        table.append(["", Paragraph("No charges this period.", s["base"]), "", "", "", ""])
-    story.append(_grid(table, [8 * mm, width - 102 * mm, 20 * mm, 20 * mm, 30 * mm, 24 * mm]))
+        table.append(["", Paragraph(_esc(_("No charges this period.")), s["base"]), "", "", "", ""])
+    # The unit column holds "régularisation" unbroken, the quantity "Quantité".
+    story.append(_grid(table, [8 * mm, width - 110 * mm, 20 * mm, 28 * mm, 30 * mm, 24 * mm]))
 
     totals: list[list[Any]] = [
-        [Paragraph("Subtotal", s["right"]), Paragraph(doc.subtotal, s["right"])]
+        [
+            Paragraph(_esc(_("Subtotal")), s["right"]),
+            Paragraph(_esc(words.price(doc.subtotal)), s["right"]),
+        ]
     ]
     totals += [
         [
-            Paragraph(f"Tax {_percent(t.rate)} on {t.base}", s["right"]),
-            Paragraph(t.tax, s["right"]),
+            Paragraph(
+                _esc(
+                    _(
+                        "Tax %(rate)s on %(base)s",
+                        rate=words.percent(t.rate),
+                        base=words.price(t.base),
+                    )
+                ),
+                s["right"],
+            ),
+            Paragraph(_esc(words.price(t.tax)), s["right"]),
         ]
         for t in doc.taxes
     ]
     totals.append(
         [
-            Paragraph(f"Total ({currency})", s["right_bold"]),
-            Paragraph(f"{doc.total} {currency}", s["right_bold"]),
+            Paragraph(_esc(_("Total (%(currency)s)", currency=currency)), s["right_bold"]),
+            Paragraph(_esc(words.money(doc.total)), s["right_bold"]),
         ]
     )
     summary = Table(totals, colWidths=[width - 40 * mm, 40 * mm])
@@ -262,20 +256,24 @@ def _story(row: InvoiceRow) -> list[Flowable]:
 
     held = doc.held_back
     if held:
-        story.append(Paragraph("Not billed: held back for review", s["h2"]))
+        story.append(Paragraph(_esc(_("Not billed: held back for review")), s["h2"]))
         story.append(
             Paragraph(
-                "These sessions are not on this invoice. Once reviewed, any charge comes as an "
-                "adjustment on a later invoice.",
+                _esc(
+                    _(
+                        "These sessions are not on this invoice. Once reviewed, any charge"
+                        " comes as an adjustment on a later invoice."
+                    )
+                ),
                 s["small"],
             )
         )
-        rows: list[list[Any]] = [["Session", "Reason", "Days"]]
+        rows: list[list[Any]] = [[_("Session"), _("Reason"), _("Days")]]
         rows += [
             [
                 Paragraph(_esc(h.id), s["base"]),
-                h.reason.replace("_", " "),
-                Paragraph(", ".join(d.isoformat() for d in h.days), s["base"]),
+                Paragraph(_esc(words.reason(h.reason)), s["base"]),
+                Paragraph(_esc(", ".join(words.date(d, "short") for d in h.days)), s["base"]),
             ]
             for h in held
         ]
@@ -283,31 +281,45 @@ def _story(row: InvoiceRow) -> list[Flowable]:
 
     behind = [(n, line) for n, line in enumerate(lines, start=1) if line.days]
     if behind:
-        story.append(Paragraph("Usage behind each line", s["h2"]))
+        story.append(Paragraph(_esc(_("Usage behind each line")), s["h2"]))
         story.append(
             Paragraph(
-                "Billable minutes per local day, rounded down; overlapping visits and desk "
-                "sessions count once, and breaks under 15 minutes count as presence.",
+                _esc(
+                    _(
+                        "Billable minutes per local day, rounded down; overlapping visits and"
+                        " desk sessions count once, and breaks under 15 minutes count as"
+                        " presence."
+                    )
+                ),
                 s["small"],
             )
         )
     for number, line in behind:
-        rows = [["Day", Paragraph("Minutes", s["right_bold"]), "First in", "Sessions"]]
+        rows = [
+            [
+                _("Day"),
+                Paragraph(_esc(_("Minutes")), s["right_bold"]),
+                _("First in"),
+                _("Sessions"),
+            ]
+        ]
         for day in line.days:
             used = usage.get(day)
             rows.append(
                 [
-                    day.isoformat(),
-                    Paragraph(str(used.minutes) if used else "", s["right"]),
-                    _first_in(used, tz),
+                    words.date(day, "short"),
+                    Paragraph(words.decimal(str(used.minutes)) if used else "", s["right"]),
+                    _first_in(used, words),
                     Paragraph(_esc(", ".join(used.sessions)) if used else "", s["small"]),
                 ]
             )
+        title = _("Line %(number)s: %(description)s", number=number,
+                  description=words.description(line.description))  # fmt: skip
         story.append(
             KeepTogether(
                 [
                     Spacer(1, 2 * mm),
-                    Paragraph(f"Line {number}: {_esc(line.description)}", s["bold"]),
+                    Paragraph(_esc(title), s["bold"]),
                     _grid(rows, [24 * mm, 20 * mm, 18 * mm, width - 62 * mm]),
                 ]
             )
@@ -315,27 +327,45 @@ def _story(row: InvoiceRow) -> list[Flowable]:
     return story
 
 
-def _first_in(used: UsageDay | None, tz: ZoneInfo) -> str:
+def _first_in(used: UsageDay | None, words: Wording) -> str:
     if not used:
         return ""
-    return f"{used.first_presence.astimezone(tz):%H:%M}"
+    return words.formats.time(used.first_presence)
 
 
-def _footer(row: InvoiceRow) -> Any:  # noqa: ANN401 - reportlab's page callback type
+def _footer(row: InvoiceRow, words: Wording) -> Any:  # noqa: ANN401 - reportlab's page callback type
+    left = words.text(N_("%(site)s - invoice %(number)s"), site=row.site_name, number=row.number)
+
     def draw(canvas: Canvas, doc: BaseDocTemplate) -> None:
         canvas.saveState()
         canvas.setFont(_REGULAR, 7.5)
         canvas.setFillColor(_GREY)
-        canvas.drawString(20 * mm, 12 * mm, f"{row.site_name} - invoice {row.number}")
-        canvas.drawRightString(A4[0] - 20 * mm, 12 * mm, f"page {doc.page}")
+        canvas.drawString(20 * mm, 12 * mm, left)
+        canvas.drawRightString(
+            A4[0] - 20 * mm, 12 * mm, words.text(N_("page %(page)s"), page=doc.page)
+        )
         canvas.restoreState()
 
     return draw
 
 
-def render_invoice_pdf(row: InvoiceRow) -> bytes:
-    """The invoice as PDF bytes, the same every time for the same stored invoice."""
+def member_locale(session: Session, member_id: int) -> str:
+    """The language a member reads their invoices in: their person's setting, else French."""
+    setting = session.scalar(select(PersonRow.locale).where(PersonRow.member_id == member_id))
+    return invoice_locale(setting)
+
+
+def invoice_pdf(session: Session, row: InvoiceRow) -> bytes:
+    """The invoice as PDF bytes in its member's language (`member_locale`)."""
+    return render_invoice_pdf(row, member_locale(session, row.member_id))
+
+
+def render_invoice_pdf(row: InvoiceRow, locale: str = DEFAULT_LOCALE) -> bytes:
+    """The invoice as PDF bytes in `locale`, the same every time for the same stored
+    invoice and language."""
     _register_fonts()
+    document = document_of(row)
+    words = Wording(locale, document.timezone, document.currency)
     out = io.BytesIO()
     pdf = SimpleDocTemplate(
         out,
@@ -344,12 +374,13 @@ def render_invoice_pdf(row: InvoiceRow) -> bytes:
         rightMargin=20 * mm,
         topMargin=18 * mm,
         bottomMargin=20 * mm,
-        title=f"Invoice {row.number}",
+        title=words.text(N_("Invoice %(number)s"), number=row.number),
         author=row.site_name,
         subject=f"{row.member_name}, {row.period}",
         creator="Ruche",
+        lang=locale,
         invariant=True,
     )
-    footer = _footer(row)
-    pdf.build(_story(row), onFirstPage=footer, onLaterPages=footer)
+    footer = _footer(row, words)
+    pdf.build(_story(row, words), onFirstPage=footer, onLaterPages=footer)
     return out.getvalue()

@@ -28,6 +28,38 @@ def period_span(site: SiteRow, first: date, last: date) -> tuple[datetime, datet
     return local_day(first, site.tzinfo)[0], local_day(last, site.tzinfo)[1]
 
 
+def visit_span_id(row: VisitRow) -> str:
+    """How invoices name a visit: by its first entry tap (`PresenceSpan.of_visit`)."""
+    return f"visit:{row.site}/{row.entry_agent}#{row.entry_seq}"
+
+
+def desk_span_id(row: DeskSessionRow) -> str:
+    """How invoices name a desk session: desk and opening event (`PresenceSpan.of_session`)."""
+    return f"desk:{row.site}/{row.agent}/{row.desk}#{row.opened_seq}"
+
+
+def member_rows(
+    session: Session, site: SiteRow, member_id: int, start: datetime, end: datetime
+) -> tuple[list[VisitRow], list[DeskSessionRow]]:
+    """The member's visits and attributed desk sessions at the site touching `[start, end)`,
+    by start: the rows billing reads, and shows as the evidence behind a day."""
+    visits = session.scalars(
+        select(VisitRow)
+        .where(VisitRow.site == site.slug, VisitRow.member_id == member_id)
+        .where(VisitRow.start < end)
+        .where(sa.or_(VisitRow.end.is_(None), VisitRow.end > start))
+        .order_by(VisitRow.start, VisitRow.id)
+    )
+    desks = session.scalars(
+        select(DeskSessionRow)
+        .where(DeskSessionRow.site == site.slug, DeskSessionRow.member_id == member_id)
+        .where(DeskSessionRow.start < end)
+        .where(sa.or_(DeskSessionRow.end.is_(None), DeskSessionRow.end > start))
+        .order_by(DeskSessionRow.start, DeskSessionRow.id)
+    )
+    return list(visits), list(desks)
+
+
 def member_spans(
     session: Session, site: SiteRow, member_id: int, start: datetime, end: datetime
 ) -> list[PresenceSpan]:
@@ -35,32 +67,12 @@ def member_spans(
 
     Suspect sessions come flagged (held back by the core); open ones with no end.
     """
-    visits = session.scalars(
-        select(VisitRow)
-        .where(VisitRow.site == site.slug, VisitRow.member_id == member_id)
-        .where(VisitRow.start < end)
-        .where(sa.or_(VisitRow.end.is_(None), VisitRow.end > start))
-    )
-    desks = session.scalars(
-        select(DeskSessionRow)
-        .where(DeskSessionRow.site == site.slug, DeskSessionRow.member_id == member_id)
-        .where(DeskSessionRow.start < end)
-        .where(sa.or_(DeskSessionRow.end.is_(None), DeskSessionRow.end > start))
-    )
+    visits, desks = member_rows(session, site, member_id, start, end)
     # The ids are the pure core's (`PresenceSpan.of_visit`, `of_session`): stable keys of
     # rows that are recomputed whole.
-    spans = [
-        PresenceSpan(f"visit:{v.site}/{v.entry_agent}#{v.entry_seq}", v.start, v.end)
-        for v in visits
-    ]
+    spans = [PresenceSpan(visit_span_id(v), v.start, v.end) for v in visits]
     spans.extend(
-        PresenceSpan(
-            f"desk:{d.site}/{d.agent}/{d.desk}#{d.opened_seq}",
-            d.start,
-            d.end,
-            suspect=d.suspect,
-            reason=d.reason,
-        )
+        PresenceSpan(desk_span_id(d), d.start, d.end, suspect=d.suspect, reason=d.reason)
         for d in desks
     )
     return spans

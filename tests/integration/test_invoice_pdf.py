@@ -1,6 +1,7 @@
 """The invoice PDF as a person gets it: rendered to PNG by poppler's pdftoppm, its text read
 back by pdftotext: the member, the period, every line, the tax, the total and the usage
-behind the lines. The first page is kept in test-artifacts/invoice.png to look at.
+behind the lines, in English and in French (the member's own language, French by
+default). The first page is kept in test-artifacts/invoice.png to look at.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import pytest
 from sqlalchemy import select
 
 from ruche.server import billing, registry
-from ruche.server.billing.pdf import render_invoice_pdf
+from ruche.server.billing.pdf import invoice_pdf, render_invoice_pdf
 from ruche.server.billing.pricing import Period
+from ruche.server.people import accounts
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
+from ruche.server.storage.enums import Role
 from ruche.server.storage.models import DeskSessionRow, InvoiceRow, VisitRow
 
 pytestmark = pytest.mark.integration
@@ -75,6 +78,7 @@ def invoices(tmp_path):
         billing.close_period(s, Period(2026, 12), now=datetime(2027, 1, 2, tzinfo=UTC))
     with sessions() as s:
         rows = {row.period: row for row in s.scalars(select(InvoiceRow))}
+    rows["sessions"] = sessions
     yield rows
     engine.dispose()
 
@@ -101,7 +105,7 @@ def _text(pdf: bytes, tmp_path: Path, name: str) -> str:
 
 def test_the_pdf_holds_member_period_lines_and_total(invoices, tmp_path):
     row = invoices["2026-11"]
-    text = _text(render_invoice_pdf(row), tmp_path, "invoice")
+    text = _text(render_invoice_pdf(row, "en"), tmp_path, "invoice")
 
     for expected in (
         "Invoice",
@@ -114,29 +118,68 @@ def test_the_pdf_holds_member_period_lines_and_total(invoices, tmp_path):
         row.key,
         # each line: description, quantity, unit, unit price, net
         "Monthly fee (Flex from 2026-11-01) 1 month 300.00 / month 300.00",
-        "Included days used (Flex from 2026-11-01): 2 of 2 2 day 0.00 / day 0.00",
+        "Included days used (Flex from 2026-11-01): 2 of 2 2 days 0.00 / day 0.00",
         "Overage days (Flex from 2026-11-01): 1 1 day 25.00 / day 25.00",
         "Subtotal 325.00",
-        "Tax 20 % on 325.00 65.00",
-        "Total (EUR) 390.00 EUR",
+        "Tax 20% on 325.00 65.00",
+        "Total (EUR) €390.00",
         # held back, and the usage behind the lines
-        "desk:lyon/pi-2/d7#40 stuck occupied 2026-11-09, 2026-11-10",
-        "2026-11-05 510 09:00 visit:lyon/door-a#3",
+        "desk:lyon/pi-2/d7#40 desk sensor stuck occupied 09/11/2026, 10/11/2026",
+        "05/11/2026 510 09:00 visit:lyon/door-a#3",
     ):
         assert expected in text, f"{expected!r} not in the PDF's text:\n{text}"
 
 
 def test_an_adjustment_shows_with_its_usage(invoices, tmp_path):
-    text = _text(render_invoice_pdf(invoices["2026-12"]), tmp_path, "invoice-adjustment")
+    text = _text(render_invoice_pdf(invoices["2026-12"], "en"), tmp_path, "invoice-adjustment")
     assert "2026-12 (1 December 2026 to 31 December 2026)" in text
     assert (
         "Adjustment for 2026-11: Overage days (Flex from 2026-11-01): 2 "
-        "(billed 25.00, now 50.00) 1 adjustment 25.00 25.00"
+        "(billed €25.00, now €50.00) 1 adjustment 25.00 25.00"
     ) in text
-    assert "2026-11-06 120 10:00 visit:lyon/door-a#9" in text
-    assert "Total (EUR) 390.00 EUR" in text  # 300 + 25 of overage, and 20 % tax
+    assert "06/11/2026 120 10:00 visit:lyon/door-a#9" in text
+    assert "Total (EUR) €390.00" in text  # 300 + 25 of overage, and 20 % tax
+
+
+def test_in_french_every_label_and_amount_is_french(invoices, tmp_path):
+    row = invoices["2026-11"]
+    text = _text(render_invoice_pdf(row, "fr"), tmp_path, "invoice-fr")
+    for expected in (
+        "Facture",
+        f"N° {row.number}",
+        "Facturé à",
+        "Période 2026-11 (du 1 novembre 2026 au 30 novembre 2026)",
+        "Date d'émission 2 décembre 2026",
+        "Forfait mensuel (Flex from 2026-11-01) 1 mois 300,00 / mois 300,00",
+        "Jours au-delà du forfait (Flex from 2026-11-01) : 1 1 jour 25,00 / jour 25,00",
+        "Total HT 325,00",
+        "TVA 20 % sur 325,00 65,00",
+        "Total TTC (EUR) 390,00 €",
+        "capteur du bureau bloqué sur occupé 09/11/2026, 10/11/2026",
+        "05/11/2026 510 09:00 visit:lyon/door-a#3",
+    ):
+        assert expected in text, f"{expected!r} not in the PDF's text:\n{text}"
+    adjustment = _text(render_invoice_pdf(invoices["2026-12"], "fr"), tmp_path, "adjustment-fr")
+    assert "Régularisation de 2026-11 : Jours au-delà du forfait" in adjustment
+    assert "(facturé 25,00 €, désormais 50,00 €) 1 régularisation 25,00 25,00" in adjustment
+
+
+def test_the_members_own_language_else_french(invoices, tmp_path):
+    row, sessions = invoices["2026-11"], invoices["sessions"]
+    with sessions() as s:
+        assert _text(invoice_pdf(s, row), tmp_path, "default").startswith(
+            "Ruche Lyon Part-Dieu - facture"
+        ), "a member without an account reads French"
+    with transaction(sessions) as s:
+        accounts.create_person(
+            s, email="zoe@example.org", role=Role.MEMBER, locale="en",
+            member_id=row.member_id, now=datetime(2026, 12, 3, tzinfo=UTC),
+        )  # fmt: skip
+    with sessions() as s:
+        assert "Total (EUR) €390.00" in _text(invoice_pdf(s, row), tmp_path, "english")
 
 
 def test_the_same_invoice_gives_the_same_bytes(invoices):
     row = invoices["2026-11"]
     assert render_invoice_pdf(row) == render_invoice_pdf(row)
+    assert render_invoice_pdf(row, "en") == render_invoice_pdf(row, "en")

@@ -41,7 +41,7 @@ from ruche.server.api.schemas import (
 )
 from ruche.server.billing.documents import DocumentHeldBack
 from ruche.server.billing.export import to_csv, to_json
-from ruche.server.billing.pdf import render_invoice_pdf
+from ruche.server.billing.pdf import invoice_pdf as pdf_in_member_language
 from ruche.server.billing.pricing import Period
 from ruche.server.errors import Invalid
 from ruche.server.storage.enums import Role
@@ -236,10 +236,11 @@ def read_invoice(row: InvoiceInScope) -> InvoiceDetailPublic:
         }
     },
 )
-def invoice_pdf(row: InvoiceInScope) -> Response:
-    """The invoice as a PDF: lines, tax, total and the usage behind each line."""
+def invoice_pdf(row: InvoiceInScope, session: SessionDep) -> Response:
+    """The invoice as a PDF in its member's language: lines, tax, total and the usage
+    behind each line."""
     return Response(
-        render_invoice_pdf(row),
+        pdf_in_member_language(session, row),
         media_type=PDF,
         headers={"Content-Disposition": f'attachment; filename="invoice-{row.number}.pdf"'},
     )
