@@ -30,6 +30,8 @@ What the rows mean as values (the rest is `access.py`'s docstring):
   desk for others, but a member who arrives late must still get in for the rest of their
   booking (a booking-only plan has no other way in). Cancelled and released ones (given
   up by the member) open nothing.
+- A guest's live invitation (`access.guests`) is a membership of the invitation's site
+  alone, from its opening that day until `valid_until`: cancelled, it opens nothing.
 - A tap on a reader whose id is `out` or ends in `-out` is an exit; any other is an entry.
 - A site lockdown is every door of the site locked down (`registry.set_site_lockdown`).
 
@@ -68,6 +70,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from ruche.server.access.guests import guest_plan
+from ruche.server.access.invitations import load_guest_windows
 from ruche.server.access.rules import (
     AccessFacts,
     AccessRequest,
@@ -294,7 +298,7 @@ def _load_holders(
     """The badges under the site's key (only `token`'s when given), with their members' facts.
 
     Bookings and day passes are those that may open the site's doors in `[start, end)`.
-    Five queries whatever the number of badges.
+    Six queries whatever the number of badges.
     """
     badge_query = (
         sa.select(m.BadgeRow.token, m.BadgeRow.status, m.BadgeRow.member_id, m.MemberRow.active)
@@ -338,6 +342,12 @@ def _load_holders(
                 schedule = plan_schedule(row.schedule, booking_only=row.booking_only)
                 plans[row.id] = Plan(str(row.id), frozenset(plan_sites[row.id]), schedule)
             spans[row.member_id].append(MembershipSpan(row.starts_at, row.ends_at, plans[row.id]))
+    # A guest's invitation is a membership of its own for the day (`access.guests`).
+    for member_id, windows in load_guest_windows(session, site_id=site.id, site=site.site,
+                                                 members=members, start=start,
+                                                 end=end).items():  # fmt: skip
+        guest = guest_plan(site.site.id)
+        spans[member_id] += [MembershipSpan(opens, closes, guest) for opens, closes in windows]
 
     bookings: dict[int, list[Booking]] = defaultdict(list)
     for row in session.execute(

@@ -77,6 +77,7 @@ NAVIGATION: Final = (
     NavItem("/manage/audit", N_("Audit log"), _STAFF),
     NavItem("/my/book", N_("Book a desk"), _MEMBER),
     NavItem("/my/bookings", N_("My bookings"), _MEMBER),
+    NavItem("/my/guests", N_("My guests"), _MEMBER),
     NavItem("/my/usage", N_("My usage"), _MEMBER),
     NavItem("/my/invoices", N_("My invoices"), _MEMBER),
     NavItem("/my/badge", N_("My badge"), _MEMBER),
