@@ -12,24 +12,34 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser
+from sqlalchemy import select
 
+from ruche.server.people import accounts
+from ruche.server.people.passwords import hash_password
+from ruche.server.storage.db import make_engine, make_sessions, transaction
+from ruche.server.storage.enums import Role
+from ruche.server.storage.models import SiteRow
 from ruche.sim.services.sockets import free_port
 
 pytestmark = pytest.mark.integration
 
 DESKS = 40
+MANAGER = "manager@demo.example"
+PASSWORD = "correct horse battery"
 
 
 class DemoProcess:
     """`ruche demo` in a process of its own; its stdout read line by line in a thread."""
 
     def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ruche", "demo", "--speed", "300", "--dir", str(workdir),
              "--port", str(free_port())],
@@ -86,6 +96,21 @@ def demo(tmp_path: Path) -> Iterator[DemoProcess]:
         running.close()
 
 
+def add_manager(workdir: Path) -> None:
+    """A manager of the demo's site who signs in with `PASSWORD` (the demo itself prints
+    only a key, for machines)."""
+    engine = make_engine(f"sqlite:///{workdir / 'ruche.db'}")
+    try:
+        with transaction(make_sessions(engine)) as session:
+            site = session.scalars(select(SiteRow).where(SiteRow.slug == "demo")).one()
+            person = accounts.create_person(session, email=MANAGER, role=Role.MANAGER,
+                                            site_id=site.id, now=datetime.now(UTC),
+                                            locale="en")  # fmt: skip
+            person.password_hash = hash_password(PASSWORD)
+    finally:
+        engine.dispose()
+
+
 def floor(base: str, key: str) -> dict[str, Any]:
     response = httpx.get(f"{base}/live/state", headers={"Authorization": f"Bearer {key}"})
     response.raise_for_status()
@@ -109,9 +134,12 @@ class TestDemoFloor:
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
         try:
             page = context.new_page()
+            add_manager(demo.workdir)
             page.goto(base + "/")
-            page.fill("#key", key)
-            page.click("#login button[type=submit]")
+            page.fill("#signin-email", MANAGER)
+            page.fill("#signin-password", PASSWORD)
+            with page.expect_navigation():
+                page.click("form[action='/signin'] button[type=submit]")
             site = '[data-site="demo"]'
             page.wait_for_selector(f'{site} [data-desk][data-state="occupied"]', timeout=10_000)
             page.wait_for_selector('#link[data-state="live"]', timeout=10_000)

@@ -35,7 +35,7 @@ from ruche.server.storage.enums import Role
 TEMPLATES: Final = Path(__file__).parents[1] / "templates"
 STATIC: Final = Path(__file__).parents[1] / "static"
 ASSETS: Final = "/assets"
-"""Where `STATIC` is served (the floor page's own `/static/{name}` route predates it)."""
+"""Where `STATIC` is served (the live floor's script and style too)."""
 LANGUAGE_COOKIE: Final = "ruche_lang"
 """The language picked with the switch, for a reader who is not signed in."""
 SITE_NAME: Final = "Ruche"

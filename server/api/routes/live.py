@@ -1,10 +1,11 @@
-"""The live floor page: `/` for managers and admins, its JSON snapshot and its SSE stream.
+"""The live floor's data: its JSON snapshot and its SSE stream, for managers and admins.
 
-The page reads the session of a person signed in (`POST /signin`), or logs in once with
-an API key (`POST /login`), which opens a server-side session for that key: the cookie
-holds the session's signed id, never the key (`ruche.server.api.cookies`). Either is
-then checked like a bearer key (`ruche.server.api.deps.current_key`). A manager sees
-its own site only.
+The page itself (`/`) is `ruche.server.api.pages.floor`. Its script reads these with the
+session of a person signed in (`POST /signin`); a machine sends its API key as a bearer,
+or logs in once with it (`POST /login`), which opens a server-side session for that key:
+the cookie holds the session's signed id, never the key (`ruche.server.api.cookies`).
+Either is then checked like a bearer key (`ruche.server.api.deps.current_key`). A manager
+sees its own site only.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -31,12 +31,10 @@ from ruche.server.storage.enums import Role
 from ruche.server.storage.models import SiteRow
 
 router = APIRouter(tags=["live"])
-"""The page and its login: always there."""
+"""The key login: always there."""
 stream_router = APIRouter(tags=["live"])
 """The live data: only when the app has a LiveHub (ruche server run always does)."""
 
-STATIC = Path(__file__).parents[1] / "static"
-_FILES = {"floor.js": "text/javascript", "floor.css": "text/css"}
 KEEPALIVE_S = 15.0
 """A comment line this often keeps proxies from closing an idle stream."""
 
@@ -83,19 +81,6 @@ def _sites(session: SessionDep, key: PageKey, site: SiteQuery = None) -> frozens
 
 
 Watched = Annotated[frozenset[str], Depends(_sites)]
-
-
-@router.get("/", include_in_schema=False)
-def floor_page() -> FileResponse:
-    """The page; it shows its login form itself when `/live/state` answers 401."""
-    return FileResponse(STATIC / "floor.html", media_type="text/html")
-
-
-@router.get("/static/{name}", include_in_schema=False)
-def static_file(name: str) -> FileResponse:
-    if name not in _FILES:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
-    return FileResponse(STATIC / name, media_type=_FILES[name])
 
 
 @router.post("/login", status_code=status.HTTP_204_NO_CONTENT)
