@@ -29,7 +29,8 @@ from ruche.server.access.alarms import (
 from ruche.server.api.deps import SessionDep
 from ruche.server.api.pages.forms import back, outcome
 from ruche.server.api.pages.guard import ManagerReader, site_choice
-from ruche.server.api.pages.rendering import N_, render
+from ruche.server.api.pages.rendering import render
+from ruche.server.i18n import N_
 from ruche.server.occupancy.live import LiveHub
 from ruche.server.storage.db import READ_ONLY
 from ruche.server.storage.models import SiteRow

@@ -22,7 +22,8 @@ from ruche.server.access import audit
 from ruche.server.access.alarms import actor_name
 from ruche.server.api.deps import SessionDep
 from ruche.server.api.pages.guard import ManagerReader, site_choice
-from ruche.server.api.pages.rendering import N_, render
+from ruche.server.api.pages.rendering import render
+from ruche.server.i18n import N_
 from ruche.server.registry.schedule import local_day
 from ruche.server.storage.db import READ_ONLY
 from ruche.server.storage.enums import AuditKind, Role

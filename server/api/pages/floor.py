@@ -14,7 +14,8 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import RedirectResponse, Response
 
 from ruche.server.api.deps import signed_in
-from ruche.server.api.pages.rendering import N_, render
+from ruche.server.api.pages.rendering import render
+from ruche.server.i18n import N_
 from ruche.server.occupancy.live import LiveHub
 from ruche.server.storage.enums import Role
 

@@ -21,8 +21,8 @@ from fastapi.responses import HTMLResponse
 
 from ruche.server.api.deps import SessionDep
 from ruche.server.api.pages.guard import ManagerReader, site_choice
-from ruche.server.api.pages.rendering import N_, render
-from ruche.server.i18n import Formats
+from ruche.server.api.pages.rendering import render
+from ruche.server.i18n import N_, Formats
 from ruche.server.occupancy.hour_of_day import HourOfDay, by_hour_of_day
 from ruche.server.occupancy.queries import opening_of, utilisation_inputs
 from ruche.server.occupancy.utilisation import MAX_DAYS, Bucket, Level, utilisation
