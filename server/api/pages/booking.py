@@ -205,7 +205,7 @@ def book_page(
     return render(request, "booking/book.html", timezone=chosen.timezone, choice=choice,
                   sites=sites, zones=zones, message=message, states=STATES, today=today,
                   last_day=today + HORIZON, refused=why, span_start=span_start,
-                  span_end=span_end)  # fmt: skip
+                  span_end=span_end, now=now)  # fmt: skip
 
 
 @router.post(BOOK)
