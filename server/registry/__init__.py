@@ -18,6 +18,13 @@ from ruche.server.registry.base import (
     delete,
     get,
 )
+from ruche.server.registry.booking_limits import (
+    BookingLimits,
+    LimitExceeded,
+    limits_for,
+    list_limits,
+    set_limits,
+)
 from ruche.server.registry.bookings import (
     add_day_pass,
     book,
@@ -83,6 +90,8 @@ __all__ = [
     "API_KEY_PREFIX",
     "MAX_GRACE_MINUTES",
     "SITE_KEY_BYTES",
+    "BookingLimits",
+    "LimitExceeded",
     "add_day_pass",
     "add_holiday",
     "authenticate_api_key",
@@ -109,6 +118,7 @@ __all__ = [
     "get_door_by_slug",
     "get_site_by_slug",
     "issue_agent_password",
+    "limits_for",
     "list_agents",
     "list_badges",
     "list_bookings",
@@ -116,6 +126,7 @@ __all__ = [
     "list_desks",
     "list_doors",
     "list_holidays",
+    "list_limits",
     "list_members",
     "list_memberships",
     "list_plans",
@@ -126,6 +137,7 @@ __all__ = [
     "revoke_badge",
     "set_badge_status",
     "set_booking_status",
+    "set_limits",
     "set_site_lockdown",
     "site_key_of",
     "update_desk",

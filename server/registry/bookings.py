@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ruche.server.errors import Conflict, Invalid, NotFound
 from ruche.server.registry.base import _aware, _now, _savepoint, get
+from ruche.server.registry.booking_limits import check_booking
 from ruche.server.registry.sites import _check_minutes
 from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import (
@@ -61,6 +62,8 @@ def book(
     if not get(session, MemberRow, member_id).active:
         raise Invalid(f"member {member_id} is inactive: re-activate them to book")
     get(session, SiteRow, site_id)
+    check_booking(session, site_id=site_id, member_id=member_id, starts_at=starts_at,
+                  ends_at=ends_at, now=_now())  # fmt: skip
 
     zone = _lock_zone(session, desk_id=desk_id, zone_id=zone_id, site_id=site_id)
     _refuse_clash(session, BookingRow.zone_id == zone, starts_at, ends_at,

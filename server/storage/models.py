@@ -854,3 +854,29 @@ class AlarmAckRow(Base):
     site: Mapped[str] = mapped_column(sa.String(ID_LENGTH), index=True)
     acknowledged_by: Mapped[str] = mapped_column(sa.String(100))
     acknowledged_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BookingLimitRow(Base):
+    """How members may book at a site: how far ahead, how long, how many at once. A row
+    with no plan is the site's rule; a row for a plan overrides it for that plan's
+    members. None in a column: no limit of that kind."""
+
+    __tablename__ = "booking_limits"
+    __table_args__ = (
+        sa.UniqueConstraint("site_id", "plan_id"),
+        sa.CheckConstraint(
+            "(days_ahead IS NULL OR days_ahead >= 0) AND (max_minutes IS NULL OR max_minutes > 0)"
+            " AND (at_once IS NULL OR at_once > 0)",
+            name="positive",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    plan_id: Mapped[int | None] = mapped_column(sa.ForeignKey("plans.id", ondelete="CASCADE"))
+    days_ahead: Mapped[int | None]
+    """The latest a booking may start: this many days after today (0: today only)."""
+    max_minutes: Mapped[int | None]
+    """The longest one booking may last."""
+    at_once: Mapped[int | None]
+    """How many bookings a member may hold at once (booked, not yet ended)."""

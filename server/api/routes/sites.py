@@ -26,6 +26,9 @@ from ruche.server.api.schemas import (
     AgentCreate,
     AgentPublic,
     AgentsPublic,
+    BookingLimitPublic,
+    BookingLimitSet,
+    BookingLimitsPublic,
     DeskCreate,
     DeskPublic,
     DesksPublic,
@@ -141,6 +144,30 @@ def remove_holiday(
     registry.remove_holiday(session, site.id, day)
     changes.site_changed(site.slug)
     changes.commit()
+
+
+# --- booking limits ----------------------------------------------------------------------
+
+
+@router.get("/sites/{site_id}/booking-limits", tags=["sites"])
+def list_booking_limits(
+    site: DirectorySite, session: SessionDep, paging: PagingDep
+) -> BookingLimitsPublic:
+    """How members may book here: the site's rule, then each plan's that overrides it."""
+    return paging.page(BookingLimitsPublic, registry.list_limits(session, site.id))
+
+
+@router.put("/sites/{site_id}/booking-limits", tags=["sites"])
+def set_booking_limits(
+    site: ManagedSite, body: BookingLimitSet, session: SessionDep, changes: ChangesDep
+) -> BookingLimitPublic | None:
+    """Set the site's rule (no `plan_id`) or a plan's; every limit null removes the rule
+    (the answer is then null). Existing bookings stay; new ones are checked."""
+    row = registry.set_limits(session, site.id, plan_id=body.plan_id,
+                              days_ahead=body.days_ahead, max_minutes=body.max_minutes,
+                              at_once=body.at_once)  # fmt: skip
+    changes.commit()
+    return None if row is None else BookingLimitPublic.model_validate(row)
 
 
 # --- zones -------------------------------------------------------------------------------

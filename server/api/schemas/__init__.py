@@ -106,6 +106,9 @@ from ruche.server.api.schemas.members import (
     MemberUpdate,
 )
 from ruche.server.api.schemas.plans import (
+    BookingLimitPublic,
+    BookingLimitSet,
+    BookingLimitsPublic,
     MembershipCreate,
     MembershipPublic,
     MembershipsPublic,
@@ -156,6 +159,9 @@ __all__ = [
     "BadgeUpdate",
     "BadgesPublic",
     "BookingCreate",
+    "BookingLimitPublic",
+    "BookingLimitSet",
+    "BookingLimitsPublic",
     "BookingPublic",
     "BookingsPublic",
     "ClosePublic",

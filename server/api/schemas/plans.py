@@ -85,3 +85,33 @@ class MembershipPublic(_Out):
 
 class MembershipsPublic(Page[MembershipPublic]):
     pass
+
+
+class BookingLimitSet(_In):
+    """A site's rule (no `plan_id`) or a plan's there; every field null removes it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"plan_id": None, "days_ahead": 14,
+                                         "max_minutes": 600, "at_once": 3}]},
+    )  # fmt: skip
+
+    plan_id: RowId | None = None
+    days_ahead: Annotated[int, Field(ge=0, le=3660)] | None = None
+    """The latest a booking may start: this many days after today (0: today only)."""
+    max_minutes: Annotated[int, Field(ge=1, le=366 * 24 * 60)] | None = None
+    """The longest one booking may last."""
+    at_once: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    """How many bookings a member may hold at once (booked, not yet ended)."""
+
+
+class BookingLimitPublic(_Out):
+    site_id: int
+    plan_id: int | None
+    days_ahead: int | None
+    max_minutes: int | None
+    at_once: int | None
+
+
+class BookingLimitsPublic(Page[BookingLimitPublic]):
+    pass
