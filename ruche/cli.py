@@ -1,8 +1,9 @@
 """The `ruche` command: a table of subcommands, each filled in by the package that owns it.
 
 Only the package of the command being run is imported, and only its `commands` module at
-first: `ruche edge run` on a Pi never loads the server's dependencies, and `ruche --help`
-loads none. A package missing its extra (FastAPI for `ruche server`, say) is one line
+first, whose parsers need argparse alone (each handler imports what it runs): `ruche edge
+run` on a Pi never loads the server's dependencies, and `ruche --help` loads none. A
+library missing for the command (SQLAlchemy for `ruche server migrate`, say) is one line
 naming the extra to install, not a traceback.
 """
 

@@ -2,7 +2,7 @@
 `ruche admin ...`, `ruche audit verify` and `ruche billing close|export|pdf`.
 
 The parsers import nothing but argparse; each handler imports what it runs (see pyproject's
-per-file ignores), so `ruche audit verify` never loads FastAPI nor `ruche server run` the PDFs.
+per-file ignores): `ruche audit verify` loads the audit log and SQLAlchemy, never FastAPI.
 """
 
 from __future__ import annotations
