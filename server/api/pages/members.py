@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from ruche.server import registry
 from ruche.server.access.enrolment import EnrolmentState, enrolment_state, member_enrolments
@@ -143,7 +144,7 @@ StaffMember = Annotated[MemberRow, Depends(_staff_member)]
 """A member the staff reader may see (a 403 page otherwise, 404 for an unknown id)."""
 
 
-def _site_members(site: SiteRow) -> object:
+def _site_members(site: SiteRow) -> ColumnElement[bool]:
     """The condition "a member of `site`" (`member_sites`, turned around)."""
     by_plan = (
         select(MembershipRow.member_id)
@@ -233,7 +234,7 @@ def members_page(
     """The site's members, searched by name or email, filtered by active or not, a page
     of `PAGE_SIZE` at a time."""
     chosen, sites = site_choice(session, reader, site)
-    query = select(MemberRow).where(_site_members(chosen))  # type: ignore[arg-type]
+    query = select(MemberRow).where(_site_members(chosen))
     search = q.strip().lower()
     if search:
         pattern = _like(search)
@@ -547,16 +548,15 @@ def change_plan(
         ending = plan_change(registry.list_memberships(session, member_id=member.id), start)
     except Refused as refused:
         return back(here, error=refused.code)
-    touched = {site.slug: site.id for site in plan.sites}
+    # Ending a plan of another site is that site's business too: every plan touched is
+    # authorised before anything is written.
+    touched = [plan, *(registry.get(session, PlanRow, m.plan_id) for m in ending)]
+    for each in touched:
+        authorize(reader, Scope(sites=frozenset(site.id for site in each.sites)))
     for membership in ending:
-        ended = registry.get(session, PlanRow, membership.plan_id)
-        touched |= {site.slug: site.id for site in ended.sites}
-        # Ending another site's plan is that site's business too.
-        authorize(reader, Scope(sites=frozenset(site.id for site in ended.sites)))
         registry.end_membership(session, membership.id, start)
-    authorize(reader, Scope(sites=frozenset(site.id for site in plan.sites)))
     registry.create_membership(session, member_id=member.id, plan_id=plan.id, starts_at=start)
-    changes.site_changed(*touched)
+    changes.site_changed(*dict.fromkeys(site.slug for each in touched for site in each.sites))
     changes.commit()
     return back(here, done="plan_changed")
 
