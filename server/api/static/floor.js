@@ -7,7 +7,9 @@ const MAX_DOORS = 20;
 const floors = document.getElementById("floors");
 const link = document.getElementById("link");
 const lang = document.documentElement.lang || "fr";
-const plurals = new Intl.PluralRules(lang);
+// Written as the server's pages are: British English (24-hour clock) and French of France.
+const locale = { en: "en-GB", fr: "fr-FR" }[lang] || lang;
+const plurals = new Intl.PluralRules(locale);
 const states = new Map(
   [...document.querySelectorAll(".legend [data-state]")].map((item) => [
     item.dataset.state, item.querySelector(".label").textContent,
@@ -29,7 +31,7 @@ function element(tag, attrs, text) {
 }
 
 function clock(iso) {
-  return new Date(iso).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+  return new Date(iso).toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" });
 }
 
 function present(count) {
