@@ -10,7 +10,7 @@ Lyon's with a badge under each key. Root is an admin.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from ruche.server.access.enrolment import TapEnrolments
 from ruche.server.api.app import create_app
 from ruche.server.people import accounts
 from ruche.server.people.passwords import hash_password
+from ruche.server.settings import ServerMail
 from ruche.server.storage.db import make_engine, make_sessions, transaction
 from ruche.server.storage.enums import BadgeStatus, Role
 from ruche.server.storage.models import (
@@ -37,6 +38,7 @@ from ruche.server.storage.models import (
     PersonRow,
 )
 from ruche.sim.testing.fakes import RecordingPorts
+from ruche.sim.testing.mail import smtp_server
 
 pytestmark = pytest.mark.integration
 
@@ -320,6 +322,27 @@ class TestAddingAMember:
         assert english in again.text
         assert site.read(select(MemberRow).where(MemberRow.email == "eve@example.org")) == []
         assert site.ports.changed == []
+
+    def test_with_mail_the_member_chooses_a_password_by_link(self, site):
+        with smtp_server() as (inbox, port):
+            mail = ServerMail(host="127.0.0.1", port=port, security="none",
+                              from_address="ruche@example.org",
+                              base_url="http://testserver")  # fmt: skip
+            mailing = replace(site, app=create_app(sessions=site.sessions, commands=site.ports,
+                                                   listener=site.ports, mail=mail))  # fmt: skip
+            max_ = mailing.browser("max@example.org")
+            answer = mailing.post(max_, "/manage/members/new", **self.form(site))
+            assert answer.headers["location"].endswith("?done=created_link")
+            link = inbox.link_to("eve@example.org")
+        assert link.startswith("/password/reset/")
+        eve = mailing.browser()
+        page = eve.get(link).headers["location"]
+        token = page.split("token=", 1)[1]
+        chosen = mailing.post(eve, "/password/reset", token=token, password=PASSWORD)
+        assert chosen.headers["location"] == "/signin?reset=done"
+        mine = mailing.browser("eve@example.org").get("/my/badge")
+        assert mine.status_code == 200
+        assert "You have no badge yet." in mine.text, "in the language chosen for her"
 
     def test_another_sites_plan_is_refused(self, site):
         max_ = site.browser("max@example.org")
