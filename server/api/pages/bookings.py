@@ -41,7 +41,9 @@ DESKS_PER_PAGE: Final = 40
 MEMBERS_SHOWN: Final = 50
 """Members the picker lists; the search narrows them."""
 _DEFAULT_AXIS: Final = (time(8), time(19))
-"""The hours drawn on a day the site does not open."""
+"""The hours drawn on a day the site does not open, or is open all day."""
+_LONGEST_DRAWN: Final = timedelta(hours=16)
+"""Opening hours longer than this are drawn as the usual hours (`_axis`)."""
 
 NOTICES: Final = {
     "created": N_("The booking is made."),
@@ -100,24 +102,29 @@ class Axis:
         return round(lo * 100, 2), round(max(hi - lo, 0.0) * 100, 2)
 
 
-def _axis(hours: Interval | None, day: date, site: SiteRow) -> Axis:
-    """Whole local hours around the opening (or the usual hours on a closed day)."""
+def _axis(hours: Interval | None, day: date, site: SiteRow, bookings: Sequence[BookingRow]) -> Axis:
+    """Whole local hours around the opening, widened to the bookings shown. A site open
+    all day (or closed) is drawn over the usual working hours, widened the same way: a
+    24-hour axis would leave a morning booking a sliver."""
     tz = site.tzinfo
-    if hours is None:
-        start = datetime.combine(day, _DEFAULT_AXIS[0], tzinfo=tz)
-        end = datetime.combine(day, _DEFAULT_AXIS[1], tzinfo=tz)
-    else:
-        start = hours[0].astimezone(tz).replace(minute=0, second=0, microsecond=0)
-        end = hours[1].astimezone(tz)
-        if end.time() != time(0) or end.date() == start.date():
-            rounded = end.replace(minute=0, second=0, microsecond=0)
-            end = rounded if rounded == end else rounded + timedelta(hours=1)
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    usual = (datetime.combine(day, _DEFAULT_AXIS[0], tzinfo=tz).astimezone(UTC),
+             datetime.combine(day, _DEFAULT_AXIS[1], tzinfo=tz).astimezone(UTC))  # fmt: skip
+    if hours is None or hours[1] - hours[0] > _LONGEST_DRAWN:
+        hours = usual
+    first, last = local_day(day, tz)
+    lo = max(first, min([hours[0], *(b.starts_at for b in bookings)]))
+    hi = min(last, max([hours[1], *(b.ends_at for b in bookings)]))
+    start = lo.astimezone(tz).replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    end = hi if hi == last else hi.astimezone(tz).replace(minute=0, second=0, microsecond=0)
+    if end < hi:
+        end += timedelta(hours=1)
+    end = end.astimezone(UTC)
     axis = Axis(start, end, [])
+    step = timedelta(hours=1 if end - start <= timedelta(hours=12) else 2)
     tick = start
     while tick < end:
         axis.ticks.append((tick, axis.place(tick, tick)[0]))
-        tick += timedelta(hours=1)
+        tick += step
     return axis
 
 
@@ -134,7 +141,7 @@ def _names(session: Session, member_ids: set[int]) -> dict[int, str]:
     rows = session.execute(
         sa.select(MemberRow.id, MemberRow.name).where(MemberRow.id.in_(member_ids))
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def _members(session: Session, search: str) -> list[MemberRow]:
@@ -193,7 +200,6 @@ def bookings_page(
     page = min(page, pages)
     shown = desks[(page - 1) * DESKS_PER_PAGE : page * DESKS_PER_PAGE]
     hours = site_hours(session, chosen, day)
-    axis = _axis(hours, day, chosen)
     bookings = _day_bookings(session, chosen, day)
     names = _names(session, {b.member_id for b in bookings})
 
@@ -201,6 +207,10 @@ def bookings_page(
         return [Block(b, names.get(b.member_id, "?"), *axis.place(b.starts_at, b.ends_at))
                 for b in which]  # fmt: skip
 
+    on_page = {d.id for d in shown}
+    zone_id = None if current is None else current.id
+    drawn = [b for b in bookings if b.desk_id in on_page or (zone_id and b.zone_id == zone_id)]
+    axis = _axis(hours, day, chosen, drawn)
     lines = []
     if current is not None:
         lines.append(Line("", blocks([b for b in bookings if b.zone_id == current.id])))
