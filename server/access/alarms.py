@@ -63,6 +63,8 @@ _AGENT_KEY: Final = re.compile(
     rf"agent:({ID_PATTERN})/({ID_PATTERN}):([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9:]{{8}}Z)"
 )
 _SINCE: Final = "%Y-%m-%dT%H:%M:%SZ"
+_MAX_ID: Final = 2**63 - 1
+"""The largest audit row id SQL holds (BIGINT)."""
 
 
 class AlarmKind(StrEnum):
@@ -151,7 +153,7 @@ def parse_key(key: str) -> DoorAlarmKey | AgentAlarmKey:
     >>> parse_key("audit:7"), parse_key("agent:lyon/a1:2026-12-07T23:05:09Z").agent
     (DoorAlarmKey(audit_id=7), 'a1')
     """
-    if door := _DOOR_KEY.fullmatch(key):
+    if (door := _DOOR_KEY.fullmatch(key)) and int(door[1]) <= _MAX_ID:
         return DoorAlarmKey(int(door[1]))
     if agent := _AGENT_KEY.fullmatch(key):
         try:

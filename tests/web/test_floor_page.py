@@ -115,6 +115,7 @@ class TestFloorPage:
             sign_in(page, base, MANAGER)
             assert page.url == base + "/"
             assert page.inner_text("h1") == "Live floor"
+            assert page.locator("input[name=key]").count() == 0, "keys are for machines"
             desk = f'[data-site="{site.site}"] [data-desk="desk-1"]'
             page.wait_for_selector(f'{desk}[data-state="free"]', timeout=5000)
             page.wait_for_selector('#link[data-state="live"]', timeout=5000)
@@ -148,4 +149,3 @@ class TestFloorPage:
         assert state.json()["sites"][0]["desks"]
         bare = httpx.get(base + "/", follow_redirects=False)
         assert (bare.status_code, bare.headers["location"]) == (303, "/signin?next=/")
-        assert "#key" not in httpx.get(base + "/signin").text
