@@ -6,15 +6,16 @@ without a gap, all in the caller's transaction."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, select, update
+from sqlalchemy import Table, case, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ruche.broker import Message
 from ruche.server.occupancy.batch import EventBatch, EventRow
 from ruche.server.storage.models import (
     AgentProgressRow,
@@ -43,6 +44,29 @@ def store_events(session: Session, batch: EventBatch) -> int:
         )  # fmt: skip
     _mark_dirty(session, batch.earliest)
     return inserted
+
+
+def kept_versions(
+    session: Session, events: Sequence[tuple[Message, bytes | bytearray]]
+) -> list[Message]:
+    """Of `events` (just stored with `store_events`, in this transaction), one message per
+    (site, agent, seq): the version the `events` table keeps. An agent that resends a seq
+    with other content (a bug, a restored outbox) is then kept once, as SQL has it, in
+    every store. The query runs only for batches with a duplicate: they are rare."""
+    keys = {(m.topic.site, m.topic.agent, int(m.payload.seq)) for m, _ in events}  # type: ignore[union-attr]
+    stored: dict[tuple[str, str, int], str] = {}
+    for site, agent, seq, payload in session.execute(
+        select(_EVENTS.c.site, _EVENTS.c.agent, _EVENTS.c.seq, _EVENTS.c.payload).where(
+            tuple_(_EVENTS.c.site, _EVENTS.c.agent, _EVENTS.c.seq).in_(keys)
+        )
+    ):
+        stored[site, agent, seq] = payload
+    kept: dict[tuple[str, str, int], Message] = {}
+    for message, raw in events:
+        key = (message.topic.site, message.topic.agent, int(message.payload.seq))  # type: ignore[union-attr]
+        if key not in kept and stored.get(key) == raw.decode():
+            kept[key] = message
+    return list(kept.values())
 
 
 _EVENTS = cast(Table, StoredEventRow.__table__)

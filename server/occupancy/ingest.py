@@ -50,7 +50,7 @@ from ruche.broker.payloads import MAX_SEQ
 from ruche.refusals import RefusalLog
 from ruche.server.messaging.connection import MqttOptions, ServerConnection
 from ruche.server.occupancy.batch import EventBatch, RefusedRow, refused_row
-from ruche.server.occupancy.event_store import advance_agents, store_events
+from ruche.server.occupancy.event_store import advance_agents, kept_versions, store_events
 from ruche.server.registry.ownership import DeviceOwners
 
 log = logging.getLogger(__name__)
@@ -240,11 +240,14 @@ class IngestWorker:
                 refused.append(refused_row(message, refusal, arrival.received_at))
         messages = [message for message, _, _ in good]
         events = EventBatch.of(good, refused)
-        if self._before_commit is not None and messages:
-            self._before_commit(messages)
         with self.sessions.begin() as session:
             inserted = store_events(session, events)
             progress = advance_agents(session, events.seqs, self._clock())
+            if self._before_commit is not None and messages:
+                # Inside the transaction: if the spool refuses, nothing is committed or
+                # acked. With duplicates, only the version SQL keeps goes on.
+                self._before_commit(messages if inserted == len(messages) else kept_versions(
+                    session, [(m, raw) for m, _, raw in good]))  # fmt: skip
         self.stats.received += len(batch)
         self.stats.stored += inserted
         self.stats.duplicates += len(messages) - inserted

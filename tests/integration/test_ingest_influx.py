@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
 from ruche.broker import Presence, PresenceState, Topic, encode
 from ruche.edge.link import AgentLink, LinkOptions
@@ -15,8 +16,9 @@ from ruche.edge.outbox import Outbox
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.occupancy.ingest import IngestWorker
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations
+from ruche.server.storage.models import StoredEventRow
 from ruche.server.timeseries.influx import InfluxWriter
-from ruche.server.timeseries.points import write_events
+from ruche.server.timeseries.points import time_ns, write_events
 from ruche.sim.services.influxd import InfluxdProcess
 
 pytestmark = pytest.mark.integration
@@ -130,3 +132,47 @@ class TestInfluxOutage:
         assert acked_during_outage[0] > 0, "the durable spool let acks go on during the outage"
         assert count == 1500
         assert stats.write_errors, "the outage was seen"
+
+
+class TestResentWithOtherContent:
+    """A seq sent twice with different content is kept once, the same version, in SQL
+    and in InfluxDB: the first one SQL stored."""
+
+    def test_sql_and_influx_keep_the_same_version(self, site, influx, tmp_path, register_devices):
+        url = f"sqlite:///{tmp_path / 'ruche.db'}"
+        run_migrations(url)
+        register_devices(url, site.site, desks={"agent-a": ["desk-1"]})
+        engine = make_engine(url)
+        writer = InfluxWriter(influx.url, influx.database, spool_dir=tmp_path / "spool")
+        server = site.broker.server
+        options = MqttOptions(host=site.broker.host, port=site.broker.port,
+                              username=server.username,
+                              password=server.password.get_secret_value())  # fmt: skip
+        worker = IngestWorker(make_sessions(engine), options, site=site.site,
+                              before_commit=functools.partial(write_events, writer))  # fmt: skip
+        worker.start()
+        try:
+            agent = site.connect_agent("agent-a")
+            topic = str(Topic.presence(site.site, "agent-a", "desk-1"))
+            first = Presence(seq=1, ts=datetime(2026, 12, 1, 9, tzinfo=UTC), mono=1.0,
+                             state=PresenceState.OCCUPIED)  # fmt: skip
+            other = Presence(seq=1, ts=datetime(2026, 12, 1, 9, 30, tzinfo=UTC), mono=2.0,
+                             state=PresenceState.VACANT)  # fmt: skip
+            agent.publish(topic, encode(first), qos=1).wait_for_publish(5)
+            deadline = time.monotonic() + 10
+            while worker.stats.stored < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            agent.publish(topic, encode(other), qos=1).wait_for_publish(5)
+            while worker.stats.duplicates < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert (worker.stats.stored, worker.stats.duplicates) == (1, 1)
+            assert writer.flush(timeout=10)
+            result = writer.query("SELECT occupied, seq FROM presence WHERE agent = 'agent-a'")
+            rows = result["results"][0]["series"][0]["values"]
+            assert [tuple(row) for row in rows] == [(time_ns(first.ts), 1, 1)]
+            with make_sessions(engine)() as session:
+                assert session.scalars(select(StoredEventRow.kind)).all() == ["occupied"]
+        finally:
+            worker.stop()
+            writer.close()
+            engine.dispose()
