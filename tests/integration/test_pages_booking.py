@@ -11,6 +11,7 @@ redrawn from SQL whenever the pages tell the listener a site changed.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -351,6 +352,26 @@ class TestCheckIn:
         )
         [row] = floor.checkins()
         assert (row.desk_id, row.booking_id) == (floor.ids["d2"], None)
+
+    def test_open_floor_pages_are_sent_the_desk(self, floor):
+        hub = floor.app.state.live
+        bob = floor.browser(BOB)
+        path = f"/my/checkin/{floor.reference('d2')}"
+
+        async def watch() -> dict[str, Any]:
+            queue = hub.subscribe()
+            try:
+                data = {"csrf_token": floor.token(bob)}
+                await asyncio.to_thread(bob.post, path, data=data)
+                change = await asyncio.wait_for(queue.get(), timeout=5)
+                assert change is not None
+                return change
+            finally:
+                hub.unsubscribe(queue)
+
+        change = asyncio.run(watch())
+        assert change["type"] == "desk"
+        assert (change["desk"]["desk"], change["desk"]["member"]) == ("d2", "Bob Marley")
 
     @pytest.mark.parametrize("reference", ["{id}", "{id}-AAAAAAAAAAAAAAAA", "0-x", "{other}"])
     def test_a_guessed_or_mangled_code_is_a_404(self, floor, reference):
