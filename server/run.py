@@ -112,7 +112,7 @@ class ServerWorkers:
         ingest = IngestWorker(
             ingest_sessions or sessions,
             options,
-            before_commit=sink,
+            before_ack=sink,
             after_commit=_then(metrics.observe_stored, None if processes > 1 else live.take),
             owners=owners,
         )
@@ -331,7 +331,7 @@ def run_ingest(settings: ServerSettings, *, name: str) -> int:
     influx = _influx_writer(settings, spool=name)
     sink = None if influx is None else functools.partial(write_events, influx)
     metrics = ProcessMetrics(process=name)
-    worker = IngestWorker(make_sessions(engine), mqtt_options(settings), before_commit=sink,
+    worker = IngestWorker(make_sessions(engine), mqtt_options(settings), before_ack=sink,
                           after_commit=metrics.observe_stored)  # fmt: skip
     metrics.watch_ingest(worker.stats)
     reporter = None

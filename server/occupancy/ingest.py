@@ -122,22 +122,23 @@ class IngestWorker:
         *,
         group: str = "ruche-ingest",
         site: str = "+",
-        before_commit: Callable[[list[Message]], None] | None = None,
+        before_ack: Callable[[list[Message]], None] | None = None,
         after_commit: Callable[[list[Message]], None] | None = None,
         owners: DeviceOwners | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """`before_commit` receives each batch's valid events before they are committed,
-        to make them durable elsewhere too (the InfluxDB spool); if it raises, the batch
-        is retried and nothing is acked. `after_commit` receives them once stored (the
-        live floor); it must not raise. `owners`: who may report for which device (one
-        cache per process is enough; made here when not given)."""
+        """`before_ack` receives each batch's events once stored, before they are acked,
+        to make them durable elsewhere too (the InfluxDB spool); if it raises, nothing is
+        acked and the batch is retried (then as duplicates: each as SQL kept it).
+        `after_commit` receives them once stored (the live floor); it must not raise.
+        `owners`: who may report for which device (one cache per process is enough; made
+        here when not given)."""
         self.sessions = sessions
         self._after_commit = after_commit
         self._owners = owners or DeviceOwners(sessions)
         self._refusals = RefusalLog(log, "event")
         self.stats = IngestStats()
-        self._before_commit = before_commit
+        self._before_ack = before_ack
         self._clock = clock
         self._inbox: queue.SimpleQueue[_Arrival | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -243,11 +244,16 @@ class IngestWorker:
         with self.sessions.begin() as session:
             inserted = store_events(session, events)
             progress = advance_agents(session, events.seqs, self._clock())
-            if self._before_commit is not None and messages:
-                # Inside the transaction: if the spool refuses, nothing is committed or
-                # acked. With duplicates, only the version SQL keeps goes on.
-                self._before_commit(messages if inserted == len(messages) else kept_versions(
-                    session, [(m, raw) for m, _, raw in good]))  # fmt: skip
+        if self._before_ack is not None and messages:
+            # After the commit, so SQLite's write lock is not held through the spool's
+            # fsync; before the acks, so a spool that refuses (or a crash) means a
+            # redelivery, which the duplicate path below spools. With duplicates, only
+            # the version SQL kept goes on.
+            if inserted == len(messages):
+                self._before_ack(messages)
+            else:
+                with self.sessions() as session:
+                    self._before_ack(kept_versions(session, [(m, raw) for m, _, raw in good]))
         self.stats.received += len(batch)
         self.stats.stored += inserted
         self.stats.duplicates += len(messages) - inserted

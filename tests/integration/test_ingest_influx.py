@@ -57,7 +57,7 @@ def run_pipeline(
         password=server.password.get_secret_value(),
     )
     worker = IngestWorker(make_sessions(engine), options, site=site.site,
-                          before_commit=functools.partial(write_events, writer))  # fmt: skip
+                          before_ack=functools.partial(write_events, writer))  # fmt: skip
     outbox = Outbox(tmp_path / "outbox.db")
     link = AgentLink(
         LinkOptions(site=site.site, agent="agent-a", host=site.broker.host,
@@ -149,7 +149,7 @@ class TestResentWithOtherContent:
                               username=server.username,
                               password=server.password.get_secret_value())  # fmt: skip
         worker = IngestWorker(make_sessions(engine), options, site=site.site,
-                              before_commit=functools.partial(write_events, writer))  # fmt: skip
+                              before_ack=functools.partial(write_events, writer))  # fmt: skip
         worker.start()
         try:
             agent = site.connect_agent("agent-a")
