@@ -9,7 +9,7 @@ shown as stored.
 
     >>> fr = Wording("fr", "Europe/Paris", "EUR")
     >>> fr.description("Overage days (Flex from 2026-11-01): 1")
-    'Jours au-delà du forfait (Flex from 2026-11-01) : 1'
+    'Jours au-delà du forfait (Flex from 2026-11-01)\\xa0: 1'
     >>> fr.money("1234.50"), Wording("en", "UTC", "EUR").money("1234.50")
     ('1\\u202f234,50\\xa0€', '€1,234.50')
 """

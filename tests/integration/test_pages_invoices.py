@@ -2,9 +2,10 @@
 
 Lyon bills in EUR at 20 % tax; Flex is a monthly plan (300.00 with 2 days, 25.00 a day
 beyond). Last month, Ada (French) came on the 3rd, 4th and 5th: on the 3rd she badged
-in at the front door at 08:57 and sat at desk d3 from 09:02 to 12:40. Bob (English)
-came on the 4th. Lou manages Lyon, Max manages Paris. Each person signs in with a
-password, as in a browser; forms carry the CSRF token the pages put in them.
+in at the front door at 08:57 and sat at desk d3 from 09:02 to 12:40; desk d7's sensor
+stuck occupied on her from the 9th to the 10th. Bob (English) came on the 4th. Lou
+manages Lyon, Max manages Paris. Each person signs in with a password, as in a browser;
+forms carry the CSRF token the pages put in them.
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def seed(sessions: sessionmaker[Session]) -> dict[str, int]:
         s.add(DeskSessionRow(site="lyon", agent="desk-pi", desk="d3", opened_seq=7,
                              start=at(3, 9, 2), end=at(3, 12, 40), closed_by="vacant",
                              suspect=False, reason=None, member_id=ada.id,
+                             attributed_by="badge", booking_id=None))  # fmt: skip
+        # A desk sensor stuck occupied for a night: held back, never billed blindly.
+        s.add(DeskSessionRow(site="lyon", agent="desk-pi", desk="d7", opened_seq=8,
+                             start=at(9, 8), end=at(10, 9), closed_by="vacant", suspect=True,
+                             reason="stuck_occupied", member_id=ada.id,
                              attributed_by="badge", booking_id=None))  # fmt: skip
         people = [
             accounts.create_person(s, email="ada@example.org", role=Role.MEMBER,
@@ -311,6 +317,9 @@ class TestUsage:
         assert "Badge à 08:57 à Front door" in shown
         assert "Bureau d3 occupé 09:02\u201312:40" in shown  # an en dash between times
         assert "3 jours utilisés" in shown
+        held = shown.split("Mis de côté, pas encore compté")[1]
+        assert "Bureau d7 occupé" in held
+        assert "capteur du bureau bloqué sur occupé" in held
         assert "Bob" not in shown
 
     def test_in_english_for_an_english_reader(self, world):
