@@ -27,8 +27,9 @@ from ruche.server.access.invitations import has_plan_at, site_hours
 from ruche.server.api.deps import BookingInScope, ChangesDep, SessionDep
 from ruche.server.api.pages.forms import back, outcome
 from ruche.server.api.pages.guard import ManagerReader, site_choice
-from ruche.server.api.pages.rendering import N_, render
+from ruche.server.api.pages.rendering import render
 from ruche.server.errors import Conflict, DomainError, Invalid, NotFound
+from ruche.server.i18n import N_
 from ruche.server.registry.schedule import Interval, local_day
 from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import BookingRow, DeskRow, MemberRow, SiteRow, ZoneRow

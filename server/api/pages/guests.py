@@ -34,10 +34,10 @@ from ruche.server.access.invitations import (
 from ruche.server.api.deps import ChangesDep, SessionDep, id_path
 from ruche.server.api.pages.forms import back, outcome
 from ruche.server.api.pages.guard import ManagerReader, MemberReader, site_choice
-from ruche.server.api.pages.rendering import N_, page_locale, render, viewer_of
+from ruche.server.api.pages.rendering import page_locale, render, viewer_of
 from ruche.server.api.policy import Principal, Scope, authorize
 from ruche.server.errors import Invalid, NotFound
-from ruche.server.i18n import LOCALES, Formats, translations
+from ruche.server.i18n import LOCALES, N_, Formats, translations
 from ruche.server.people.mail import Mail, MailError
 from ruche.server.people.signin import People
 from ruche.server.storage.models import GuestInvitationRow, MemberRow, SiteRow
