@@ -104,7 +104,11 @@ def invite_and_let_in(journey: Journey, page: Page, audit) -> None:
     assert journey.offline_verdict(NEW_UID, closing - timedelta(seconds=1)).allowed
     assert not journey.offline_verdict(NEW_UID, closing).allowed
 
-    # Cancelled: refused at once online, and gone from the cached list.
+    # Cancelled from the list's link: refused at once online, and gone from the cached list.
+    page.get_by_role("link", name="Retour aux invités").click()
+    page.wait_for_url("**/manage/guests")
+    audit(page, "guests-list-desktop")
+    page.get_by_role("link", name="Grace Hopper").click()
     page.get_by_role("button", name="Annuler l'invitation").click()
     page.wait_for_url("**done=cancelled")
     refused = journey.tap(NEW_UID)
