@@ -75,9 +75,13 @@ class TestGuestWindow:
         day_start = local_day(TUESDAY, PARIS)[0]
         assert guest_window(None, day_start, _at(19)) == (day_start, _at(19))
 
-    def test_nothing_when_closing_is_before_opening(self):
+    def test_a_closing_before_the_opening_starts_at_the_day_start(self):
+        """Opening hours changed since the invitation: it keeps the time it was given."""
         day_start = local_day(TUESDAY, PARIS)[0]
         assert guest_window((_at(8), _at(19)), day_start, _at(7)) == (day_start, _at(7))
+
+    def test_nothing_when_nothing_is_left(self):
+        day_start = local_day(TUESDAY, PARIS)[0]
         assert guest_window((_at(8), _at(19)), day_start, day_start) is None
 
 
