@@ -231,9 +231,10 @@ class TestManagerCloses:
 
     def test_a_bad_month_is_said_not_a_500(self, world):
         lou = world.signed_in("lou")
-        page = lou.get("/manage/invoices?site=lyon&month=2026-13")
-        assert page.status_code == 422
-        assert "Choisissez un mois" in page.text
+        for month in ("2026-13", "0001-01", "9998-12", "2026-1", "%00"):
+            page = lou.get(f"/manage/invoices?site=lyon&month={month}")
+            assert page.status_code == 422, month
+            assert "Choisissez un mois" in page.text
         posted = world.close(lou, month="next tuesday")
         assert posted.headers["location"].endswith("error=bad_month")
         assert "Choisissez un mois" in lou.get(posted.headers["location"]).text
@@ -284,6 +285,15 @@ class TestRoles:
             assert "Vous ne pouvez pas ouvrir cette page" in refused.text
         assert ada.get("/my/invoices/999999").status_code == 404
         assert ada.get("/manage/invoices").status_code == 403
+
+    def test_an_admin_chooses_among_every_site(self, world):
+        root = world.signed_in("root")
+        page = root.get(f"/manage/invoices?month={MONTH}")
+        assert page.status_code == 200
+        assert '<option value="paris"' in page.text
+        assert "Ada Lovelace" in page.text, "the first site by name, Lyon, by default"
+        assert root.get("/manage/invoices?site=paris").status_code == 200
+        assert root.get("/manage/invoices?site=nowhere").status_code == 404
 
     def test_staff_have_no_member_pages(self, world):
         lou = world.signed_in("lou")

@@ -64,16 +64,21 @@ NOTICES: Final = {
     "closed": N_("The month is closed: its invoices are issued."),
     "already_closed": N_("This month was already closed: nothing new was issued."),
 }
+YEARS: Final = range(2000, 2200)
+"""The years a page shows: others are typing mistakes (and year 1 has no midnight before
+it to measure a day from)."""
 Slug = Annotated[str | None, Query(max_length=64)]
 MonthText = Annotated[str | None, Query(max_length=32)]
 
 
 def parse_month(text: str | None) -> Period | None:
-    """`text` as a month (`YYYY-MM`, as `<input type="month">` sends it), else None."""
+    """`text` as a month (`YYYY-MM`, as `<input type="month">` sends it) of `YEARS`, else
+    None."""
     try:
-        return Period.parse((text or "").strip())
+        period = Period.parse((text or "").strip())
     except Invalid:
         return None
+    return period if period.year in YEARS else None
 
 
 def read_month(text: str | None, default: Period) -> Period | None:
@@ -83,10 +88,11 @@ def read_month(text: str | None, default: Period) -> Period | None:
     return parse_month(text)
 
 
-def shift(period: Period, months: int) -> Period:
-    """The month `months` after `period` (before, when negative)."""
+def shift(period: Period, months: int) -> Period | None:
+    """The month `months` after `period` (before, when negative); None outside `YEARS`."""
     index = period.year * 12 + period.month - 1 + months
-    return Period(index // 12, index % 12 + 1)
+    year = index // 12
+    return Period(year, index % 12 + 1) if year in YEARS else None
 
 
 def current_month(site: SiteRow, now: datetime) -> Period:
@@ -122,7 +128,8 @@ def invoices_page(
     """A site's month: what closing it would bill, or the invoices it issued."""
     chosen, sites = site_choice(session, reader, site)
     now = datetime.now(UTC)
-    period = read_month(month, shift(current_month(chosen, now), -1))
+    this_month = current_month(chosen, now)
+    period = read_month(month, shift(this_month, -1) or this_month)
     words = reader_wording(request, chosen.timezone, chosen.currency)
     common: dict[str, Any] = {"site": chosen, "sites": sites, "words": words, "path": PATH,
               "closed_through": billing.closed_through(session, chosen.id)}  # fmt: skip
