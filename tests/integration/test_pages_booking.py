@@ -262,6 +262,19 @@ class TestRefusals:
         assert page.status_code in (200, 404, 422)
         assert "<h1>" in page.text
 
+    def test_an_unreadable_day_or_time_is_said_so(self, floor):
+        bob = floor.browser(BOB)
+        tomorrow = (today() + timedelta(days=1)).isoformat()
+        emptied = bob.get(f"/my/book?day={tomorrow}&span=hours&start=&end=12:00")
+        assert "could not be read" not in emptied.text, "an emptied field takes its default"
+        assert f'name="desk" value="{floor.ids["d1"]}"' in emptied.text
+        for url in ("/my/book?day=yesterday", "/my/book?day=2026-13-45",
+                    "/my/book?span=hours&start=25:00&end=26:00"):  # fmt: skip
+            page = bob.get(url)
+            assert page.status_code == 200
+            assert "That day or time could not be read." in page.text
+            assert f'name="desk" value="{floor.ids["d1"]}"' in page.text, "today's plan"
+
     def test_a_form_without_its_csrf_token_is_refused(self, floor):
         bob = floor.browser(BOB)
         data = {"site": "lyon", "day": today().isoformat(), "desk": str(floor.ids["d1"])}

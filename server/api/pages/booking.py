@@ -11,10 +11,10 @@ republishes the site's allow-lists to its doors and redraws the live floor.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypeVar
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -65,6 +65,7 @@ ERRORS: Final = {
     "refused": N_("This booking was refused. Check the day and the hours, then try again."),
     "not_active": N_("This booking was already cancelled or has ended."),
     "ended": N_("This booking has ended: it can no longer be cancelled."),
+    "unreadable": N_("That day or time could not be read. Pick them again."),
 }
 NOTICES: Final = {
     "booked": N_("Your desk is booked. The doors will let you in with your badge."),
@@ -84,6 +85,20 @@ STATUSES: Final = {
 
 Span = Literal["day", "hours"]
 Slug = Annotated[str | None, Query(max_length=64)]
+Typed = Annotated[str | None, Query(max_length=32)]
+"""A date or a time as a picker sends it; read by `_read`, so an emptied field is a
+message rather than an error page."""
+T = TypeVar("T")
+
+
+def _read(parse: Callable[[str], T], text: str | None) -> tuple[T | None, bool]:
+    """`text` parsed (None when absent or empty), and whether it could be."""
+    if not text:
+        return None, True
+    try:
+        return parse(text), True
+    except ValueError:
+        return None, False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +178,14 @@ def book_page(
     reader: MemberReader,
     session: SessionDep,
     site: Slug = None,
-    day: Annotated[date | None, Query()] = None,
+    day: Typed = None,
     span: Annotated[Span, Query()] = "day",
-    start: Annotated[time | None, Query()] = None,
-    end: Annotated[time | None, Query()] = None,
+    start: Typed = None,
+    end: Typed = None,
 ) -> HTMLResponse:
     """The floor plan of a site for a day (or hours of it): which desks are free, a button
-    on each to book it."""
+    on each to book it. An emptied day or time takes its default; one that cannot be
+    read is said so, and today shown."""
     member_id = _member(reader)
     now = datetime.now(UTC)
     sites = bookable_sites(session, member_id, now)
@@ -179,8 +195,15 @@ def book_page(
                       message=outcome(request, ERRORS, NOTICES), states=STATES,
                       refused=None)  # fmt: skip
     today = _site_today(chosen, now)
-    choice = Choice(chosen, day or today, span, start or DAY_START, end or DAY_END)
+    picked_day, day_read = _read(date.fromisoformat, day)
+    picked_start, start_read = _read(time.fromisoformat, start)
+    picked_end, end_read = _read(time.fromisoformat, end)
+    choice = Choice(chosen, picked_day or today, span, picked_start or DAY_START,
+                    picked_end or DAY_END)  # fmt: skip
     message = outcome(request, ERRORS, NOTICES)
+    if not (day_read and start_read and end_read):
+        message = {"kind": "error", "text": ERRORS["unreadable"]}
+        choice = Choice(chosen, today, span, DAY_START, DAY_END)
     zones: list[ZonePlan] = []
     why: Refusal | None = None
     span_start: datetime | None = None
