@@ -33,9 +33,10 @@ _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {
     "taskName",
     "color_message",
 }
-CHATTY = ("httpx", "httpcore")
+CHATTY = ("httpx", "httpcore", "alembic.runtime.plugins")
 """Libraries that log every HTTP request at INFO (each InfluxDB write, each readiness
-ping): kept to warnings unless the level asked for is DEBUG."""
+ping), and Alembic, each of its plugins as it loads (when a command first checks or
+migrates a schema): kept to warnings unless the level asked for is DEBUG."""
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, object]:
