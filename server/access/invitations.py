@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -66,11 +67,14 @@ class GuestRefused(Invalid):
 
 @dataclass(frozen=True, slots=True)
 class Invitation:
-    """An invitation with its guest, and whether a visitor card is theirs."""
+    """An invitation with its guest, whether a visitor card is theirs, and whether the
+    visit runs to the end of the day (a site open around the clock: "until 00:00" would
+    read as the night before)."""
 
     row: m.GuestInvitationRow
     guest: m.MemberRow
     has_card: bool
+    all_day: bool = False
 
     def live(self, now: datetime) -> bool:
         """Not cancelled and not over."""
@@ -213,7 +217,7 @@ def invite_guest(
     )
     session.add(row)
     session.flush()
-    return Invitation(row, guest, has_card=_has_card(session, guest.id, site.key_id))
+    return invitation_of(session, row)
 
 
 def cancel_invitation(session: Session, invitation: m.GuestInvitationRow, *, now: datetime) -> None:
@@ -287,7 +291,12 @@ def invitation_of(session: Session, row: m.GuestInvitationRow) -> Invitation:
     """`row` with its guest and whether they hold a card of the site's key."""
     guest = registry.get(session, m.MemberRow, row.guest_member_id)
     site = registry.get(session, m.SiteRow, row.site_id)
-    return Invitation(row, guest, has_card=_has_card(session, guest.id, site.key_id))
+    return Invitation(row, guest, has_card=_has_card(session, guest.id, site.key_id),
+                      all_day=_to_midnight(row, site.tzinfo))  # fmt: skip
+
+
+def _to_midnight(row: m.GuestInvitationRow, tz: ZoneInfo) -> bool:
+    return row.valid_until == local_day(row.day, tz)[1]
 
 
 def list_invitations(
@@ -301,8 +310,9 @@ def list_invitations(
 ) -> list[Invitation]:
     """Invitations by day then id, with their guests: at most `limit`."""
     query = (
-        sa.select(m.GuestInvitationRow, m.MemberRow)
+        sa.select(m.GuestInvitationRow, m.MemberRow, m.SiteRow.timezone)
         .join(m.MemberRow, m.MemberRow.id == m.GuestInvitationRow.guest_member_id)
+        .join(m.SiteRow, m.SiteRow.id == m.GuestInvitationRow.site_id)
         .order_by(m.GuestInvitationRow.day, m.GuestInvitationRow.id)
         .limit(limit)
     )
@@ -314,16 +324,19 @@ def list_invitations(
         query = query.where(m.GuestInvitationRow.day == day)
     if since is not None:
         query = query.where(m.GuestInvitationRow.day >= since)
-    pairs = session.execute(query).all()
+    found = session.execute(query).all()
     carded = set(
         session.scalars(
             sa.select(m.BadgeRow.member_id).where(
-                m.BadgeRow.member_id.in_({guest.id for _, guest in pairs}),
+                m.BadgeRow.member_id.in_({guest.id for _, guest, _ in found}),
                 m.BadgeRow.status == BadgeStatus.ACTIVE,
             )
         )
     )
-    return [Invitation(row, guest, guest.id in carded) for row, guest in pairs]
+    return [
+        Invitation(row, guest, guest.id in carded, _to_midnight(row, ZoneInfo(tz)))
+        for row, guest, tz in found
+    ]
 
 
 def host_sites(session: Session, member_id: int, now: datetime) -> list[m.SiteRow]:

@@ -204,6 +204,7 @@ class TestInviting:
         assert "No e-mail was sent" in page
         assert "Grace is invited to Lyon" in page
         assert "ask at reception for a visitor card" in page
+        assert "The doors open for them all day." in page
         assert "Grace" in client.get("/my/guests").text
 
     def test_the_guest_is_a_member_row_of_their_own_found_again_next_time(self, world):
@@ -223,6 +224,8 @@ class TestInviting:
         closing = datetime.combine(wednesday, time(19), tzinfo=PARIS).astimezone(UTC)
         assert invitation.valid_until == closing
         assert invitation.host_member_id is None
+        detail = pia.get(answer.headers["location"]).text
+        assert "The doors open for them until 19:00, when the site closes." in detail
         sunday = wednesday + timedelta(days=4)
         refused = world.invite(pia, "/manage/guests", site="paris", day=sunday.isoformat(),
                                email="other@example.org")  # fmt: skip
@@ -278,7 +281,7 @@ class TestInviting:
         assert body is not None
         text = body.get_content()
         assert "vous invite à Lyon" in text
-        assert "jusqu'à 00:00" in text
+        assert "Les portes s'ouvrent pour vous toute la journée." in text
 
 
 class TestTheDoor:

@@ -99,7 +99,9 @@ def guest_mail(invitation: Invitation, site: SiteRow, host: str, locale: str) ->
     }  # fmt: skip
     lines = [
         _("%(host)s invites you to %(site)s on %(day)s.") % values,
-        _("The doors open for you until %(until)s, when the site closes.") % values,
+        _("The doors open for you all day.")
+        if invitation.all_day
+        else _("The doors open for you until %(until)s, when the site closes.") % values,
         _("Ask at reception for your visitor card, and give it back when you leave."),
     ]
     plain = "\n\n".join(lines) + "\n\n-- \nRuche\n"
