@@ -131,8 +131,13 @@ def invoices_page(
     this_month = current_month(chosen, now)
     period = read_month(month, shift(this_month, -1) or this_month)
     words = reader_wording(request, chosen.timezone, chosen.currency)
-    common: dict[str, Any] = {"site": chosen, "sites": sites, "words": words, "path": PATH,
-              "closed_through": billing.closed_through(session, chosen.id)}  # fmt: skip
+    common: dict[str, Any] = {
+        "site": chosen,
+        "sites": sites,
+        "words": words,
+        "path": PATH,
+        "closed_through": billing.closed_through(session, chosen.id),
+    }
     if period is None:
         return render(request, "invoices/manage.html", timezone=chosen.timezone,
                       status_code=422, message={"kind": "error", "text": ERRORS["bad_month"]},
