@@ -115,8 +115,14 @@ def pdf_text(path: Path) -> str:
 
 
 def test_a_month_closed_by_the_manager_is_the_members_invoice(site, browse, audit, offline):
-    month = f"/manage/invoices?site=lyon&month={MONTH}"
+    number, total = manager_closes_the_month(site, browse, audit)
+    member_finds_the_invoice(site, browse, audit, number, total)
+    assert offline.blocked == []
 
+
+def manager_closes_the_month(site: str, browse, audit) -> tuple[str, str]:
+    """The manager's part: preview, close, the PDF in French; Ada's invoice number and total."""
+    month = f"/manage/invoices?site=lyon&month={MONTH}"
     # The manager previews the month: what closing would bill, VAT included.
     staff = browse("desktop", locale="fr-FR")
     sign_in(staff, site, MANAGER)
@@ -158,6 +164,11 @@ def test_a_month_closed_by_the_manager_is_the_members_invoice(site, browse, audi
     fits(staff_phone)
     audit(staff_phone, "invoices-closed-fr-phone")
 
+    return number, total
+
+
+def member_finds_the_invoice(site: str, browse, audit, number: str, total: str) -> None:
+    """Ada's part: the same invoice, the days behind it, the evidence, her data."""
     # Ada, on her phone: the same invoice, its days and the evidence behind them.
     page = browse("phone", locale="fr-FR")
     sign_in(page, site, ADA)
@@ -197,4 +208,3 @@ def test_a_month_closed_by_the_manager_is_the_members_invoice(site, browse, audi
     sign_in(desk, site, ADA)
     desk.goto(site + f"/my/usage?month={MONTH}")
     audit(desk, "my-usage-fr-desktop")
-    assert offline.blocked == []
