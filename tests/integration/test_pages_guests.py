@@ -236,7 +236,7 @@ class TestInviting:
         [
             ({"day": "2020-01-01"}, "day_past", "Ce jour est passé"),
             ({"day": "soon"}, "bad_day", "Choisissez le jour"),
-            ({"email": "bob@example.org"}, "already_member", "Cette personne est membre"),
+            ({"email": "bob@example.org"}, "cannot_invite", "ne peut pas être invitée"),
             ({"email": "not an address"}, "bad_email", "Indiquez l'adresse e-mail"),
             ({"name": "  "}, "name_missing", "Indiquez le nom"),
             ({"day": "2099-01-01"}, "too_far", "au plus 90 jours"),
@@ -250,6 +250,12 @@ class TestInviting:
         assert f"error={code}" in answer.headers["location"]
         assert world.invitations() == []
         assert french in html.unescape(client.get(answer.headers["location"]).text)
+
+    def test_staff_learn_that_a_member_needs_a_day_pass(self, world):
+        client = world.browser("lou@example.org")
+        answer = world.invite(client, "/manage/guests", email="bob@example.org")
+        assert "error=already_member" in answer.headers["location"]
+        assert "give them a day pass instead" in client.get(answer.headers["location"]).text
 
     def test_twice_the_same_day_is_refused(self, world):
         client = world.browser("ada@example.org")

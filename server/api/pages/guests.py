@@ -73,12 +73,15 @@ ERRORS: Final = {
     "host_without_plan": N_("Your plan does not cover this site that day."),
     "already_member": N_("This person is a member: give them a day pass instead."),
     "guest_disabled": N_("This guest was disabled: ask the site's manager."),
+    "cannot_invite": N_("This person cannot be invited as a guest: ask the site's manager."),
     "already_invited": N_("This guest is already invited there that day."),
     "ended": N_("This invitation has already ended."),
     "card_unreadable": N_("Type the card's UID in hexadecimal, as printed or read."),
     "card_revoked": N_("This card is revoked: take another one."),
     "card_in_use": N_("This card belongs to a member or to a guest still expected."),
 }
+_PRIVATE: Final = frozenset({"already_member", "guest_disabled"})
+"""Refusals that would tell a member something about another person's account."""
 _MAIL_NOTICE: Final = {
     "sent": "invited",
     "none": "invited_no_mail",
@@ -161,7 +164,10 @@ def _invite(
         )  # fmt: skip
     except GuestRefused as refused:
         session.rollback()
-        return back(base, error=refused.code, site=site.slug)
+        code = refused.code
+        if reader.member_id is not None and code in _PRIVATE:
+            code = "cannot_invite"  # a member learns nothing of who else is a member
+        return back(base, error=code, site=site.slug)
     except Invalid:
         session.rollback()
         return back(base, error="bad_email", site=site.slug)
