@@ -29,9 +29,10 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ruche.server.api.deps import signed_in
-from ruche.server.api.pages.rendering import N_, render
+from ruche.server.api.pages.rendering import render
 from ruche.server.api.policy import Principal
 from ruche.server.errors import Conflict, DomainError, Invalid, NotFound
+from ruche.server.i18n import N_
 from ruche.server.storage.enums import Role
 from ruche.server.storage.models import SiteRow
 

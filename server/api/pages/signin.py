@@ -13,8 +13,8 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from ruche.server.api.pages.rendering import LANGUAGE_COOKIE, N_, render, safe_next
-from ruche.server.i18n import LOCALES
+from ruche.server.api.pages.rendering import LANGUAGE_COOKIE, render, safe_next
+from ruche.server.i18n import LOCALES, N_
 
 router = APIRouter(include_in_schema=False)
 
