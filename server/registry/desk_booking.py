@@ -7,14 +7,19 @@ The booking itself is `bookings.book`, the function the API's `POST /bookings` c
 - `past`: the span has already ended. A span that has begun (today, booked at 14:00)
   is booked from now, the minute rounded down (`from_now`): the hours gone are nobody's.
 - `too_far`: it starts more than `HORIZON` ahead.
-- `outside_plan`: no membership covering its start has a plan that lists the site. The
-  plan says where a member may go (`ruche.server.access.rules`): a booking at a site
-  outside it would open nothing.
+- `outside_plan`: no membership over part of the span has a plan that lists the site,
+  and the member has no day pass there for the day it starts (the site's day). The plan
+  says where a member may go (`ruche.server.access.rules`): a booking at a site outside
+  it would open nothing. `book` keeps the same rule; checking it here too lets the plan
+  page say so before a desk is chosen.
+
+Then `book`'s own: the site's booking limits (`booking_limits.LimitExceeded`), and the
+desk being free (Conflict).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -25,11 +30,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ruche.server.errors import Invalid
-from ruche.server.registry.base import _aware
+from ruche.server.registry.base import _aware, get
 from ruche.server.registry.bookings import book
 from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import (
     BookingRow,
+    DayPassRow,
     DeskRow,
     MembershipRow,
     PlanRow,
@@ -66,8 +72,22 @@ class PlanSpan:
     end: datetime | None
     site_ids: frozenset[int]
 
-    def covers(self, instant: datetime) -> bool:
-        return self.start <= instant and (self.end is None or instant < self.end)
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.start < end and (self.end is None or start < self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class Rights:
+    """Where a member may book: their memberships, and their day passes as (site, day)."""
+
+    plans: tuple[PlanSpan, ...] = ()
+    passes: frozenset[tuple[int, date]] = frozenset()
+
+    def reach(self, site_id: int, starts_at: datetime, ends_at: datetime, day: date) -> bool:
+        """Whether a plan lists the site over part of the span, or a pass gives `day`."""
+        return (site_id, day) in self.passes or any(
+            site_id in p.site_ids and p.overlaps(starts_at, ends_at) for p in self.plans
+        )
 
 
 class DeskState(StrEnum):
@@ -111,22 +131,23 @@ def from_now(starts_at: datetime, now: datetime) -> datetime:
 
 def refusal(
     *,
-    plans: Iterable[PlanSpan],
+    rights: Rights,
     site_id: int,
+    zone: ZoneInfo,
     starts_at: datetime,
     ends_at: datetime,
     now: datetime,
 ) -> Refusal | None:
-    """Why a member with memberships `plans` may not book at `site_id` over
-    `[starts_at, ends_at)` at `now`; None when they may (the desk's being free is
-    `book`'s rule)."""
+    """Why a member with `rights` may not book at `site_id` (in timezone `zone`) over
+    `[starts_at, ends_at)` at `now`; None when they may (limits and the desk's being
+    free are `book`'s rules)."""
     if ends_at <= now:
         return Refusal.PAST
     if ends_at <= starts_at:
         return Refusal.ORDER
     if starts_at - now > HORIZON:
         return Refusal.TOO_FAR
-    if not any(p.covers(starts_at) and site_id in p.site_ids for p in plans):
+    if not rights.reach(site_id, starts_at, ends_at, starts_at.astimezone(zone).date()):
         return Refusal.OUTSIDE_PLAN
     return None
 
@@ -142,8 +163,8 @@ _DETAILS: Final = {
 # --- reading and writing ---------------------------------------------------------------------
 
 
-def plan_spans(session: Session, member_id: int) -> list[PlanSpan]:
-    """The member's memberships, each with its plan's sites."""
+def rights_of(session: Session, member_id: int) -> Rights:
+    """The member's memberships, each with its plan's sites, and day passes."""
     rows = session.execute(
         select(MembershipRow.starts_at, MembershipRow.ends_at, plan_sites.c.site_id)
         .join(PlanRow, PlanRow.id == MembershipRow.plan_id)
@@ -156,13 +177,22 @@ def plan_spans(session: Session, member_id: int) -> list[PlanSpan]:
         sites = spans.setdefault((start, end), set())
         if site_id is not None:
             sites.add(site_id)
-    return [PlanSpan(start, end, frozenset(sites)) for (start, end), sites in spans.items()]
+    passes = session.execute(
+        select(DayPassRow.site_id, DayPassRow.day).where(DayPassRow.member_id == member_id)
+    )
+    return Rights(
+        tuple(PlanSpan(start, end, frozenset(sites)) for (start, end), sites in spans.items()),
+        frozenset((site_id, day) for site_id, day in passes),
+    )
 
 
 def bookable_sites(session: Session, member_id: int, now: datetime) -> list[SiteRow]:
-    """The sites of the member's memberships that have not ended, by name."""
+    """The sites of the member's memberships that have not ended and of their day passes
+    from yesterday on (a day east of UTC may still be today), by name."""
+    rights = rights_of(session, member_id)
     ids = set[int]().union(
-        *(p.site_ids for p in plan_spans(session, member_id) if p.end is None or p.end > now)
+        *(p.site_ids for p in rights.plans if p.end is None or p.end > now),
+        (site_id for site_id, day in rights.passes if day >= (now - timedelta(days=1)).date()),
     )
     if not ids:
         return []
@@ -180,11 +210,13 @@ def book_desk(
     now: datetime,
 ) -> BookingRow:
     """Book `desk_id` for the member over `[starts_at, ends_at)` (from now, if it has
-    begun): BookingRefused by this module's rules, then `book`'s Conflict if the desk is
-    taken, Invalid or NotFound for a desk not at the site."""
+    begun): BookingRefused by this module's rules, then `book`'s: LimitExceeded over
+    the site's limits, Conflict if the desk is taken, Invalid or NotFound for a desk not
+    at the site."""
     starts_at = from_now(_aware(starts_at, "start"), now)
     ends_at = _aware(ends_at, "end")
-    why = refusal(plans=plan_spans(session, member_id), site_id=site_id,
+    site = get(session, SiteRow, site_id)
+    why = refusal(rights=rights_of(session, member_id), site_id=site_id, zone=site.tzinfo,
                   starts_at=starts_at, ends_at=ends_at, now=now)  # fmt: skip
     if why is not None:
         raise BookingRefused(why, _DETAILS[why])

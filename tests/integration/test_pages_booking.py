@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.messaging.connection import MqttOptions
 from ruche.server.occupancy.checkin import desk_reference
@@ -236,6 +237,31 @@ class TestRefusals:
         assert query(answer.headers["location"])["error"] == "outside_plan"
         assert "Votre formule ne comprend pas ce site" in ada.get(answer.headers["location"]).text
         assert floor.bookings() == []
+
+    def test_a_day_pass_opens_its_day_only(self, floor):
+        with transaction(floor.sessions) as session:
+            registry.add_day_pass(session, member_id=floor.ids[CLEO], site_id=floor.ids["lyon"],
+                                  day=today())  # fmt: skip
+        cleo = floor.browser(CLEO)
+        assert f'name="desk" value="{floor.ids["d1"]}"' in cleo.get("/my/book").text
+        assert query(floor.book(cleo, "d1").headers["location"])["done"] == "booked"
+        tomorrow = (today() + timedelta(days=1)).isoformat()
+        answer = floor.book(cleo, "d2", day=tomorrow)
+        assert query(answer.headers["location"])["error"] == "outside_plan"
+
+    def test_the_sites_booking_limits(self, floor):
+        with transaction(floor.sessions) as session:
+            registry.set_limits(session, floor.ids["lyon"], plan_id=None, days_ahead=None,
+                                max_minutes=None, at_once=1)  # fmt: skip
+        bob = floor.browser(BOB)
+        assert query(floor.book(bob, "d1").headers["location"])["done"] == "booked"
+        answer = floor.book(bob, "d2", day=(today() + timedelta(days=1)).isoformat())
+        assert query(answer.headers["location"])["error"] == "limit_at_once"
+        assert (
+            "You already hold as many bookings as this site allows at once."
+            in bob.get(answer.headers["location"]).text
+        )
+        assert len(floor.bookings()) == 1
 
     def test_too_far_ahead_and_end_before_start(self, floor):
         bob = floor.browser(BOB)

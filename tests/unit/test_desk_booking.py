@@ -14,6 +14,7 @@ from ruche.server.registry.desk_booking import (
     BookingRefused,
     PlanSpan,
     Refusal,
+    Rights,
     day_span,
     from_now,
     refusal,
@@ -23,11 +24,13 @@ PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 12, 8, 13, 37, 42, tzinfo=UTC)
 LYON, PARIS_SITE = 1, 2
 FLEX = PlanSpan(NOW - timedelta(days=30), None, frozenset({LYON}))
+ON_FLEX = Rights((FLEX,))
 
 
 def why(starts_at: datetime, ends_at: datetime, *, site: int = LYON,
-        plans: tuple[PlanSpan, ...] = (FLEX,)) -> Refusal | None:  # fmt: skip
-    return refusal(plans=plans, site_id=site, starts_at=starts_at, ends_at=ends_at, now=NOW)
+        rights: Rights = ON_FLEX) -> Refusal | None:  # fmt: skip
+    return refusal(rights=rights, site_id=site, zone=PARIS, starts_at=starts_at,
+                   ends_at=ends_at, now=NOW)  # fmt: skip
 
 
 class TestDaySpan:
@@ -65,13 +68,21 @@ class TestRefusal:
         assert why(start, start + timedelta(hours=1)) is Refusal.TOO_FAR
         assert why(NOW + HORIZON, NOW + HORIZON + timedelta(hours=1)) is None
 
-    def test_the_plan_must_list_the_site_when_the_booking_starts(self):
+    def test_a_plan_must_list_the_site_over_part_of_the_span(self):
         later = NOW + timedelta(days=2)
         assert why(later, later + timedelta(hours=2), site=PARIS_SITE) is Refusal.OUTSIDE_PLAN
-        ended = PlanSpan(NOW - timedelta(days=30), NOW + timedelta(days=1), frozenset({LYON}))
-        assert why(later, later + timedelta(hours=2), plans=(ended,)) is Refusal.OUTSIDE_PLAN
-        assert why(NOW, NOW + timedelta(hours=2), plans=(ended,)) is None
-        assert why(NOW, NOW + timedelta(hours=1), plans=()) is Refusal.OUTSIDE_PLAN
+        ending = Rights((PlanSpan(NOW - timedelta(days=30), later, frozenset({LYON})),))
+        assert why(later, later + timedelta(hours=2), rights=ending) is Refusal.OUTSIDE_PLAN
+        assert why(later - timedelta(hours=1), later + timedelta(hours=1), rights=ending) is None
+        assert why(NOW, NOW + timedelta(hours=1), rights=Rights()) is Refusal.OUTSIDE_PLAN
+
+    def test_or_a_day_pass_for_the_day_it_starts_at_the_site(self):
+        evening = datetime(2026, 12, 8, 22, 30, tzinfo=UTC)  # 23:30 in Paris: still the 8th
+        day_pass = Rights(passes=frozenset({(PARIS_SITE, date(2026, 12, 8))}))
+        assert why(evening, evening + timedelta(hours=1), site=PARIS_SITE, rights=day_pass) is None
+        later = evening + timedelta(hours=1)  # the 9th in Paris
+        assert why(later, later + timedelta(hours=1), site=PARIS_SITE,
+                   rights=day_pass) is Refusal.OUTSIDE_PLAN  # fmt: skip
 
 
 class TestDeskReference:

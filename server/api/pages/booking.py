@@ -28,6 +28,7 @@ from ruche.server.api.pages.rendering import page_locale, render, viewer_of
 from ruche.server.api.policy import Principal
 from ruche.server.errors import Conflict, DomainError
 from ruche.server.i18n import N_, Formats
+from ruche.server.registry.booking_limits import LimitExceeded
 from ruche.server.registry.desk_booking import (
     HORIZON,
     BookingRefused,
@@ -38,8 +39,8 @@ from ruche.server.registry.desk_booking import (
     day_span,
     desk_states,
     from_now,
-    plan_spans,
     refusal,
+    rights_of,
 )
 from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import BookingRow, DeskRow, SiteRow, ZoneRow
@@ -62,6 +63,11 @@ ERRORS: Final = {
     ),
     Refusal.ORDER.value: N_("The end must come after the start."),
     "unavailable": N_("This desk cannot be booked at this site."),
+    "limit_days_ahead": N_("This site takes bookings fewer days ahead. Pick an earlier day."),
+    "limit_max_minutes": N_("This booking is longer than this site allows. Book fewer hours."),
+    "limit_at_once": N_(
+        "You already hold as many bookings as this site allows at once. Cancel one first."
+    ),
     "refused": N_("This booking was refused. Check the day and the hours, then try again."),
     "not_active": N_("This booking was already cancelled or has ended."),
     "ended": N_("This booking has ended: it can no longer be cancelled."),
@@ -211,8 +217,9 @@ def book_page(
     try:
         span_start, span_end = day_span(choice.day, chosen.tzinfo, *choice.times)
         starts_at, ends_at = from_now(span_start, now), span_end
-        why = refusal(plans=plan_spans(session, member_id), site_id=chosen.id,
-                      starts_at=starts_at, ends_at=ends_at, now=now)  # fmt: skip
+        why = refusal(rights=rights_of(session, member_id), site_id=chosen.id,
+                      zone=chosen.tzinfo, starts_at=starts_at, ends_at=ends_at,
+                      now=now)  # fmt: skip
     except BookingRefused as refused:
         why = refused.refusal
     except OverflowError:  # a day at the end of the calendar
@@ -258,6 +265,8 @@ def book_form(
         return back(BOOK, error=refused.refusal.value, **choice.params())
     except OverflowError:
         return back(BOOK, error=Refusal.TOO_FAR.value, **choice.params())
+    except LimitExceeded as limit:
+        return back(BOOK, error=f"limit_{limit.kind}", **choice.params())
     except Conflict:
         return back(BOOK, error="taken", **choice.params())
     except DomainError:  # the desk is not at this site, or no longer exists
