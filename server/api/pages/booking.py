@@ -26,6 +26,7 @@ from ruche.server.api.pages.forms import back, outcome
 from ruche.server.api.pages.guard import MemberReader
 from ruche.server.api.pages.rendering import page_locale, render, viewer_of
 from ruche.server.api.policy import Principal
+from ruche.server.api.schemas import MAX_ID
 from ruche.server.errors import Conflict, DomainError
 from ruche.server.i18n import N_, Formats
 from ruche.server.registry.booking_limits import LimitExceeded
@@ -68,7 +69,6 @@ ERRORS: Final = {
     "limit_at_once": N_(
         "You already hold as many bookings as this site allows at once. Cancel one first."
     ),
-    "refused": N_("This booking was refused. Check the day and the hours, then try again."),
     "not_active": N_("This booking was already cancelled or has ended."),
     "ended": N_("This booking has ended: it can no longer be cancelled."),
     "unreadable": N_("That day or time could not be read. Pick them again."),
@@ -245,7 +245,7 @@ def book_form(
     session: SessionDep,
     changes: ChangesDep,
     site: Annotated[str, Form(max_length=64)],
-    desk: Annotated[int, Form(ge=1, le=2**62)],
+    desk: Annotated[int, Form(ge=1, le=MAX_ID)],
     day: Annotated[date, Form()],
     span: Annotated[Span, Form()] = "day",
     start: Annotated[time | None, Form()] = None,
