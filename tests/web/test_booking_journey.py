@@ -54,7 +54,9 @@ def test_a_member_books_a_desk_taps_in_and_checks_in(journey: Journey, browse, a
     assert journey.wait_cached(ADA_UID, timeout=max(left, 0.0)), "in the door's list in 1 s"
     assert page.get_by_role("status").inner_text().startswith("Votre poste est réservé.")
     assert "À vous" in page.locator(".desk-yours", has_text="d2").inner_text()
-    assert journey.tap(ADA_UID).allowed, "the door opens to her tap"
+    tap = journey.tap(ADA_UID)
+    assert (tap.allowed, tap.source) == (True, "online"), "the door opens to her tap"
+    assert journey.door.released, "its strike is released"
 
     # She scans the desk's code: its address, on this server.
     path = urllib.parse.urlsplit(address).path
