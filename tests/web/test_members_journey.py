@@ -32,6 +32,26 @@ def new_badge(journey: Journey) -> BadgeRow | None:
         ).one_or_none()
 
 
+ENROL = "Le prochain badge inconnu à cette porte appartient à Bob Marley"
+
+
+def enrol_by_tap(journey: Journey, page: Page, audit) -> BadgeRow:
+    """On Bob's page: "the next unknown badge at this door is Bob's", then the card at the
+    reader; the page's script sees it done. The badge enrolled."""
+    page.get_by_label("Porte").select_option(label=DOOR)
+    page.get_by_role("button", name=ENROL).click()
+    page.wait_for_url("**done=enrolment_open")
+    assert "En attente d\u2019un badge à la porte front" in page.inner_text("main")
+    audit(page, "members-enrolment-pending-desktop")
+    tapped = journey.tap(NEW_UID)
+    assert (tapped.allowed, tapped.source, tapped.reason) == (False, "online", "badge_enrolled")
+    page.wait_for_url("**done=enrolled", timeout=10_000)
+    assert page.get_by_role("status").first.inner_text() == "Le badge a été enregistré."
+    badge = new_badge(journey)
+    assert badge is not None
+    return badge
+
+
 def test_a_manager_enrols_a_badge_by_tapping_it_then_reports_it_lost(
     journey: Journey, browse, audit
 ):
@@ -48,19 +68,7 @@ def test_a_manager_enrols_a_badge_by_tapping_it_then_reports_it_lost(
     page.wait_for_url(f"**/manage/members/{bob}")
     assert page.inner_text("h1") == "Bob Marley"
 
-    # "The next unknown badge at this door belongs to Bob", then the card at the reader.
-    page.get_by_label("Porte").select_option(label=DOOR)
-    page.get_by_role("button", name="Le prochain badge inconnu à cette porte appartient à Bob Marley").click()
-    page.wait_for_url("**done=enrolment_open")
-    assert "En attente d\u2019un badge à la porte front" in page.inner_text("main")
-    audit(page, "members-enrolment-pending-desktop")
-    tapped = journey.tap(NEW_UID)
-    assert (tapped.allowed, tapped.source, tapped.reason) == (False, "online", "badge_enrolled")
-    # The page's script sees it done and shows the badge.
-    page.wait_for_url("**done=enrolled", timeout=10_000)
-    assert page.get_by_role("status").first.inner_text() == "Le badge a été enregistré."
-    badge = new_badge(journey)
-    assert badge is not None
+    badge = enrol_by_tap(journey, page, audit)
     assert badge.member_id == bob
     audit(page, "members-enrolled-desktop")
 
