@@ -30,9 +30,12 @@ DATABASE_HELP = "SQLAlchemy URL (default: $RUCHE_DATABASE_URL or sqlite:///ruche
 
 
 def _database(args: argparse.Namespace) -> str:
+    given = args.database or os.environ.get("RUCHE_DATABASE_URL")
+    if given:
+        return str(given)
     from ruche.server.storage.db import DEFAULT_URL
 
-    return str(args.database or os.environ.get("RUCHE_DATABASE_URL") or DEFAULT_URL)
+    return DEFAULT_URL
 
 
 def _database_option() -> argparse.ArgumentParser:

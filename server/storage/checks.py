@@ -23,7 +23,6 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
 from ruche.commands import HIDDEN, hide_passwords
-from ruche.server.storage.db import alembic_config
 
 VERSION_TABLE = "alembic_version"
 """Where Alembic records the schema's revision (its default; migrations/env.py keeps it)."""
@@ -175,7 +174,11 @@ def _revisions(connection: Connection) -> set[str]:
 def _check_revisions(url: URL, current: set[str], migrate: str | None) -> None:
     """`migrate`: the command that brings the database to the latest schema, to say when
     it is not there; None when it need not be (it is about to be migrated)."""
-    from alembic.script import ScriptDirectory  # noqa: PLC0415 - as in db.alembic_config
+    # Alembic, and the ORM with db, load only for a database that answers: a refusal comes
+    # at once.
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    from ruche.server.storage.db import alembic_config  # noqa: PLC0415
 
     script = ScriptDirectory.from_config(alembic_config(shown(url)))  # it reads the scripts only
     heads = set(script.get_heads())
