@@ -22,6 +22,7 @@ from ruche.logs import configure_logging
 from ruche.server.deploy import commands as deploy_cli
 from ruche.server.errors import DomainError
 from ruche.server.storage.enums import Role
+from ruche.server.storage.urls import DEFAULT_URL
 
 if TYPE_CHECKING:
     from ruche.server.settings import ServerSettings
@@ -30,12 +31,7 @@ DATABASE_HELP = "SQLAlchemy URL (default: $RUCHE_DATABASE_URL or sqlite:///ruche
 
 
 def _database(args: argparse.Namespace) -> str:
-    given = args.database or os.environ.get("RUCHE_DATABASE_URL")
-    if given:
-        return str(given)
-    from ruche.server.storage.db import DEFAULT_URL
-
-    return DEFAULT_URL
+    return str(args.database or os.environ.get("RUCHE_DATABASE_URL") or DEFAULT_URL)
 
 
 def _database_option() -> argparse.ArgumentParser:

@@ -48,7 +48,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ruche.config import describe, is_http_url, is_placeholder, read_toml
-from ruche.server.storage.db import DEFAULT_URL
+from ruche.server.storage.urls import DEFAULT_URL
 
 
 class ServerConfigError(ValueError):
