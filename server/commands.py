@@ -110,9 +110,10 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     from ruche.server.storage.checks import shown
-    from ruche.server.storage.db import run_migrations
 
     url = _checked(_database(args), schema=False)
+    from ruche.server.storage.db import run_migrations
+
     run_migrations(url)
     print(f"database {shown(url)} is at the latest schema")
     return 0
