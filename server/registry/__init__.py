@@ -21,6 +21,7 @@ from ruche.server.registry.base import (
 from ruche.server.registry.booking_limits import (
     BookingLimits,
     LimitExceeded,
+    MembershipRequired,
     limits_for,
     list_limits,
     set_limits,
@@ -92,6 +93,7 @@ __all__ = [
     "SITE_KEY_BYTES",
     "BookingLimits",
     "LimitExceeded",
+    "MembershipRequired",
     "add_day_pass",
     "add_holiday",
     "authenticate_api_key",

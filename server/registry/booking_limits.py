@@ -1,6 +1,7 @@
 """How members may book at a site: how far ahead, how long, how many at once.
 
-A manager sets a rule per site (`plan_id` None) and may override it per plan; a member's
+Only a member with a plan at the site over the booking (or a day pass for its day) may
+book there. A manager sets a rule per site (`plan_id` None) and may override it per plan; a member's
 rule at a site is their plan's there (the membership covering the booking's start), else
 the site's, else none. `check` is the rule, pure; `limits_for` and `set_limits` read and
 write the rows; `registry.book` checks every booking against them.
@@ -25,6 +26,7 @@ from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import (
     BookingLimitRow,
     BookingRow,
+    DayPassRow,
     MembershipRow,
     PlanRow,
     SiteRow,
@@ -125,9 +127,39 @@ def held_bookings(session: Session, site_id: int, member_id: int, now: datetime)
     return int(count or 0)
 
 
+class MembershipRequired(Invalid):
+    """The member has no plan at the site over the booking, nor a day pass for its day."""
+
+
+def may_book_at(session: Session, site_id: int, member_id: int, starts_at: datetime,
+                ends_at: datetime) -> bool:  # fmt: skip
+    """Whether `member_id` has a membership whose plan includes the site over part of
+    [starts_at, ends_at), or a day pass there for the site's day of `starts_at`."""
+    plan = session.scalar(
+        select(MembershipRow.id)
+        .join(plan_sites, plan_sites.c.plan_id == MembershipRow.plan_id)
+        .where(MembershipRow.member_id == member_id, plan_sites.c.site_id == site_id,
+               MembershipRow.starts_at < ends_at,
+               (MembershipRow.ends_at.is_(None)) | (MembershipRow.ends_at > starts_at))
+        .limit(1)
+    )  # fmt: skip
+    if plan is not None:
+        return True
+    day = starts_at.astimezone(ZoneInfo(get(session, SiteRow, site_id).timezone)).date()
+    passed = session.scalar(
+        select(DayPassRow.id).where(DayPassRow.member_id == member_id,
+                                    DayPassRow.site_id == site_id, DayPassRow.day == day)
+    )  # fmt: skip
+    return passed is not None
+
+
 def check_booking(session: Session, *, site_id: int, member_id: int, starts_at: datetime,
                   ends_at: datetime, now: datetime) -> None:  # fmt: skip
-    """LimitExceeded if this booking breaks its member's rule at the site."""
+    """MembershipRequired unless the member may book at the site then; LimitExceeded if
+    the booking breaks their rule there."""
+    if not may_book_at(session, site_id, member_id, starts_at, ends_at):
+        raise MembershipRequired(f"member {member_id} has no plan at site {site_id} over that "
+                                 "time, nor a day pass: give them one first")  # fmt: skip
     limits = limits_for(session, site_id, member_id, starts_at)
     if limits.none:
         return

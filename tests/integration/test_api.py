@@ -316,6 +316,9 @@ class TestBookings:
     """Bookings are created, listed and cancelled; an overlap is a 409 that says so."""
 
     def test_create_conflict_cancel(self, api):
+        with transaction(api.sessions) as s:  # Ada may book at Lyon that day
+            registry.add_day_pass(s, member_id=api.ids["ada"], site_id=api.ids["site"],
+                                  day=T0.date())  # fmt: skip
         created = api.call("ada", "POST", "/bookings", json=_booking(api, T0, grace_before=10))
         assert created.status_code == 201, created.text
         booking = created.json()

@@ -57,6 +57,7 @@ def world(tmp_path):
             ids |= {name: site.id, f"{name}_desk": desk.id, f"{name}_door": door.id}
         for name, site in (("ada", "lyon"), ("bob", "paris")):
             member = registry.create_member(s, name=name.title(), email=f"{name}@example.org")
+            registry.add_day_pass(s, member_id=member.id, site_id=ids[site], day=T0.date())
             booking = registry.book(
                 s,
                 member_id=member.id,
@@ -65,7 +66,6 @@ def world(tmp_path):
                 starts_at=T0,
                 ends_at=T0 + timedelta(hours=2),
             )
-            registry.add_day_pass(s, member_id=member.id, site_id=ids[site], day=T0.date())
             audit.append(
                 s,
                 AuditEntry(
@@ -132,6 +132,9 @@ class TestMemberBoundary:
         passes = world.call("ada", "GET", "/day-passes").json()["data"]
         assert [p["member_id"] for p in passes] == [world.ids["ada"]]
         assert world.call("ada", "GET", f"/members/{world.ids['ada']}").status_code == 200
+        day_pass = {"member_id": world.ids["ada"], "site_id": world.ids["paris"],
+                    "day": (T0 + timedelta(days=1)).date().isoformat()}  # fmt: skip
+        assert world.call("admin", "POST", "/day-passes", json=day_pass).status_code == 201
         booked = world.call(
             "ada",
             "POST",

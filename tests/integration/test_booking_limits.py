@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ruche.server import registry
 from ruche.server.api.app import create_app
 from ruche.server.errors import Invalid
-from ruche.server.registry import LimitExceeded
+from ruche.server.registry import LimitExceeded, MembershipRequired
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import BookingStatus, Role
 from ruche.sim.testing.fakes import RecordingPorts
@@ -170,3 +170,90 @@ class TestTheApi:
         assert client.put(path, json={"days_ahead": -1}, headers=auth).status_code == 422
         other = {"Authorization": f"Bearer {limited.keys['other']}"}
         assert client.put(path, json={"at_once": 2}, headers=other).status_code == 403
+
+
+class TestMembershipRequired:
+    """Only a member with a plan at the site over part of the booking, or a day pass there
+    for the booking's day at the site, may book there."""
+
+    @staticmethod
+    def member(s: Site, name: str, *, plan: int | None = None, until: datetime | None = None,
+               passes: tuple[date, ...] = ()) -> int:  # fmt: skip
+        with transaction(s.sessions) as session:
+            member = registry.create_member(session, name=name, email=f"{name}@example.org")
+            session.flush()
+            if plan is not None:
+                registry.create_membership(session, member_id=member.id, plan_id=plan,
+                                           starts_at=TOMORROW_9 - timedelta(days=30),
+                                           ends_at=until)  # fmt: skip
+            for day in passes:
+                registry.add_day_pass(session, member_id=member.id, site_id=s.site, day=day)
+            return member.id
+
+    @staticmethod
+    def refused(s: Site, member: int, start: datetime, hours: float = 2) -> str:
+        with pytest.raises(MembershipRequired) as caught:
+            book(s, member, 0, start, hours)
+        return str(caught.value)
+
+    def test_no_plan_is_refused(self, limited: Site) -> None:
+        carol = self.member(limited, "carol")
+        assert "no plan at site" in self.refused(limited, carol, TOMORROW_9)
+
+    def test_a_plan_without_the_site_is_refused(self, limited: Site) -> None:
+        with transaction(limited.sessions) as session:
+            elsewhere = registry.create_plan(session, name="nantes only",
+                                             site_ids=[limited.other_site],
+                                             schedule={"kind": "24/7"}).id  # fmt: skip
+        dan = self.member(limited, "dan", plan=elsewhere)
+        self.refused(limited, dan, TOMORROW_9)
+
+    def test_a_plan_ended_before_the_booking_is_refused(self, limited: Site) -> None:
+        end = TOMORROW_9 + timedelta(days=1)
+        eve = self.member(limited, "eve", plan=limited.resident, until=end)
+        self.refused(limited, eve, end)  # the membership's end is not part of it
+        self.refused(limited, eve, end + timedelta(days=1))
+        book(limited, eve, 1, end - timedelta(hours=1))  # over part of the booking is enough
+
+    def test_a_day_pass_gives_its_day_at_the_site(self, limited: Site) -> None:
+        day = TOMORROW_9.date()
+        fay = self.member(limited, "fay", passes=(day,))
+        book(limited, fay, 0, TOMORROW_9)
+        self.refused(limited, fay, TOMORROW_9 + timedelta(days=1))
+        # 23:30 UTC is half past midnight the next day in Lyon: that day's pass counts.
+        late = TOMORROW_9.replace(hour=23, minute=30)
+        self.refused(limited, fay, late, hours=1)
+        with transaction(limited.sessions) as session:
+            registry.add_day_pass(session, member_id=fay, site_id=limited.site,
+                                  day=day + timedelta(days=1))  # fmt: skip
+        book(limited, fay, 1, late, hours=1)
+
+    def test_a_day_pass_at_another_site_is_refused(self, limited: Site) -> None:
+        gus = self.member(limited, "gus")
+        with transaction(limited.sessions) as session:
+            registry.add_day_pass(session, member_id=gus, site_id=limited.other_site,
+                                  day=TOMORROW_9.date())  # fmt: skip
+        self.refused(limited, gus, TOMORROW_9)
+
+    def test_the_api_answers_422_saying_why(self, limited: Site) -> None:
+        carol = self.member(limited, "carol")
+        with transaction(limited.sessions) as session:
+            _, admin = registry.create_api_key(session, role=Role.ADMIN, name="root")
+        ports = RecordingPorts()
+        body = {
+            "member_id": carol,
+            "site_id": limited.site,
+            "desk_id": limited.desks[0],
+            "starts_at": TOMORROW_9.isoformat(),
+            "ends_at": (TOMORROW_9 + timedelta(hours=1)).isoformat(),
+        }
+        app = create_app(sessions=limited.sessions, commands=ports, listener=ports)
+        with TestClient(app) as client:
+            answer = client.post("/bookings", json=body,
+                                 headers={"Authorization": f"Bearer {admin}"})  # fmt: skip
+        assert answer.status_code == 422
+        assert answer.json()["detail"] == (
+            f"member {carol} has no plan at site {limited.site} over that time, nor a day "
+            "pass: give them one first"
+        )
+        assert ports.changed == []

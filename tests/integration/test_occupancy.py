@@ -47,6 +47,7 @@ def seed(url: str, site: str) -> dict[str, int]:
         bob = registry.create_member(session, name="Bob", email="bob@example.org")
         session.flush()
         registry.enrol_badge(session, ada.id, key, ADA_UID)
+        registry.add_day_pass(session, member_id=bob.id, site_id=site_row.id, day=DAY.date())
         booking = registry.book(session, member_id=bob.id, site_id=site_row.id,
                                 desk_id=desks["desk-1"], starts_at=at(10, 30),
                                 ends_at=at(13))  # fmt: skip
@@ -163,6 +164,7 @@ class TestNoShows:
                                           agent_id=agent.id) for i in range(3)]  # fmt: skip
             member = registry.create_member(session, name="Ada", email="ada@example.org")
             session.flush()
+            registry.add_day_pass(session, member_id=member.id, site_id=site.id, day=DAY.date())
             came, stayed_away, later = (
                 registry.book(session, member_id=member.id, site_id=site.id, desk_id=desk.id,
                               starts_at=start, ends_at=start + timedelta(hours=3))
@@ -209,6 +211,8 @@ class TestLateArrival:
             ada = registry.create_member(session, name="Ada", email="ada@example.org")
             bob = registry.create_member(session, name="Bob", email="bob@example.org")
             session.flush()
+            for who in (ada, bob):
+                registry.add_day_pass(session, member_id=who.id, site_id=site.id, day=DAY.date())
             booking = registry.book(session, member_id=ada.id, site_id=site.id, desk_id=desk.id,
                                     starts_at=at(9), ends_at=at(12))  # fmt: skip
             return site.id, desk.id, bob.id, booking.id

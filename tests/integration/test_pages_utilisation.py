@@ -66,7 +66,9 @@ def site(db_url: str) -> Iterator[Site]:
         d1 = lyon.desk("d1", agent="a1", zone="Open space")
         lyon.desk("q1", agent="a1", zone="Quiet room")
         paris = SiteBuilder(s, "paris", name="Paris")
-        ada = lyon.member("Ada", "ada@example.org")
+        ada = lyon.member(
+            "Ada", "ada@example.org", plan=lyon.plan("Resident"), since=local(DAYS[0], 0)
+        )
         for n, day in enumerate(DAYS):
             registry.book(s, member_id=ada, site_id=lyon.id, desk_id=d1,
                           starts_at=local(day, 9), ends_at=local(day, 11))  # fmt: skip

@@ -22,6 +22,7 @@ from ruche.server.storage.models import (
     BadgeRow,
     Base,
     BookingRow,
+    DayPassRow,
     DeskRow,
     DoorRow,
     MemberRow,
@@ -44,8 +45,9 @@ def sessions(db_url):
     engine.dispose()
 
 
-def _world(sessions: sessionmaker[Session]) -> dict[str, int]:
-    """A site with a zone, two desks, an agent, a door and an active member."""
+def _world(sessions: sessionmaker[Session], *, plan: bool = False) -> dict[str, int]:
+    """A site with a zone, two desks, an agent, a door and two active members; with
+    `plan`, both on an open-ended plan at the site from well before T0, so they may book."""
     with transaction(sessions) as s:
         site = registry.create_site(s, slug="lyon", name="Lyon", timezone="Europe/Paris")
         zone = registry.create_zone(s, site_id=site.id, name="open space")
@@ -55,6 +57,12 @@ def _world(sessions: sessionmaker[Session]) -> dict[str, int]:
         door = registry.create_door(s, site_id=site.id, slug="front", agent_id=agent.id)
         member = registry.create_member(s, name="Ada", email="Ada@Example.org")
         other = registry.create_member(s, name="Grace", email="grace@example.org")
+        if plan:
+            everywhere = registry.create_plan(s, name="Resident", site_ids=[site.id],
+                                              schedule={"kind": "24/7"})  # fmt: skip
+            for who in (member, other):
+                registry.create_membership(s, member_id=who.id, plan_id=everywhere.id,
+                                           starts_at=T0 - timedelta(days=365))  # fmt: skip
         return {
             "site": site.id,
             "zone": zone.id,
@@ -213,6 +221,10 @@ class TestPlacesAndPeople:
             ):
                 with pytest.raises(Invalid):
                     registry.create_plan(s, name="bad", site_ids=[], schedule=schedule)
+            # The day pass lets Ada book; removed, it leaves the booking alone in use of her.
+            day_pass = registry.add_day_pass(
+                s, member_id=ids["member"], site_id=ids["site"], day=date(2025, 3, 10)
+            )
             registry.book(
                 s,
                 member_id=ids["member"],
@@ -221,6 +233,7 @@ class TestPlacesAndPeople:
                 starts_at=T0,
                 ends_at=T0 + timedelta(hours=1),
             )
+            registry.delete(s, DayPassRow, day_pass.id)
             with pytest.raises(Conflict, match="still in use"):
                 registry.delete(s, MemberRow, ids["member"])
 
@@ -285,7 +298,7 @@ class TestBookings:
         )
 
     def test_overlap_refused_adjacent_allowed(self, sessions):
-        ids = _world(sessions)
+        ids = _world(sessions, plan=True)
         with transaction(sessions) as s:
             first = self._book(s, ids, T0, 2, grace_before=15, grace_after=15)
         with transaction(sessions) as s:
@@ -317,7 +330,7 @@ class TestBookings:
             assert [b.id for b in window] == [first.id, again.id]
 
     def test_rooms(self, sessions):
-        ids = _world(sessions)
+        ids = _world(sessions, plan=True)
         with transaction(sessions) as s:
             room = registry.create_zone(s, site_id=ids["site"], name="Salle Curie")
             self._book(s, ids, T0, 1, desk_id=None, zone_id=room.id)
@@ -325,7 +338,7 @@ class TestBookings:
                 self._book(s, ids, T0, 1, desk_id=None, zone_id=room.id, member_id=ids["other"])
 
     def test_refusals(self, sessions):
-        ids = _world(sessions)
+        ids = _world(sessions, plan=True)
         with transaction(sessions) as s:
             with pytest.raises(Invalid, match="either"):
                 self._book(s, ids, T0, 1, zone_id=ids["zone"])
@@ -341,6 +354,7 @@ class TestBookings:
             with pytest.raises(Invalid, match="inactive"):
                 self._book(s, ids, T0, 1, member_id=ids["other"])
             paris = registry.create_site(s, slug="paris", name="Paris", timezone="Europe/Paris")
+            registry.add_day_pass(s, member_id=ids["member"], site_id=paris.id, day=T0.date())
             with pytest.raises(Invalid, match="not at site"):
                 registry.book(
                     s,
@@ -352,7 +366,7 @@ class TestBookings:
                 )
 
     def test_a_zone_and_its_desks_never_overlap(self, sessions):
-        ids = _world(sessions)
+        ids = _world(sessions, plan=True)
         with transaction(sessions) as s:
             self._book(s, ids, T0, 2)  # desk d1, in the zone
             with pytest.raises(Conflict, match="a desk of zone"):
@@ -363,7 +377,7 @@ class TestBookings:
                            member_id=ids["other"])  # fmt: skip
 
     def test_a_desk_and_its_zone_booked_at_once_one_wins(self, sessions):
-        ids = _world(sessions)
+        ids = _world(sessions, plan=True)
         for n in range(4):
             start = T0 + timedelta(days=n + 1)
             barrier = threading.Barrier(2)
@@ -388,7 +402,7 @@ class TestBookings:
             assert sorted(outcomes) in (["conflict", "desk"], ["conflict", "zone"]), outcomes
 
     def test_concurrent_overlapping_bookings_one_wins(self, sessions):
-        ids = _world(sessions)
+        ids = _world(sessions, plan=True)
         rounds, threads = 5, 4
         for n in range(rounds):
             outcomes = _race(sessions, ids, T0 + timedelta(days=n + 1), threads)
@@ -433,7 +447,7 @@ class TestTimezones:
     """Aware datetimes come back aware, in UTC, as the same instant; naive ones are refused."""
 
     def test_round_trip_across_dst(self, sessions):
-        ids = _world(sessions)
+        ids = _world(sessions, plan=True)
         # 2025-03-30 02:00 Paris: clocks jump to 03:00. Book 01:30 CET to 03:30 CEST (1 h).
         start = datetime(2025, 3, 30, 1, 30, tzinfo=PARIS)
         end = datetime(2025, 3, 30, 3, 30, tzinfo=PARIS)

@@ -146,6 +146,8 @@ def api(request, tmp_path) -> Iterator[Api]:
             s.flush()
             registry.enrol_badge(s, members[name].id, key, name.encode())
         s.flush()
+        for name in ("ada", "bob"):  # so that they may book on Monday
+            registry.add_day_pass(s, member_id=members[name].id, site_id=site.id, day=MONDAY)
         ada_booking = registry.book(s, member_id=members["ada"].id, site_id=site.id,
                                     desk_id=desks["d1"].id, starts_at=local(MONDAY, 10),
                                     ends_at=local(MONDAY, 12))  # fmt: skip
