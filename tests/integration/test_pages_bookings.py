@@ -269,6 +269,23 @@ class TestBooking:
         page = client.get(answer.headers["location"])
         assert french in html.unescape(page.text)
 
+    def test_a_day_pass_is_enough_and_limits_are_said(self, world):
+        with transaction(world.sessions) as s:
+            registry.add_day_pass(s, member_id=world.ids["cleo"], site_id=world.ids["lyon"],
+                                  day=DAY)  # fmt: skip
+            registry.set_limits(s, world.ids["lyon"], plan_id=None, days_ahead=None,
+                                max_minutes=60, at_once=None)  # fmt: skip
+        client = world.browser("lou@example.org")
+        client.get("/language/fr")
+        cleo = str(world.ids["cleo"])
+        answer = world.post(client, "/manage/bookings", **book_form(world, member_id=cleo))
+        assert "error=limit_max_minutes" in answer.headers["location"]
+        page = client.get(answer.headers["location"])
+        assert "dépasse la durée permise par ce site" in html.unescape(page.text)
+        answer = world.post(client, "/manage/bookings",
+                            **book_form(world, member_id=cleo, end="10:00"))  # fmt: skip
+        assert "done=created" in answer.headers["location"]
+
     def test_outside_the_opening_hours(self, world):
         client = world.browser("root@example.org")
         form = {"site": "paris", "member_id": "0", "target": "desk:1", "day": str(WEDNESDAY),

@@ -23,13 +23,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
 from ruche.server import registry
-from ruche.server.access.invitations import has_plan_at, site_hours
+from ruche.server.access.invitations import site_hours
 from ruche.server.api.deps import BookingInScope, ChangesDep, SessionDep
 from ruche.server.api.pages.forms import back, outcome
 from ruche.server.api.pages.guard import ManagerReader, site_choice
 from ruche.server.api.pages.rendering import render
 from ruche.server.errors import Conflict, DomainError, Invalid, NotFound
 from ruche.server.i18n import N_
+from ruche.server.registry.booking_limits import LimitExceeded, MembershipRequired
 from ruche.server.registry.schedule import Interval, local_day
 from ruche.server.storage.enums import BookingStatus
 from ruche.server.storage.models import BookingRow, DeskRow, MemberRow, SiteRow, ZoneRow
@@ -61,6 +62,11 @@ ERRORS: Final = {
         "This member has no plan at this site that day: give them a plan or a day pass first."
     ),
     "inactive": N_("This member is disabled: re-activate them to book."),
+    "limit_days_ahead": N_("This site takes bookings fewer days ahead. Pick an earlier day."),
+    "limit_max_minutes": N_("This booking is longer than this site allows. Book fewer hours."),
+    "limit_at_once": N_(
+        "This member already holds as many bookings as this site allows at once. Cancel one first."
+    ),
     "bad_times": N_("A booking must end after it starts."),
     "bad_form": N_("Choose a member, a desk or a room, a day and the times."),
     "not_booked": N_("This booking is no longer active."),
@@ -301,14 +307,16 @@ def _book(
         raise Refused("bad_form")
     if not member.active:
         raise Refused("inactive")
-    if not has_plan_at(session, member_id, site.id, (wanted.starts_at, wanted.ends_at)):
-        raise Refused("no_plan")
     try:
         return registry.book(
             session, member_id=member_id, site_id=site.id, desk_id=wanted.desk_id,
             zone_id=wanted.zone_id, starts_at=wanted.starts_at, ends_at=wanted.ends_at,
             grace_before=grace[0], grace_after=grace[1],
         )  # fmt: skip
+    except MembershipRequired:  # no plan at the site then, nor a day pass for the day
+        raise Refused("no_plan") from None
+    except LimitExceeded as limit:
+        raise Refused(f"limit_{limit.kind}") from None
     except Conflict:
         raise Refused("taken") from None
     except (Invalid, NotFound):
