@@ -1,4 +1,4 @@
-"""The simulator's commands: `ruche sim run`, `ruche bench edge|access|ingest` and
+"""The simulator's commands: `ruche sim run`, `ruche bench edge|access|ingest|web` and
 `ruche demo`.
 
 The parsers import nothing but argparse; each handler imports what it runs (see pyproject's
@@ -118,6 +118,37 @@ def _bench_access(args: argparse.Namespace) -> int:
     return 0 if result.wrong_decisions == 0 and result.unanswered == 0 else 1
 
 
+def _bench_web(args: argparse.Namespace) -> int:
+    from ruche.sim.bench.web import BenchError, run_web_bench
+
+    for name in ("desks", "members", "requests"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name} must be at least 1")
+    try:
+        result = run_web_bench(
+            desks=args.desks, members=args.members, requests=args.requests,
+            progress=None if args.json else lambda line: print(line, flush=True),
+        )  # fmt: skip
+    except BenchError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(f"{'who':<8} {'page':<28} {'status':>6} {'p50 ms':>8} {'p95 ms':>8} "
+              f"{'max ms':>8} {'bytes':>8}")  # fmt: skip
+        for page in result.pages:
+            times = [f"{t:8.1f}" if t is not None else f"{'-':>8}"
+                     for t in (page.p50_ms, page.p95_ms, page.max_ms)]  # fmt: skip
+            print(f"{page.role:<8} {page.path:<28} {page.status:>6} {' '.join(times)} "
+                  f"{page.bytes:>8}")  # fmt: skip
+        for missing in result.not_served:
+            print(f"not served: {missing}")
+        print(f"slowest p95: {result.slowest_p95_ms:.1f} ms (target under "
+              f"{result.target_p95_ms:.0f} ms); over it or failing: "
+              f"{', '.join(result.failed) or 'none'}")  # fmt: skip
+    return 0 if not result.failed else 1
+
+
 def _fill_bench(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
     edge = actions.add_parser(
@@ -161,6 +192,14 @@ def _fill_bench(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     ingest.add_argument("--json", action="store_true", help="print one JSON object")
     ingest.set_defaults(handler=_bench_ingest)
+    web = actions.add_parser(
+        "web", help="server time of every page of a manager and a member on a big site"
+    )
+    web.add_argument("--desks", type=int, default=200, help="desks of the site (200)")
+    web.add_argument("--members", type=int, default=2000, help="members (2000)")
+    web.add_argument("--requests", type=int, default=40, help="timed requests per page (40)")
+    web.add_argument("--json", action="store_true", help="print one JSON object")
+    web.set_defaults(handler=_bench_web)
 
 
 # --- ruche demo ------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from ruche.server.api.pages.rendering import NAVIGATION
+from ruche.server.storage.enums import Role
 from ruche.sim.nfc import BadgeEmulator
 from ruche.sim.services.mosquitto import find_mosquitto
 from ruche.sim.services.sockets import free_port, wait_for_port
@@ -143,6 +145,27 @@ class TestBenchEdgeCommand:
         assert figures["rss_mb"] > 0
         assert figures["cpu_percent"] >= 0
         assert figures["lost"] == 0
+
+
+class TestBenchWebCommand:
+    """`ruche bench web --json` signs in as a manager and a member through the form and
+    times every page the navigation gives them, each answering 200."""
+
+    @pytest.mark.slow
+    def test_json_figures(self):
+        done = _run("bench", "web", "--desks", "12", "--members", "30", "--requests", "3",
+                    "--json", timeout=180)  # fmt: skip
+        assert done.returncode in (0, 1), done.stderr
+        figures = json.loads(done.stdout)
+        timed = {(page["role"], page["path"]): page for page in figures["pages"]}
+        expected = {("manager", item.path) for item in NAVIGATION
+                    if Role.MANAGER in item.roles and item.path != "/docs"}  # fmt: skip
+        expected |= {("member", item.path) for item in NAVIGATION if Role.MEMBER in item.roles}
+        assert expected <= timed.keys(), figures["not_served"]
+        assert any(path.startswith("/my/checkin/") for _, path in timed)
+        assert all(page["status"] == 200 for page in timed.values()), figures["failed"]
+        assert all(page["p95_ms"] > 0 for page in timed.values())
+        assert (done.returncode == 0) == (figures["failed"] == [])
 
 
 class TestReadBadgeCommand:
