@@ -12,10 +12,12 @@ from ruche.server.billing.close import (
     SETTLE_MONTHS,
     CloseResult,
     Draft,
+    Preview,
     SiteClose,
     Skipped,
     close_period,
     draft_invoices,
+    preview_invoices,
     usage_json,
 )
 from ruche.server.billing.invoices import (
@@ -51,6 +53,7 @@ __all__ = [
     "SETTLE_MONTHS",
     "CloseResult",
     "Draft",
+    "Preview",
     "SiteClose",
     "Skipped",
     "add_price_version",
@@ -65,6 +68,7 @@ __all__ = [
     "member_spans",
     "member_usage",
     "period_span",
+    "preview_invoices",
     "price_versions",
     "set_site_billing",
     "sites_used",

@@ -38,6 +38,7 @@ from ruche.server.storage.enums import Role
 from ruche.server.storage.models import (
     DeskSessionRow,
     InvoiceRow,
+    PlanRow,
     StoredEventRow,
     VisitRow,
 )
@@ -191,6 +192,28 @@ class TestManagerCloses:
         assert "TVA 20\xa0% sur 325,00\xa0€" in shown
         with world.sessions() as s:
             assert s.scalars(select(InvoiceRow)).first() is None, "a preview issues nothing"
+
+    def test_a_big_site_comes_in_pages_of_fifty(self, world):
+        with transaction(world.sessions) as s:
+            plan = s.scalars(select(PlanRow)).one()
+            for n in range(55):
+                member = registry.create_member(s, name=f"Zoé {n:02d}", email=f"z{n}@example.org")
+                s.flush()
+                registry.create_membership(s, member_id=member.id, plan_id=plan.id,
+                                           starts_at=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+        lou = world.signed_in("lou")
+        first = text(lou.get(f"/manage/invoices?site=lyon&month={MONTH}").text)
+        assert "Membres 1 à 50 sur 57" in first
+        assert "Ada Lovelace" in first
+        assert "Zoé 54" not in first
+        second = text(lou.get(f"/manage/invoices?site=lyon&month={MONTH}&page=2").text)
+        assert "Membres 51 à 57 sur 57" in second
+        assert "Zoé 54" in second
+        assert "Ada Lovelace" not in second
+        world.close(lou)
+        closed = text(lou.get(f"/manage/invoices?site=lyon&month={MONTH}&page=2").text)
+        assert "57 factures émises" in closed
+        assert "Zoé 54" in closed
 
     def test_closing_asks_for_confirmation_then_issues_once(self, world):
         lou = world.signed_in("lou")

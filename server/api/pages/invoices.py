@@ -44,6 +44,8 @@ router = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
 
 PATH: Final = "/manage/invoices"
+PAGE: Final = 50
+"""Members per page of a month's invoices (a preview computes each one's usage)."""
 MINE: Final = "/my/invoices"
 PDF: Final = "application/pdf"
 CSV: Final = "text/csv; charset=utf-8"
@@ -120,12 +122,15 @@ class Card:
 @router.get(PATH, response_class=HTMLResponse)
 def invoices_page(
     request: Request,
+    *,
     reader: ManagerReader,
     session: SessionDep,
     site: Slug = None,
     month: MonthText = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
-    """A site's month: what closing it would bill, or the invoices it issued."""
+    """A site's month: what closing it would bill, or the invoices it issued, `PAGE`
+    members at a time."""
     chosen, sites = site_choice(session, reader, site)
     now = datetime.now(UTC)
     this_month = current_month(chosen, now)
@@ -146,26 +151,32 @@ def invoices_page(
     cards: list[Card] = []
     skipped: list[billing.Skipped] = []
     problem: str | None = None
+    offset, total = (page - 1) * PAGE, 0
     if closed is not None:
         rows = billing.list_invoices(session, site_id=chosen.id, period=period)
-        cards = [Card(r.member_name, r.member_email, billing.document_of(r), r) for r in rows]
+        total = len(rows)
+        cards = [Card(r.member_name, r.member_email, billing.document_of(r), r)
+                 for r in rows[offset : offset + PAGE]]  # fmt: skip
     else:
         try:
-            drafts, skipped = billing.draft_invoices(session, chosen, period)
+            preview = billing.preview_invoices(session, chosen, period, offset=offset,
+                                               limit=PAGE)  # fmt: skip
         except Invalid as exc:
             problem = str(exc)
         else:
+            skipped, total = preview.skipped, preview.total
             cards = [
                 Card(d.member.name, d.member.email,
                      InvoiceDocument.model_validate_json(d.invoice.to_json()))
-                for d in drafts
+                for d in preview.drafts
             ]  # fmt: skip
     ended = local_day(period.last_day, chosen.tzinfo)[1] <= now
     return render(
         request, "invoices/manage.html", timezone=chosen.timezone, period=period,
         month_text=str(period), closed=closed, cards=cards, skipped=skipped, problem=problem,
         ended=ended, previous=shift(period, -1), following=shift(period, 1),
-        message=outcome(request, ERRORS, NOTICES), **common,
+        message=outcome(request, ERRORS, NOTICES), total=total, page=page,
+        pages=max(1, -(-total // PAGE)), first=offset + 1, **common,
     )  # fmt: skip
 
 
