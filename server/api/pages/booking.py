@@ -29,7 +29,7 @@ from ruche.server.api.policy import Principal
 from ruche.server.api.schemas import MAX_ID
 from ruche.server.errors import Conflict, DomainError
 from ruche.server.i18n import N_, Formats
-from ruche.server.registry.booking_limits import LimitExceeded
+from ruche.server.registry.booking_limits import LimitExceeded, MembershipRequired
 from ruche.server.registry.desk_booking import (
     HORIZON,
     BookingRefused,
@@ -267,6 +267,8 @@ def book_form(
         return back(BOOK, error=Refusal.TOO_FAR.value, **choice.params())
     except LimitExceeded as limit:
         return back(BOOK, error=f"limit_{limit.kind}", **choice.params())
+    except MembershipRequired:  # book's own plan rule, should it ever see more than ours
+        return back(BOOK, error=Refusal.OUTSIDE_PLAN.value, **choice.params())
     except Conflict:
         return back(BOOK, error="taken", **choice.params())
     except DomainError:  # the desk is not at this site, or no longer exists
