@@ -230,9 +230,13 @@ def _billables(session: Session, site: SiteRow, start: datetime, end: datetime) 
         for m in memberships
         if m.starts_at < end and (m.ends_at is None or m.ends_at > start)
     }
+    # Two queries for every member and plan, not two per member: a site may have thousands.
+    rows = {m.id: m for m in session.scalars(select(MemberRow).where(MemberRow.id.in_(members)))}
+    plans = {p.id: p for p in session.scalars(
+        select(PlanRow).where(PlanRow.id.in_({m.plan_id for m in memberships})))}  # fmt: skip
     out: list[_Billable] = []
     for member_id in sorted(members):
-        member = session.get(MemberRow, member_id)
+        member = rows.get(member_id)
         if member is None:  # usage rows name members by id, without a foreign key
             continue
         held = by_member.get(member_id, [])
@@ -252,8 +256,7 @@ def _billables(session: Session, site: SiteRow, start: datetime, end: datetime) 
                 and (earlier.ends_at is None or earlier.ends_at >= since)
             ):
                 since = earlier.starts_at
-        plan = session.get(PlanRow, chosen.plan_id)
-        out.append(_Billable(member, plan, since, member_id in users))
+        out.append(_Billable(member, plans.get(chosen.plan_id), since, member_id in users))
     return out
 
 

@@ -399,6 +399,7 @@ class AuditRow(Base):
         sa.UniqueConstraint("site", "agent", "agent_seq"),
         sa.Index(None, "member_id", "id"),
         sa.Index(None, "site", "door", "id"),
+        sa.Index(None, "site", "id"),  # a site's log, newest first (its audit page)
         sa.Index(None, "decided_at"),
     )
 
