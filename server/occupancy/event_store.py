@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, select, tuple_, update
+from sqlalchemy import Table, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -53,14 +53,21 @@ def kept_versions(
     (site, agent, seq): the version the `events` table keeps. An agent that resends a seq
     with other content (a bug, a restored outbox) is then kept once, as SQL has it, in
     every store. The query runs only for batches with a duplicate: they are rare."""
-    keys = {(m.topic.site, m.topic.agent, int(m.payload.seq)) for m, _ in events}  # type: ignore[union-attr]
-    stored: dict[tuple[str, str, int], str] = {}
-    for site, agent, seq, payload in session.execute(
-        select(_EVENTS.c.site, _EVENTS.c.agent, _EVENTS.c.seq, _EVENTS.c.payload).where(
-            tuple_(_EVENTS.c.site, _EVENTS.c.agent, _EVENTS.c.seq).in_(keys)
+    seqs: dict[tuple[str, str], set[int]] = {}
+    for message, _ in events:
+        seqs.setdefault((message.topic.site, message.topic.agent), set()).add(
+            int(message.payload.seq)  # type: ignore[union-attr]
         )
-    ):
-        stored[site, agent, seq] = payload
+    stored: dict[tuple[str, str, int], str] = {}
+    # One query per agent on the primary key's prefix: a row-value IN list would not use
+    # the index on PostgreSQL, and resends after an outage make every batch take this path.
+    for (site, agent), wanted in seqs.items():
+        for seq, payload in session.execute(
+            select(_EVENTS.c.seq, _EVENTS.c.payload).where(
+                _EVENTS.c.site == site, _EVENTS.c.agent == agent, _EVENTS.c.seq.in_(wanted)
+            )
+        ):
+            stored[site, agent, seq] = payload
     kept: dict[tuple[str, str, int], Message] = {}
     for message, raw in events:
         key = (message.topic.site, message.topic.agent, int(message.payload.seq))  # type: ignore[union-attr]
