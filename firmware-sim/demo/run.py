@@ -310,7 +310,12 @@ class Demo:
         say(f"site:      {len(site.desks)} desks in {', '.join(site.zones)}; doors "
             f"{' and '.join(d.door for d in site.layout.doors)}; {len(site.members)} members "
             f"on {len(PLANS)} plans; {len(day.plan.bookings)} desk bookings today")  # fmt: skip
-        say(f"live page: {self.api}/  (log in with the manager key below)")
+        seeded = self.seeded
+        say(f"live page: {self.api}/  (sign in as the manager below)")
+        say(
+            f"sign in:   {self.api}/signin as {seeded.manager_email} (manager) or "
+            f"{seeded.member_email} (member), password (shown once): {seeded.password}"
+        )
         say(f"manager key (shown once): {self.manager_key}\n"
             f"use the API: curl -H 'Authorization: Bearer {self.manager_key}' "
             f"'{self.api}/bookings?site_id={self.seeded.site_id}'")  # fmt: skip

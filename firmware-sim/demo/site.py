@@ -2,12 +2,14 @@
 
 Its agents, zones, desks and doors; its plans (24/7 at the doors) with their price
 versions and a 20 % tax; its members with memberships since two months, enrolled
-badges (the former member's revoked); the day's bookings made ahead; and a manager key
-for the site (the floor page and its API).
+badges (the former member's revoked); the day's bookings made ahead; a manager key for
+the API; and sign-in accounts for the pages, the site's manager and one member, sharing
+one random password.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -16,6 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ruche.server import billing, registry
+from ruche.server.people import accounts
+from ruche.server.people.passwords import hash_password
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
 from ruche.server.storage.enums import Role
 from ruche.server.storage.models import DeskRow, MemberRow
@@ -26,6 +30,8 @@ from ruche.sim.testing.sites import SiteBuilder
 __all__ = ["SeededSite", "add_bookings", "seed_demo_site"]
 
 TAX_RATE = "0.20"
+DEMO_MANAGER = "manager@demo.example"
+"""The demo site's manager, who signs in to the pages."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,10 @@ class SeededSite:
     desks: dict[str, int]
     """Desk ids by slug."""
     manager_key: str
+    manager_email: str
+    member_email: str
+    password: str
+    """Of both people (the manager's and a member's sign-in), shown once by the demo."""
 
 
 def seed_demo_site(
@@ -89,7 +99,18 @@ def seed_demo_site(
             _book(session, built.id, members, desk_ids, bookings)
             _, secret = registry.create_api_key(session, role=Role.MANAGER, site_id=built.id,
                                                 name="demo manager")  # fmt: skip
-            return SeededSite(built.id, members, desk_ids, secret)
+            member = next(m.member.key for m in site.members if not m.member.revoked)
+            password = secrets.token_urlsafe(12)
+            digest = hash_password(password)  # argon2 once: both accounts share it
+            people = [
+                accounts.create_person(session, email=DEMO_MANAGER, role=Role.MANAGER,
+                                       site_id=built.id, now=now),
+                accounts.create_person(session, email=member, role=Role.MEMBER,
+                                       member_id=members[member], now=now),
+            ]  # fmt: skip
+            for person in people:
+                person.password_hash = digest
+            return SeededSite(built.id, members, desk_ids, secret, DEMO_MANAGER, member, password)
     finally:
         engine.dispose()
 
