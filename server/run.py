@@ -281,7 +281,7 @@ def run_server(
         ingest_sessions=make_sessions(ingest_engine),
         checkpointer=checkpointer,
     )
-    mqtt_workers.start()
+    mqtt_workers.start(settings.mqtt.connect_timeout_s)
     children = IngestChildren(workers - 1, config=config, log_level=log_level)
     if workers > 1:
         mqtt_workers.metrics.watch_children(children)
@@ -343,7 +343,7 @@ def run_ingest(settings: ServerSettings, *, name: str) -> int:
     try:
         if checkpointer is not None:
             checkpointer.start()
-        worker.start(30.0)
+        worker.start(settings.mqtt.connect_timeout_s)
         if reporter is not None:
             reporter.start()
         log.info("ingest process %s is taking events", name)

@@ -66,6 +66,9 @@ class ServerMqtt(_Group):
     password: SecretStr
     ca_file: Path | None = None
     keepalive: int = Field(default=30, ge=5, le=600)
+    connect_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """How long `ruche server run|ingest` waits for the broker at start before saying it
+    is unreachable (a broker starting at the same time comes up within it)."""
     agents_host: str | None = None
     """The broker's name or address as agents reach it over the site network (it must be
     in the broker's certificate): what `ruche admin agent add` writes in their files."""

@@ -444,7 +444,8 @@ class TestBrokerAndInfluxAddresses:
     def test_broker_that_refuses(self, sqlite_url: str, tmp_path: Path) -> None:
         # A refused port is waited on (a broker starting at the same time comes up within
         # it), then said.
-        mqtt = f'port = {free_port()}\npassword = "{SERVER_PASSWORD}"\n'
+        mqtt = (f'port = {free_port()}\npassword = "{SERVER_PASSWORD}"\n'
+                "connect_timeout_s = 3\n")  # fmt: skip
         config = server_toml(tmp_path / "server.toml", sqlite_url, mqtt=mqtt)
         done = ruche("server", "ingest", "--config", config, "--log-level", "WARNING",
                      timeout=90)  # fmt: skip
