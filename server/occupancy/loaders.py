@@ -17,6 +17,7 @@ from ruche.broker import Channel, DeskBadge, OfflineDecision, PresenceState, Tap
 from ruche.server.access.facts import direction_of
 from ruche.server.occupancy.limits import BADGE_WINDOW, DECISION_SLACK
 from ruche.server.occupancy.sessions import (
+    AttributedSession,
     BookingSpan,
     DeskEvent,
     DeskKey,
@@ -31,6 +32,7 @@ from ruche.server.storage.models import (
     AgentRow,
     AuditRow,
     BookingRow,
+    DeskCheckInRow,
     DeskRow,
     DeskSessionRow,
     SiteRow,
@@ -151,6 +153,29 @@ def load_desk_bookings(
     return [
         BookingSpan(id=booking_id, desk=(site, agent, desk), member=member, start=start, end=end)
         for booking_id, member, start, end, agent, desk in rows
+    ]
+
+
+def load_checkins(session: Session, site: str, *, since: datetime) -> list[AttributedSession]:
+    """The site's QR check-ins from `since` on, each as an instant of presence at its desk
+    by the member who scanned it: arrival evidence for the no-show rules (`reclaims`)."""
+    rows = session.execute(
+        select(AgentRow.slug, DeskRow.slug, DeskCheckInRow.member_id,
+               DeskCheckInRow.checked_in_at, DeskCheckInRow.id)
+        .join(DeskRow, DeskRow.id == DeskCheckInRow.desk_id)
+        .join(AgentRow, AgentRow.id == DeskRow.agent_id)
+        .join(SiteRow, SiteRow.id == DeskRow.site_id)
+        .where(SiteRow.slug == site, DeskCheckInRow.checked_in_at >= since)
+    ).all()  # fmt: skip
+    return [
+        AttributedSession(
+            DeskSession(
+                desk=(site, agent, desk), start=at, end=at, opened_seq=-checkin, closed_by="vacant"
+            ),
+            member,
+            "badge",
+        )
+        for agent, desk, member, at, checkin in rows
     ]
 
 

@@ -40,6 +40,7 @@ from ruche.server.occupancy.limits import (
 )
 from ruche.server.occupancy.loaders import (
     DeskWindow,
+    load_checkins,
     load_desk_bookings,
     load_desk_events,
     load_door_taps,
@@ -187,7 +188,8 @@ def plan_refresh(
         earliest = min(b.start for b in judged)
         around = (attributed if desks is None
                   else _sessions_after(session, site, desks, attributed, earliest))  # fmt: skip
-        back = set(reclaims(judged, booked, around, now=now))
+        scanned = load_checkins(session, site, since=earliest)
+        back = set(reclaims(judged, booked, [*around, *scanned], now=now))
     # A member late past the grace whose desk is still free keeps it: never released, or
     # given back if an earlier round released it.
     released = tuple(i for i in late if i not in back)

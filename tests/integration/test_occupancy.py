@@ -13,6 +13,7 @@ from ruche.edge.link import AgentLink, LinkOptions
 from ruche.edge.outbox import Outbox
 from ruche.server import registry
 from ruche.server.messaging.connection import MqttOptions
+from ruche.server.occupancy.checkin import check_in
 from ruche.server.occupancy.ingest import IngestWorker
 from ruche.server.occupancy.refresh import refresh_site
 from ruche.server.storage.db import make_engine, make_sessions, run_migrations, transaction
@@ -247,6 +248,17 @@ class TestLateArrival:
         assert self._status(sessions, booking) == "booked"
         with transaction(sessions) as session:  # judged once: not released again
             assert refresh_site(session, "late", now=at(11)).released == ()
+        assert self._status(sessions, booking) == "booked"
+
+    def test_a_qr_check_in_is_arrival_too(self, sessions):
+        _, desk, _, booking = self._site(sessions)
+        with transaction(sessions) as session:
+            assert refresh_site(session, "late", now=at(9, 30)).released == (booking,)
+        with transaction(sessions) as session:
+            check_in(session, member_id=session.get(BookingRow, booking).member_id,  # type: ignore[union-attr]
+                     desk_id=desk, now=at(10, 5))  # fmt: skip
+        with transaction(sessions) as session:
+            assert refresh_site(session, "late", now=at(10, 30)).reclaimed == (booking,)
         assert self._status(sessions, booking) == "booked"
 
     def test_not_when_someone_booked_the_desk_meanwhile(self, sessions):
