@@ -212,13 +212,17 @@ def check_metrics(server: Running, site: str) -> None:
     def get(name: str, **labels: str) -> float | None:
         return scraped.get(labelled(name, **labels))
 
-    assert get("ruche_ingest_received_total") == 10
-    assert get("ruche_ingest_duplicates_total") == 1
+    # Ten messages sent; on a loaded machine the broker may deliver one again (a QoS 1
+    # message whose ack was late): each such is one more received, and one more duplicate.
+    received = get("ruche_ingest_received_total") or 0
+    again = received - 10
+    assert again >= 0, received
+    assert get("ruche_ingest_duplicates_total") == 1 + again
     assert get("ruche_ingest_commit_failures_total") == 0
     assert (get("ruche_ingest_batches_total") or 0) >= 1
-    # Every valid event's lag, the duplicate's too.
-    assert get("ruche_ingest_lag_seconds_count") == 9
-    assert get("ruche_ingest_lag_seconds_bucket", le="+Inf") == 9
+    # Every valid event's lag, the duplicates' too.
+    assert get("ruche_ingest_lag_seconds_count") == 9 + again
+    assert get("ruche_ingest_lag_seconds_bucket", le="+Inf") == 9 + again
     assert get("ruche_door_decisions_total", result="allowed", reason="schedule") == 2
     assert get("ruche_door_decisions_total", result="denied", reason="unknown_badge") == 1
     assert get("ruche_door_decision_seconds_count") == 3
