@@ -6,6 +6,7 @@ be aware (the registry stores UTC), and a naive one is refused rather than guess
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -97,8 +98,15 @@ class Formats:
 
     def amount(self, value: Decimal | int | float, currency: str = "EUR") -> str:
         """Money with its currency sign where the locale puts it: `1 234,50 €`, `€1,234.50`."""
-        return format_currency(value, currency, locale=self.babel_locale)
+        return _amount(self.babel_locale, value, currency)
 
     def number(self, value: Decimal | int | float) -> str:
         """A plain number with the locale's grouping and decimal sign."""
         return format_decimal(value, locale=self.babel_locale)
+
+
+@functools.lru_cache(maxsize=65536)
+def _amount(locale: str, value: Decimal | int | float, currency: str) -> str:
+    # Babel takes tens of microseconds an amount, and a month's invoices page writes
+    # thousands of them, mostly the same few fees and taxes.
+    return format_currency(value, currency, locale=locale)

@@ -387,14 +387,21 @@ def _desk_column(desk: _Desk, hours: list[Interval], bounds: Sequence[Interval])
     )
 
 
+_SUMMED = ("occupied", "booked_used", "after_hours", "suspect", "booked")
+
+
 def _figures(
     columns: Sequence[_Column],
     opening: list[timedelta],
     peak_desks: list[int],
     peak_people: list[int] | None,
     k: int,
+    *,
+    sums: dict[str, list[timedelta]] | None = None,
 ) -> Figures:
     def total(name: str) -> timedelta:
+        if sums is not None:
+            return sums[name][k]
         return sum((getattr(c, name)[k] for c in columns), _ZERO)
 
     occupied, booked_used = total("occupied"), total("booked_used")
@@ -443,6 +450,10 @@ def _series(
     total_columns, total_opening, total_peak = measure(frame.whole)
     peak_people = None if people is None else _peaks(people, frame.bounds)
     total_people = None if people is None else _peaks(people, frame.whole)
+    # Each figure summed over the desks once per bucket, not once per figure and bucket.
+    sums = {name: [sum(per_desk, _ZERO)
+                   for per_desk in zip(*(getattr(c, name) for c in columns), strict=True)]
+            for name in _SUMMED} if columns else None  # fmt: skip
     return Series(
         level=level,
         key=key,
@@ -450,7 +461,7 @@ def _series(
             BucketFigures(
                 start=lo.astimezone(frame.tz),
                 end=hi.astimezone(frame.tz),
-                figures=_figures(columns, opening, peak_desks, peak_people, k),
+                figures=_figures(columns, opening, peak_desks, peak_people, k, sums=sums),
             )
             for k, (lo, hi) in enumerate(frame.bounds)
         ),
