@@ -21,11 +21,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: install
 	$(BIN)/ruche demo $(DEMO_ARGS)
 
-# Three processes, a test file each at a time, the longest files first (tests/conftest.py
-# orders them; xdist keeps that order): most tests wait on brokers, databases and outages
-# rather than compute, so the suite takes about half as long on two cores.
+# Four processes, a test file each at a time, the longest files first (tests/conftest.py
+# orders them; xdist keeps that order): most tests wait on brokers, databases, browsers
+# and outages rather than compute, so four share two cores with room to spare.
 test: install lint typecheck
-	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/pytest -n 4 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Lint, types and the tests that need no service: quick feedback while editing.
 check: install lint typecheck
