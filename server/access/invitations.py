@@ -32,6 +32,7 @@ from ruche.server import registry
 from ruche.server.access.guests import guest_window, visit_hours
 from ruche.server.access.rules import Site
 from ruche.server.errors import Invalid
+from ruche.server.registry.booking_limits import has_plan_at as plan_overlaps
 from ruche.server.registry.schedule import Interval, local_day
 from ruche.server.registry.schedule_spec import opening_schedule
 from ruche.server.storage import models as m
@@ -133,19 +134,9 @@ def site_hours(session: Session, site: m.SiteRow, day: date) -> Interval | None:
 
 
 def has_plan_at(session: Session, member_id: int, site_id: int, span: Interval) -> bool:
-    """Whether a membership of `member_id` whose plan includes the site overlaps `span`."""
-    found = session.scalar(
-        sa.select(m.MembershipRow.id)
-        .join(m.plan_sites, m.plan_sites.c.plan_id == m.MembershipRow.plan_id)
-        .where(
-            m.MembershipRow.member_id == member_id,
-            m.plan_sites.c.site_id == site_id,
-            m.MembershipRow.starts_at < span[1],
-            sa.or_(m.MembershipRow.ends_at.is_(None), m.MembershipRow.ends_at > span[0]),
-        )
-        .limit(1)
-    )
-    return found is not None
+    """Whether a membership of `member_id` whose plan includes the site overlaps `span`
+    (the registry's own rule, `registry.booking_limits.has_plan_at`)."""
+    return plan_overlaps(session, member_id, site_id, span[0], span[1])
 
 
 def _guest_member(session: Session, name: str, email: str) -> m.MemberRow:

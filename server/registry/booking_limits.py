@@ -131,10 +131,10 @@ class MembershipRequired(Invalid):
     """The member has no plan at the site over the booking, nor a day pass for its day."""
 
 
-def may_book_at(session: Session, site_id: int, member_id: int, starts_at: datetime,
+def has_plan_at(session: Session, member_id: int, site_id: int, starts_at: datetime,
                 ends_at: datetime) -> bool:  # fmt: skip
-    """Whether `member_id` has a membership whose plan includes the site over part of
-    [starts_at, ends_at), or a day pass there for the site's day of `starts_at`."""
+    """Whether a membership of `member_id` whose plan includes the site overlaps
+    [starts_at, ends_at)."""
     plan = session.scalar(
         select(MembershipRow.id)
         .join(plan_sites, plan_sites.c.plan_id == MembershipRow.plan_id)
@@ -143,7 +143,14 @@ def may_book_at(session: Session, site_id: int, member_id: int, starts_at: datet
                (MembershipRow.ends_at.is_(None)) | (MembershipRow.ends_at > starts_at))
         .limit(1)
     )  # fmt: skip
-    if plan is not None:
+    return plan is not None
+
+
+def may_book_at(session: Session, site_id: int, member_id: int, starts_at: datetime,
+                ends_at: datetime) -> bool:  # fmt: skip
+    """Whether `member_id` has a membership whose plan includes the site over part of
+    [starts_at, ends_at), or a day pass there for the site's day of `starts_at`."""
+    if has_plan_at(session, member_id, site_id, starts_at, ends_at):
         return True
     day = starts_at.astimezone(ZoneInfo(get(session, SiteRow, site_id).timezone)).date()
     passed = session.scalar(
